@@ -1,0 +1,367 @@
+"""Hooks for the Debitura Customer API: :class:`DebituraHook` (sync) and :class:`DebituraAsyncHook`.
+
+Both send the same :class:`~airflow_provider_debitura.hooks.endpoints.ApiCall` objects through one
+retry policy and one parser; they differ only in the httpx client and in how they read the Airflow
+connection (the async hook uses common-compat's async helper, because a sync connection read from
+inside the triggerer's event loop can deadlock on Airflow 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any, TypeVar
+
+import httpx
+from airflow.providers.common.compat.sdk import BaseHook
+from tenacity import AsyncRetrying, Retrying
+
+from airflow_provider_debitura import __version__
+from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
+from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.endpoints import ApiCall, parse_response, transport_error
+from airflow_provider_debitura.hooks.paging import TaskListing
+from airflow_provider_debitura.hooks.retry import retry_kwargs
+from airflow_provider_debitura.hooks.settings import DEFAULT_BASE_URL, ConnectionSettings
+from airflow_provider_debitura.models import Case, ChatMessage, Creditor, Task, TaskPage, User
+from airflow_provider_debitura.validation import CaseSelector, case_selector
+
+T = TypeVar("T")
+
+USER_AGENT = f"airflow-provider-debitura/{__version__}"
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # masking is best-effort outside a task (plain scripts, tests)
+        pass
+
+
+def _client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    return {
+        "base_url": settings.base_url,
+        "headers": {"Accept": "application/json", "User-Agent": USER_AGENT, **settings.auth_headers},
+        "timeout": httpx.Timeout(settings.timeout),
+        "follow_redirects": False,  # never carry the key to another host
+        "verify": True,
+    }
+
+
+def validate_chat_message(message: str) -> str:
+    if not isinstance(message, str) or not message.strip():
+        raise DebituraConfigError("message is empty; a chat message needs 1 to 10,000 characters of text.")
+    if len(message) > endpoints.MAX_CHAT_MESSAGE_LENGTH:
+        raise DebituraConfigError(
+            f"message is {len(message):,} characters long; Debitura accepts at most "
+            f"{endpoints.MAX_CHAT_MESSAGE_LENGTH:,}. Shorten the reply template."
+        )
+    return message
+
+
+class _DebituraHookBase(BaseHook):
+    """Connection handling and the connection form, shared by the sync and the async hook."""
+
+    conn_name_attr = "debitura_conn_id"
+    default_conn_name = "debitura_default"
+    conn_type = "debitura"
+    hook_name = "Debitura"
+
+    def __init__(
+        self,
+        debitura_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        retry_deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.debitura_conn_id = debitura_conn_id
+        self._overrides = {"timeout": timeout, "max_attempts": max_attempts, "retry_deadline": retry_deadline}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(debitura_conn_id={self.debitura_conn_id!r})"
+
+    def _settings_from(self, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
+        settings = ConnectionSettings.from_connection_fields(
+            self.debitura_conn_id,
+            host=conn.host,
+            password=conn.password,
+            extra=extra,
+            schema=conn.schema,
+            port=conn.port,
+            overrides=self._overrides,
+        )
+        _mask(settings.api_key)
+        return settings
+
+    def sender_email(self, user_email: str | None, settings: ConnectionSettings) -> str:
+        email = (user_email or settings.user_email or "").strip()
+        if not email:
+            raise DebituraConfigError(
+                "No chat sender: pass user_email= (an active member of the API key's team, see GET /users) "
+                f"or set the 'user_email' extra on Airflow connection {self.debitura_conn_id!r}."
+            )
+        return email
+
+    # -- connection form (Airflow < 3.2; 3.2+ reads the declarative form from get_provider_info) --
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_debitura.provider_info import UI_FIELD_BEHAVIOUR
+
+        return {
+            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
+            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        from airflow_provider_debitura.provider_info import CONN_FIELDS
+
+        return {
+            name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), default=None)
+            for name, spec in CONN_FIELDS.items()
+        }
+
+
+class DebituraHook(_DebituraHookBase):
+    """Talks to the Debitura Customer API from a worker.
+
+    Connection: host = base URL (default ``https://customer-api.debitura.com``), password = API key;
+    extras ``user_email`` (default chat sender), ``auth_type`` (``api_key`` | ``bearer``), ``timeout``,
+    ``max_attempts``, ``retry_deadline``.
+    """
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        conn = self.get_connection(self.debitura_conn_id)
+        return self._settings_from(conn, conn.extra_dejson)
+
+    def get_conn(self) -> httpx.Client:
+        return self._client
+
+    @cached_property
+    def _client(self) -> httpx.Client:
+        return httpx.Client(**_client_kwargs(self.settings))
+
+    def close(self) -> None:
+        if "_client" in self.__dict__:
+            self.__dict__.pop("_client").close()
+
+    def __enter__(self) -> DebituraHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport --
+
+    def _send_once(self, call: ApiCall[T]) -> T:
+        try:
+            response = self._client.request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=endpoints.dumps_body(call),
+                headers={"Content-Type": "application/json"} if call.json_body is not None else None,
+            )
+        except httpx.TransportError as exc:
+            raise transport_error(call, exc) from None
+        return parse_response(call, response, self.debitura_conn_id)
+
+    def run(self, call: ApiCall[T]) -> T:
+        """Send one call with the retry policy that fits it (reads retried, writes not blindly)."""
+        for attempt in Retrying(**retry_kwargs(call, self.settings)):
+            with attempt:
+                return self._send_once(call)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run_listing(self, listing: TaskListing) -> list[Task]:
+        while (call := listing.next_call()) is not None:
+            listing.feed(self.run(call))
+        return listing.result()
+
+    # -- API --
+
+    def get_me(self) -> Creditor:
+        return self.run(endpoints.get_me())
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            me = self.get_me()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to Debitura as {me.company_name or me.id or 'the API key owner'}."
+
+    def list_tasks(self, *, status: str | None = "Open", types: Sequence[str] | None = None) -> list[Task]:
+        """Every task in the account (every page), consistent even while the queue moves."""
+        return self.run_listing(TaskListing(status=status, types=types))
+
+    def iter_tasks(self, *, status: str | None = "Open", types: Sequence[str] | None = None) -> Iterator[Task]:
+        yield from self.list_tasks(status=status, types=types)
+
+    def get_tasks_page(
+        self,
+        *,
+        status: str | None = "Open",
+        types: Sequence[str] | None = None,
+        page: int = 1,
+        page_size: int = endpoints.MAX_PAGE_SIZE,
+    ) -> TaskPage:
+        return self.run(endpoints.get_tasks_page(status=status, types=types, page=page, page_size=page_size))
+
+    def get_case_tasks(
+        self, case_id: str, *, status: str | None = "Open", types: Sequence[str] | None = None
+    ) -> list[Task]:
+        return self.run(endpoints.get_case_tasks(case_id, status=status, types=types))
+
+    def get_case(self, case_id: str) -> Case:
+        return self.run(endpoints.get_case(case_id))
+
+    def get_case_by_creditor_reference(self, creditor_reference: str) -> Case:
+        return self.run(endpoints.get_case_by_creditor_reference(creditor_reference))
+
+    def get_case_by_reference(self, case_reference: str) -> Case:
+        return self.run(endpoints.get_case_by_reference(case_reference))
+
+    def find_case(self, selector: CaseSelector) -> Case:
+        """Look a case up by whichever identifier the selector holds; 404 names the identifier."""
+        return self.run(_case_lookup(selector))
+
+    def resolve_case_id(
+        self,
+        case_id: str | None = None,
+        creditor_reference: str | None = None,
+        case_reference: str | None = None,
+    ) -> str:
+        selector = case_selector(case_id, creditor_reference, case_reference)
+        assert selector is not None
+        return selector.case_id or self.find_case(selector).id
+
+    def get_chats(self, case_id: str) -> list[ChatMessage]:
+        return self.run(endpoints.get_chats(case_id))
+
+    def post_chat(self, case_id: str, message: str, *, user_email: str | None = None) -> ChatMessage:
+        """Post one chat message. Never retried after it may have reached the server: on an ambiguous
+        failure this raises :class:`~airflow_provider_debitura.exceptions.DebituraAmbiguousWriteError`."""
+        call = endpoints.post_chat(
+            case_id, validate_chat_message(message), self.sender_email(user_email, self.settings)
+        )
+        return self.run(call)
+
+    def list_users(self) -> list[User]:
+        return self.run(endpoints.get_users()).users
+
+
+def _case_lookup(selector: CaseSelector) -> ApiCall[Case]:
+    if selector.case_id:
+        return endpoints.get_case(selector.case_id)
+    if selector.creditor_reference:
+        return endpoints.get_case_by_creditor_reference(selector.creditor_reference)
+    if selector.case_reference:
+        return endpoints.get_case_by_reference(selector.case_reference)
+    raise DebituraConfigError("No case given.")
+
+
+class DebituraAsyncHook(_DebituraHookBase):
+    """The async twin of :class:`DebituraHook`, for triggers. Reads only: posting stays in workers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings: ConnectionSettings | None = None
+        self._aclient: httpx.AsyncClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def get_settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            conn = await get_async_connection(self.debitura_conn_id)
+            self._settings = self._settings_from(conn, await get_async_extra_dejson(conn))
+        return self._settings
+
+    async def get_async_conn(self) -> httpx.AsyncClient:
+        async with self._lock:
+            if self._aclient is None:
+                self._aclient = httpx.AsyncClient(**_client_kwargs(await self.get_settings()))
+        return self._aclient
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    async def __aenter__(self) -> DebituraAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send_once(self, call: ApiCall[T]) -> T:
+        client = await self.get_async_conn()
+        try:
+            response = await client.request(call.method, call.path, params=call.params)
+        except httpx.TransportError as exc:
+            raise transport_error(call, exc) from None
+        return parse_response(call, response, self.debitura_conn_id)
+
+    async def run(self, call: ApiCall[T]) -> T:
+        if not call.idempotent:
+            raise DebituraConfigError(
+                f"{call.label} is a write; writes run in workers, never in the triggerer (a triggerer "
+                "restart re-runs a trigger from the start and would send it again)."
+            )
+        async for attempt in AsyncRetrying(**retry_kwargs(call, await self.get_settings())):
+            with attempt:
+                return await self._send_once(call)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run_listing(self, listing: TaskListing) -> list[Task]:
+        while (call := listing.next_call()) is not None:
+            listing.feed(await self.run(call))
+        return listing.result()
+
+    async def get_me(self) -> Creditor:
+        return await self.run(endpoints.get_me())
+
+    async def list_tasks(self, *, status: str | None = "Open", types: Sequence[str] | None = None) -> list[Task]:
+        return await self.run_listing(TaskListing(status=status, types=types))
+
+    async def get_tasks_page(
+        self,
+        *,
+        status: str | None = "Open",
+        types: Sequence[str] | None = None,
+        page: int = 1,
+        page_size: int = endpoints.MAX_PAGE_SIZE,
+    ) -> TaskPage:
+        return await self.run(endpoints.get_tasks_page(status=status, types=types, page=page, page_size=page_size))
+
+    async def get_case_tasks(
+        self, case_id: str, *, status: str | None = "Open", types: Sequence[str] | None = None
+    ) -> list[Task]:
+        return await self.run(endpoints.get_case_tasks(case_id, status=status, types=types))
+
+    async def get_case(self, case_id: str) -> Case:
+        return await self.run(endpoints.get_case(case_id))
+
+    async def find_case(self, selector: CaseSelector) -> Case:
+        return await self.run(_case_lookup(selector))
+
+    async def get_chats(self, case_id: str) -> list[ChatMessage]:
+        return await self.run(endpoints.get_chats(case_id))
+
+
+__all__ = ["DEFAULT_BASE_URL", "DebituraAsyncHook", "DebituraHook", "DebituraNotFoundError"]

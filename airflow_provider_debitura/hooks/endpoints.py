@@ -1,0 +1,269 @@
+"""The Customer API's operations as plain data, and the one place that turns a response into a result.
+
+Each builder returns an :class:`ApiCall`: the request to send and how to parse the answer. The sync
+and the async hook both send ``ApiCall``s and hand the ``httpx.Response`` (or the transport error)
+to :func:`parse_response` / :func:`transport_error`, so request building, error classification and
+parsing live here once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from airflow_provider_debitura.exceptions import (
+    DebituraAmbiguousWriteError,
+    DebituraApiError,
+    DebituraAuthError,
+    DebituraError,
+    DebituraMalformedResponseError,
+    DebituraNotFoundError,
+    DebituraRateLimitError,
+    DebituraServerError,
+    DebituraTransportError,
+    DebituraValidationError,
+)
+from airflow_provider_debitura.models import (
+    ApiError,
+    Case,
+    ChatMessage,
+    Creditor,
+    Task,
+    TaskPage,
+    UserPage,
+)
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 100
+MAX_CHAT_MESSAGE_LENGTH = 10_000
+
+_tasks_adapter = TypeAdapter(list[Task])
+_chats_adapter = TypeAdapter(list[ChatMessage])
+
+
+@dataclass(frozen=True)
+class ApiCall(Generic[T]):
+    """One request and how to read its answer.
+
+    ``idempotent`` decides the retry policy: reads are retried on transient errors, writes only
+    when the request provably never reached the server.
+    """
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: tuple[tuple[str, str], ...] = ()
+    json_body: dict[str, Any] | None = field(default=None, repr=False)
+    idempotent: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _seg(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _filters(status: str | None, types: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    params: list[tuple[str, str]] = []
+    if status:
+        params.append(("status", str(status)))
+    params.extend(("type", str(t)) for t in (types or ()))
+    return tuple(params)
+
+
+def get_me() -> ApiCall[Creditor]:
+    return ApiCall("GET", "/me", Creditor.model_validate)
+
+
+def get_tasks_page(
+    *, status: str | None = "Open", types: Sequence[str] | None = None, page: int = 1, page_size: int = 100
+) -> ApiCall[TaskPage]:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size={page_size} must be between 1 and {MAX_PAGE_SIZE}")
+    params = (*_filters(status, types), ("Page", str(page)), ("PageSize", str(page_size)))
+    return ApiCall("GET", "/tasks", TaskPage.from_api, params=params)
+
+
+def get_case_tasks(
+    case_id: str, *, status: str | None = "Open", types: Sequence[str] | None = None
+) -> ApiCall[list[Task]]:
+    return ApiCall(
+        "GET",
+        f"/cases/{_seg(case_id)}/tasks",
+        lambda body: _tasks_adapter.validate_python(body or []),
+        params=_filters(status, types),
+    )
+
+
+def get_case(case_id: str) -> ApiCall[Case]:
+    return ApiCall("GET", f"/cases/{_seg(case_id)}", Case.model_validate)
+
+
+def get_case_by_creditor_reference(creditor_reference: str) -> ApiCall[Case]:
+    return ApiCall("GET", f"/cases/by-creditor-reference/{_seg(creditor_reference)}", Case.model_validate)
+
+
+def get_case_by_reference(case_reference: str) -> ApiCall[Case]:
+    return ApiCall("GET", f"/cases/case-reference/{_seg(case_reference)}", Case.model_validate)
+
+
+def get_chats(case_id: str) -> ApiCall[list[ChatMessage]]:
+    return ApiCall("GET", f"/cases/{_seg(case_id)}/chats", lambda body: _chats_adapter.validate_python(body or []))
+
+
+def post_chat(case_id: str, message: str, user_email: str) -> ApiCall[ChatMessage]:
+    return ApiCall(
+        "POST",
+        f"/cases/{_seg(case_id)}/chats",
+        ChatMessage.model_validate,
+        json_body={"message": message, "userEmail": user_email},
+        idempotent=False,
+    )
+
+
+def get_users(*, page: int = 1, page_size: int = 100) -> ApiCall[UserPage]:
+    return ApiCall("GET", "/users", UserPage.model_validate, params=(("Page", str(page)), ("PageSize", str(page_size))))
+
+
+# --- responses -------------------------------------------------------------------------------------
+
+
+def _retry_after(response: httpx.Response, api_error: ApiError | None) -> float | None:
+    """Seconds to wait after a 429: the body's ``retryAfter`` first (what Debitura documents), then the
+    ``Retry-After`` header (seconds or an HTTP date), else None (the caller backs off)."""
+    if api_error is not None and api_error.retry_after is not None and math.isfinite(api_error.retry_after):
+        return max(0.0, api_error.retry_after)
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            import time
+
+            return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _api_error(response: httpx.Response) -> ApiError | None:
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    try:
+        return ApiError.model_validate(body)
+    except ValidationError:
+        return None
+
+
+_STATUS_CLASSES: dict[int, type[DebituraApiError]] = {
+    400: DebituraValidationError,
+    401: DebituraAuthError,
+    403: DebituraAuthError,
+    404: DebituraNotFoundError,
+    422: DebituraValidationError,
+    429: DebituraRateLimitError,
+}
+
+
+def error_for_status(call: ApiCall[Any], response: httpx.Response, conn_id: str) -> DebituraError:
+    status = response.status_code
+    api_error = _api_error(response)
+    said = api_error.summary() if api_error else ""
+    if not said and response.content and "json" not in response.headers.get("content-type", ""):
+        said = f"non-JSON body ({response.headers.get('content-type', 'no content type')})"
+    message = f"Debitura API {call.label} answered HTTP {status}" + (f": {said}" if said else "")
+    if status in (401, 403):
+        message += (
+            f". Check the API key (password) and auth_type of Airflow connection {conn_id!r}"
+            if status == 401
+            else f". The key of Airflow connection {conn_id!r} lacks permission for this call"
+        )
+    if status >= 500 and not call.idempotent:
+        return DebituraAmbiguousWriteError(
+            message + ". The server failed while handling a write, so it may or may not have been applied",
+            method=call.method,
+            path=call.path,
+        )
+    kwargs = {"method": call.method, "path": call.path, "status": status, "api_error": api_error}
+    if status == 429:
+        return DebituraRateLimitError(message, retry_after=_retry_after(response, api_error), **kwargs)
+    cls = _STATUS_CLASSES.get(status) or (DebituraServerError if status >= 500 else DebituraApiError)
+    return cls(message, **kwargs)
+
+
+def parse_response(call: ApiCall[T], response: httpx.Response, conn_id: str) -> T:
+    """Turn an HTTP answer into the call's result or the right :class:`DebituraError`."""
+    if not response.is_success:
+        raise error_for_status(call, response, conn_id)
+    try:
+        body = response.json() if response.content else None
+        return call.parse(body)
+    except (ValueError, UnicodeDecodeError, ValidationError) as exc:
+        content_type = response.headers.get("content-type", "no content type")
+        detail = exc.errors(include_url=False)[:3] if isinstance(exc, ValidationError) else str(exc)[:200]
+        message = (
+            f"Debitura API {call.label} answered HTTP {response.status_code} with a body that is not the "
+            f"documented JSON ({content_type}): {detail}"
+        )
+        if not call.idempotent:
+            raise DebituraAmbiguousWriteError(
+                message + ". The write was probably applied; check before posting again",
+                method=call.method,
+                path=call.path,
+            ) from None
+        raise DebituraMalformedResponseError(
+            message, method=call.method, path=call.path, status=response.status_code
+        ) from None
+
+
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def transport_error(call: ApiCall[Any], exc: httpx.TransportError) -> DebituraError:
+    """Classify a failure with no HTTP answer. For a write, only a failure before the request left
+    (connect errors) is safe to retry; anything later is ambiguous."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if not call.idempotent and not isinstance(exc, _NEVER_SENT):
+        return DebituraAmbiguousWriteError(
+            f"Debitura API {call.label} failed after the request was sent ({what}); the server may or may "
+            "not have applied it",
+            method=call.method,
+            path=call.path,
+            cause=exc,
+        )
+    return DebituraTransportError(f"Debitura API {call.label} failed: {what}", method=call.method, path=call.path)
+
+
+def is_retryable(call: ApiCall[Any]) -> Callable[[BaseException], bool]:
+    """The retry predicate for one call: transient errors for reads; for writes only errors that
+    prove the request was not applied (rate limited, or never sent)."""
+
+    def predicate(exc: BaseException) -> bool:
+        if isinstance(exc, DebituraRateLimitError):
+            return True
+        if call.idempotent:
+            return isinstance(exc, DebituraError) and exc.transient
+        return isinstance(exc, DebituraTransportError)
+
+    return predicate
+
+
+def dumps_body(call: ApiCall[Any]) -> bytes | None:
+    return None if call.json_body is None else json.dumps(call.json_body).encode()

@@ -1,0 +1,146 @@
+"""Checks of user-supplied parameters, shared by the hook, the sensor and the operators.
+
+They run before any request, so a typo fails the task at once with a message that names the
+parameter, the value and the fix, instead of a 400 from the API (or, worse, a filter that
+silently matches nothing).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.models import TaskStatus, TaskType
+
+log = logging.getLogger(__name__)
+
+_TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+
+
+def validate_guid(name: str, value: str) -> str:
+    try:
+        return str(uuid.UUID(str(value).strip()))
+    except (ValueError, AttributeError, TypeError):
+        raise DebituraConfigError(
+            f"{name}={value!r} is not a Debitura case id (a GUID such as "
+            "'3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b'). To name a case by your own reference use "
+            "creditor_reference=, by Debitura's 8-character reference use case_reference=."
+        ) from None
+
+
+@dataclass(frozen=True)
+class CaseSelector:
+    """Exactly one way of naming a case."""
+
+    case_id: str | None = None
+    creditor_reference: str | None = None
+    case_reference: str | None = None
+
+    @property
+    def description(self) -> str:
+        for name in ("case_id", "creditor_reference", "case_reference"):
+            value = getattr(self, name)
+            if value:
+                return f"{name}={value!r}"
+        return "no case"
+
+
+def case_selector(
+    case_id: str | None = None,
+    creditor_reference: str | None = None,
+    case_reference: str | None = None,
+    *,
+    required: bool = True,
+) -> CaseSelector | None:
+    """Validate that exactly one of the three case parameters is given (or none, when not required)."""
+    given = {
+        name: str(value).strip()
+        for name, value in (
+            ("case_id", case_id),
+            ("creditor_reference", creditor_reference),
+            ("case_reference", case_reference),
+        )
+        if value is not None and str(value).strip() != ""
+    }
+    if len(given) > 1:
+        raise DebituraConfigError(
+            f"Give exactly one of case_id, creditor_reference or case_reference; got {given}. Remove all but one."
+        )
+    if not given:
+        if required:
+            raise DebituraConfigError(
+                "No case given: set exactly one of case_id (Debitura GUID), creditor_reference "
+                "(your own reference) or case_reference (Debitura's 8-character reference)."
+            )
+        return None
+    if "case_id" in given:
+        return CaseSelector(case_id=validate_guid("case_id", given["case_id"]))
+    return CaseSelector(**given)
+
+
+def task_types(name: str, values: Iterable[str] | str | None) -> list[str] | None:
+    """Validate a task-type filter. Known types pass; a near-miss of a known type fails with a
+    suggestion; other well-formed names pass with a warning, since Debitura adds types over time."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [v for v in re.split(r"[,\s]+", values) if v]
+    result: list[str] = []
+    known = TaskType.known()
+    lower_known = {k.lower(): k for k in known}
+    for raw in values:
+        value = str(raw.value if isinstance(raw, TaskType) else raw).strip()
+        if value in known:
+            result.append(value)
+            continue
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.75)
+        if value.lower() in lower_known or close:
+            suggestion = lower_known.get(value.lower()) or close[0]
+            raise DebituraConfigError(
+                f"{name}: {value!r} is not a Debitura task type; did you mean {suggestion!r}? "
+                f"Known types: {', '.join(known)}."
+            )
+        if not _TYPE_NAME.match(value):
+            raise DebituraConfigError(
+                f"{name}: {value!r} is not a well-formed task type name (letters and digits, e.g. "
+                f"'ReplyToChat'). Known types: {', '.join(known)}."
+            )
+        log.warning(
+            "%s: %r is not a task type this provider knows (%s); passing it on, since Debitura adds new "
+            "types over time.",
+            name,
+            value,
+            ", ".join(known),
+        )
+        result.append(value)
+    return list(dict.fromkeys(result))
+
+
+def task_status(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    allowed = [s.value for s in TaskStatus]
+    text = str(value.value if isinstance(value, TaskStatus) else value).strip()
+    for status in allowed:
+        if text.lower() == status.lower():
+            return status
+    raise DebituraConfigError(f"{name}={value!r} is not a task status; use one of {allowed}.")
+
+
+def positive_seconds(name: str, value: float | int | None, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if hasattr(value, "total_seconds"):
+        value = value.total_seconds()
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0:
+        raise DebituraConfigError(f"{name}={value!r} must be a positive number of seconds.")
+    return number
