@@ -1,0 +1,150 @@
+"""Run DAGs in a real Airflow: ``airflow dags test`` in a subprocess on a throwaway SQLite metadata DB.
+
+A subprocess (not ``dag.test()`` in the pytest process) because that is what users and the README run,
+it needs the DAG in a real DAGs folder (Airflow 3.3 requires a bundle), and it keeps Airflow's global
+state (settings, ORM, logging) out of the test process. Results are read back from the SQLite DB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class DagRunResult:
+    dag_id: str
+    returncode: int
+    output: str
+    states: dict[str, str | None] = field(default_factory=dict)
+    xcoms: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    run_state: str | None = None
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        return self.xcoms[(task_id, key, map_index)]
+
+    def mapped_xcoms(self, task_id: str, key: str = "return_value") -> list[Any]:
+        return [v for (t, k, i), v in sorted(self.xcoms.items(), key=lambda kv: kv[0][2]) if t == task_id and k == key and i >= 0]
+
+    def explain(self) -> str:
+        return f"dag {self.dag_id} rc={self.returncode} run={self.run_state} states={self.states}\n{self.output[-6000:]}"
+
+
+class AirflowEnv:
+    """One migrated ``AIRFLOW_HOME``; DAG runs share it (each DAG id gets a fresh logical date)."""
+
+    def __init__(self, home: Path, dags_folder: Path) -> None:
+        self.home = home
+        self.dags_folder = dags_folder
+        self.db = home / "airflow.db"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_") and not k.startswith("AIRFLOW__")}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.*",
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def migrate(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=300
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+    def run_dag(
+        self,
+        dag_id: str,
+        *,
+        conn_json: str | None = None,
+        env: dict[str, str] | None = None,
+        conf: dict[str, Any] | None = None,
+        timeout: float = 240,
+    ) -> DagRunResult:
+        run_env = self.env
+        if conn_json is not None:
+            run_env["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn_json
+        run_env.update(env or {})
+        cmd = [str(BIN / "airflow"), "dags", "test", dag_id]
+        if conf:
+            cmd += ["--conf", json.dumps(conf)]
+        proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=timeout)
+        result = DagRunResult(dag_id, proc.returncode, proc.stdout + "\n" + proc.stderr)
+        self._read_back(result)
+        return result
+
+    def _read_back(self, result: DagRunResult) -> None:
+        with sqlite3.connect(self.db) as db:
+            row = db.execute(
+                "SELECT run_id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1", (result.dag_id,)
+            ).fetchone()
+            if row is None:
+                return
+            run_id, result.run_state = row
+            for task_id, map_index, state in db.execute(
+                "SELECT task_id, map_index, state FROM task_instance WHERE dag_id=? AND run_id=?",
+                (result.dag_id, run_id),
+            ):
+                result.states[task_id if map_index < 0 else f"{task_id}[{map_index}]"] = state
+            for task_id, key, map_index, value in db.execute(
+                "SELECT task_id, key, map_index, value FROM xcom WHERE dag_id=? AND run_id=?",
+                (result.dag_id, run_id),
+            ):
+                result.xcoms[(task_id, key, map_index)] = _decode(value)
+
+    def task_logs(self, dag_id: str) -> str:
+        """Every task log file written for ``dag_id`` (for secret-leak and log-content checks)."""
+        parts = []
+        for path in sorted((self.home / "logs").rglob("*")):
+            if path.is_file() and f"dag_id={dag_id}" in str(path):
+                parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _airflow_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("apache-airflow").split(".")[0])
+
+
+def airflow_major() -> int:
+    return _airflow_major()
+
+
+def make_env(tmp: Path, dags_folder: Path) -> AirflowEnv:
+    home = tmp / "airflow-home"
+    shutil.rmtree(home, ignore_errors=True)
+    env = AirflowEnv(home, dags_folder)
+    env.migrate()
+    return env

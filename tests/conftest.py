@@ -1,0 +1,54 @@
+"""Fixtures shared by every test tier.
+
+- ``sandbox``: a real Debitura sandbox HTTP server on a free loopback port (demo scenario).
+- ``debitura_conn``: ``AIRFLOW_CONN_DEBITURA_DEFAULT`` pointing at it, so hooks resolve it with no DB.
+- ``airflow_env``: one migrated SQLite ``AIRFLOW_HOME`` per test session whose DAGs folder holds
+  ``tests/dags`` and ``example_dags``; ``airflow_env.run_dag(dag_id, conn_json=...)`` runs
+  ``airflow dags test`` in a subprocess and reads states and XComs back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from airflow_harness import AirflowEnv, make_env  # noqa: E402
+
+# Unit tiers must never touch a metadata DB: point Airflow at one that cannot exist.
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////nonexistent/debitura-tests/airflow.db")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+SANDBOX_KEY = "sandbox-key-7f3a9c21-do-not-log"
+
+
+@pytest.fixture
+def sandbox() -> Iterator:
+    from airflow_provider_debitura.sandbox import SandboxServer
+
+    with SandboxServer(scenario="demo", api_key=SANDBOX_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def debitura_conn(sandbox, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", sandbox.conn_json())
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+    base = tmp_path_factory.mktemp("airflow")
+    dags = base / "dags"
+    dags.mkdir()
+    for folder in (ROOT / "tests" / "dags", ROOT / "example_dags"):
+        for path in folder.glob("*.py"):
+            shutil.copy(path, dags / path.name)
+    return make_env(base, dags)
