@@ -1,0 +1,98 @@
+"""In-memory records the sandbox keeps; rendered to wire JSON by :mod:`.dto`.
+
+Kept free of Starlette so the store can be used (and unit tested) without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Task types resolved by posting a creditor chat message on the case.
+CHAT_TASK_TYPES = frozenset({"ReplyToChat", "ClientInputRequired", "MoreInfoNeeded"})
+#: Task types that block the whole account and never carry a case.
+ACCOUNT_TASK_TYPES = frozenset({"SignContract", "AssignBankAccount"})
+#: The nine task types Debitura documents; scenarios may use other (future) names too.
+DOCUMENTED_TASK_TYPES = (
+    "ReplyToChat",
+    "ClientInputRequired",
+    "MoreInfoNeeded",
+    "SelectQuoteWinner",
+    "ReviewPartner",
+    "SignContract",
+    "AssignBankAccount",
+    "CaseValidationNeedsInfo",
+    "Generic",
+)
+TYPE_LABELS = {
+    "ReplyToChat": "Reply to chat",
+    "ClientInputRequired": "Client input required",
+    "MoreInfoNeeded": "More info needed",
+    "SelectQuoteWinner": "Select quote winner",
+    "ReviewPartner": "Review partner",
+    "SignContract": "Sign contract",
+    "AssignBankAccount": "Assign bank account",
+    "CaseValidationNeedsInfo": "Case needs more information",
+    "Generic": "Task",
+}
+CHAT_ROLE_LABELS = {0: "Partner", 1: "Creditor", 2: "Managed by partner"}
+TASK_STATUSES = ("Open", "Solved")
+
+
+@dataclass
+class User:
+    id: str
+    int_id: int  # ChatDto.user.id is an int32 in the spec, unlike the GUID from GET /users
+    first_name: str
+    last_name: str
+    email: str
+    active: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+@dataclass
+class Case:
+    id: str
+    reference: str
+    creditor_reference: str
+    dto: dict[str, Any]  # InvoiceDto, timestamps already formatted at load time
+    task_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Task:
+    id: str
+    type: str
+    type_label: str | None
+    title: str | None
+    description: str | None
+    status: str
+    case_id: str | None
+    case_reference: str | None
+    lead_id: str | None
+    deadline: datetime | None
+    date_created: datetime
+    date_solved: datetime | None
+    solution_url: str | None
+    action: dict[str, Any] | None
+    #: Monotonic due time of a scheduled solve, so a second chat post doesn't reschedule it.
+    solve_due: float | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.date_created, self.id)
+
+
+@dataclass
+class Chat:
+    id: str
+    case_id: str
+    date_created: datetime
+    role: int
+    message: str
+    user: dict[str, Any]
+    is_seen: bool = False
