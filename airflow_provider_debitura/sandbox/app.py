@@ -179,11 +179,11 @@ def _api_routes(state: SandboxState) -> list[Route]:
 
     @_api
     async def by_creditor_reference(request: Request) -> Response:
-        return _json(state.case_by_creditor_reference(request.path_params["ref"]))
+        return _json(state.case_by_creditor_reference(request.path_params["creditorReference"]))
 
     @_api
     async def by_case_reference(request: Request) -> Response:
-        return _json(state.case_by_reference(request.path_params["ref"]))
+        return _json(state.case_by_reference(request.path_params["caseReference"]))
 
     @_api
     async def chats(request: Request) -> Response:
@@ -202,8 +202,8 @@ def _api_routes(state: SandboxState) -> list[Route]:
         Route("/me", me, methods=["GET"]),
         Route("/users", users, methods=["GET"]),
         Route("/tasks", tasks, methods=["GET"]),
-        Route("/cases/by-creditor-reference/{ref}", by_creditor_reference, methods=["GET"]),
-        Route("/cases/case-reference/{ref}", by_case_reference, methods=["GET"]),
+        Route("/cases/by-creditor-reference/{creditorReference}", by_creditor_reference, methods=["GET"]),
+        Route("/cases/case-reference/{caseReference}", by_case_reference, methods=["GET"]),
         Route("/cases/{id}/tasks", case_tasks, methods=["GET"]),
         Route("/cases/{id}/chats", chats, methods=["GET", "POST"]),
         Route("/cases/{id}", case, methods=["GET"]),

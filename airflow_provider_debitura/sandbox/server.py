@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import socket
@@ -17,6 +18,29 @@ import uvicorn
 
 from airflow_provider_debitura.sandbox.app import create_app
 from airflow_provider_debitura.sandbox.state import SandboxState
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a wakeable main loop, so ``stop()`` doesn't wait out a 0.1 s tick."""
+
+    wake: asyncio.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=0.1)
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        loop, wake = self.loop, self.wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closed in between
+                loop.call_soon_threadsafe(wake.set)
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +85,7 @@ class SandboxServer:
             retry_after_header=retry_after_header,
         )
         self.app = create_app(self.state)
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._client: httpx.Client | None = None
@@ -73,7 +97,9 @@ class SandboxServer:
     def _bind(self) -> socket.socket:
         host = self.host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+        # says TCP, and without it every JSON response stalls ~40 ms on Nagle + delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, self._requested_port))
@@ -101,7 +127,7 @@ class SandboxServer:
             server_header=False,
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(target=self._run, name=f"debitura-sandbox-{self._port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self._startup_timeout
@@ -128,7 +154,7 @@ class SandboxServer:
             self._client.close()
             self._client = None
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.request_exit()
         if self._thread is not None:
             self._thread.join(timeout=10)
             if self._thread.is_alive() and self._server is not None:

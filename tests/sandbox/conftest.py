@@ -1,0 +1,38 @@
+"""Fixtures for the sandbox's own tests.
+
+One real server per session, reset to the demo scenario before each test (clears faults, config
+overrides, log, counters and restarts the clock): the same isolation as a fresh server, faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from airflow_provider_debitura.sandbox import SandboxServer
+
+
+@pytest.fixture(scope="session")
+def _server() -> Iterator[SandboxServer]:
+    with SandboxServer(scenario="demo", api_key="sandbox-test-key") as server:
+        yield server
+
+
+@pytest.fixture
+def sb(_server: SandboxServer) -> SandboxServer:
+    _server.reset("demo")
+    return _server
+
+
+@pytest.fixture
+def api(sb: SandboxServer) -> Iterator[httpx.Client]:
+    with sb.client(timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def anon(sb: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sb.url, timeout=10.0) as client:
+        yield client
