@@ -591,8 +591,8 @@ def build_world(raw: Any, *, now: datetime | None = None) -> World:
     )
     for i, item in enumerate(cases_raw):
         case = _build_case(item, i, creditor, now, naive)
-        _expect(case.id not in world.cases_by_id, f"cases[{i}].id", f"duplicate case id {case.id}")
         _expect(case.creditor_reference not in world.cases_by_cref, f"cases[{i}].creditorReference", "duplicate")
+        _expect(case.id not in world.cases_by_id, f"cases[{i}].id", f"duplicate case id {case.id}")
         _expect(case.reference not in world.cases_by_ref, f"cases[{i}].reference", "duplicate")
         world.cases.append(case)
         world.cases_by_id[case.id] = case

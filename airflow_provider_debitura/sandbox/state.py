@@ -560,6 +560,7 @@ class SandboxState:
     def _clear_requests(self) -> None:
         self._log.clear()
         self._counters.clear()
+        self._seq = 0
 
     def clear_requests(self) -> None:
         with self._lock:
