@@ -33,10 +33,16 @@ class DagRunResult:
         return self.xcoms[(task_id, key, map_index)]
 
     def mapped_xcoms(self, task_id: str, key: str = "return_value") -> list[Any]:
-        return [v for (t, k, i), v in sorted(self.xcoms.items(), key=lambda kv: kv[0][2]) if t == task_id and k == key and i >= 0]
+        return [
+            v
+            for (t, k, i), v in sorted(self.xcoms.items(), key=lambda kv: kv[0][2])
+            if t == task_id and k == key and i >= 0
+        ]
 
     def explain(self) -> str:
-        return f"dag {self.dag_id} rc={self.returncode} run={self.run_state} states={self.states}\n{self.output[-6000:]}"
+        return (
+            f"dag {self.dag_id} rc={self.returncode} run={self.run_state} states={self.states}\n{self.output[-6000:]}"
+        )
 
 
 class AirflowEnv:
@@ -49,7 +55,9 @@ class AirflowEnv:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_") and not k.startswith("AIRFLOW__")}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_") and not k.startswith("AIRFLOW__")
+        }
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),

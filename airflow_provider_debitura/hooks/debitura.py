@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import httpx
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 from tenacity import AsyncRetrying, Retrying
 
 from airflow_provider_debitura import __version__
@@ -85,6 +85,14 @@ class _DebituraHookBase(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(debitura_conn_id={self.debitura_conn_id!r})"
 
+    def _missing_connection(self, exc: Exception) -> DebituraConfigError:
+        env = f"AIRFLOW_CONN_{self.debitura_conn_id.upper()}"
+        return DebituraConfigError(
+            f"Airflow connection {self.debitura_conn_id!r} is not defined ({exc}). Create it (Admin → Connections, "
+            f"type Debitura) or set {env} to its JSON form, e.g. "
+            f"{env}='{{\"conn_type\": \"debitura\", \"password\": \"<api key>\"}}'"
+        )
+
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
         settings = ConnectionSettings.from_connection_fields(
             self.debitura_conn_id,
@@ -143,7 +151,10 @@ class DebituraHook(_DebituraHookBase):
 
     @cached_property
     def settings(self) -> ConnectionSettings:
-        conn = self.get_connection(self.debitura_conn_id)
+        try:
+            conn = self.get_connection(self.debitura_conn_id)
+        except AirflowNotFoundException as exc:
+            raise self._missing_connection(exc) from None
         return self._settings_from(conn, conn.extra_dejson)
 
     def get_conn(self) -> httpx.Client:
@@ -288,7 +299,10 @@ class DebituraAsyncHook(_DebituraHookBase):
                 get_async_extra_dejson,
             )
 
-            conn = await get_async_connection(self.debitura_conn_id)
+            try:
+                conn = await get_async_connection(self.debitura_conn_id)
+            except AirflowNotFoundException as exc:
+                raise self._missing_connection(exc) from None
             self._settings = self._settings_from(conn, await get_async_extra_dejson(conn))
         return self._settings
 

@@ -10,7 +10,8 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from airflow_provider_debitura.exceptions import DebituraRateLimitError
@@ -27,7 +28,7 @@ class wait_retry_after_or_backoff:
     """Honour the server's ``retryAfter`` on a 429; otherwise capped exponential backoff with jitter."""
 
     def __init__(self, initial: float = BACKOFF_INITIAL, maximum: float = BACKOFF_MAX) -> None:
-        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
