@@ -23,8 +23,6 @@ from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook, Debitura
 from airflow_provider_debitura.models import Task, TaskType
 from airflow_provider_debitura.validation import case_selector
 
-from ..conftest import SANDBOX_KEY
-
 
 def counters(sandbox) -> dict[str, int]:
     return sandbox.control("GET", "/_sandbox/counters").json()
@@ -299,9 +297,9 @@ def test_secret_never_logged(hook, sandbox, caplog, capfd):
         hook.get_me()
         hook.test_connection()
     out, err = capfd.readouterr()
-    assert SANDBOX_KEY not in caplog.text + out + err
-    assert SANDBOX_KEY not in repr(hook.settings) + repr(hook)
-    assert SANDBOX_KEY not in json.dumps(sandbox.control("GET", "/_sandbox/requests").json())
+    assert sandbox.api_key not in caplog.text + out + err
+    assert sandbox.api_key not in repr(hook.settings) + repr(hook)
+    assert sandbox.api_key not in json.dumps(sandbox.control("GET", "/_sandbox/requests").json())
 
 
 async def test_async_hook_reads_the_same(debitura_conn, sandbox):
