@@ -478,7 +478,7 @@ def build_task(
     elif ttype in TYPE_LABELS:
         _expect(case is not None, where, f"{ttype} is a case-level task: give caseId or caseCreditorReference")
     tid = spec.get("id") or default_id
-    _expect(is_guid(tid), f"{where}.id", "must be a GUID")
+    _expect(tid is default_id or is_guid(tid), f"{where}.id", "must be a GUID")
     status = spec.get("status", "Open")
     _expect(status in TASK_STATUSES, f"{where}.status", "must be 'Open' or 'Solved'")
     if spec.get("dateCreated") is not None:
@@ -498,7 +498,8 @@ def build_task(
     solve_after = None
     if spec.get("solveAfterSeconds") is not None:
         solve_after = _number(spec["solveAfterSeconds"], f"{where}.solveAfterSeconds")
-    tid = normalize_guid(tid)
+    if spec.get("id"):
+        tid = normalize_guid(tid)
     if "action" in spec:
         action = spec["action"]
         _expect(action is None or isinstance(action, dict), f"{where}.action", "must be an object or null")
