@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class DagRunResult:
     states: dict[str, str | None] = field(default_factory=dict)
     xcoms: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     run_state: str | None = None
+    durations: dict[str, float] = field(default_factory=dict)
 
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         return self.xcoms[(task_id, key, map_index)]
@@ -109,11 +111,14 @@ class AirflowEnv:
             if row is None:
                 return
             run_id, result.run_state = row
-            for task_id, map_index, state in db.execute(
-                "SELECT task_id, map_index, state FROM task_instance WHERE dag_id=? AND run_id=?",
+            for task_id, map_index, state, start, end in db.execute(
+                "SELECT task_id, map_index, state, start_date, end_date FROM task_instance WHERE dag_id=? AND run_id=?",
                 (result.dag_id, run_id),
             ):
-                result.states[task_id if map_index < 0 else f"{task_id}[{map_index}]"] = state
+                name = task_id if map_index < 0 else f"{task_id}[{map_index}]"
+                result.states[name] = state
+                if start and end:
+                    result.durations[name] = (_when(end) - _when(start)).total_seconds()
             for task_id, key, map_index, value in db.execute(
                 "SELECT task_id, key, map_index, value FROM xcom WHERE dag_id=? AND run_id=?",
                 (result.dag_id, run_id),
@@ -127,6 +132,11 @@ class AirflowEnv:
             if path.is_file() and f"dag_id={dag_id}" in str(path):
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+
+def _when(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _decode(value: Any) -> Any:

@@ -1,0 +1,53 @@
+# Two commands for a fresh clone (Python 3.10+ on PATH, nothing else needed):
+#   make demo   build .venv, start the Debitura sandbox, run the example DAGs in Airflow, print a summary
+#   make test   everything CI runs: ruff, the whole suite on Airflow 3.x, the end-to-end DAG tests on 2.11
+PYTHON ?= python3
+VENV ?= .venv
+VENV2 ?= .venv-airflow2
+AIRFLOW_VERSION ?= 3.3.2
+AIRFLOW2_VERSION ?= 2.11.2
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-airflow3 test-airflow2 lint format sandbox bench clean
+
+# uv comes from PyPI into the venv itself, so nothing has to be installed by hand first.
+define make_venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --disable-pip-version-check uv
+	$(1)/bin/python -m uv pip install -q --python $(1)/bin/python "apache-airflow==$(2)" -e ".[test]"
+	touch $(1)/.installed
+endef
+
+$(VENV)/.installed: pyproject.toml
+	$(call make_venv,$(VENV),$(AIRFLOW_VERSION))
+
+$(VENV2)/.installed: pyproject.toml
+	$(call make_venv,$(VENV2),$(AIRFLOW2_VERSION))
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python scripts/demo.py
+
+test: lint test-airflow3 test-airflow2
+
+test-airflow3: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-airflow2: $(VENV2)/.installed
+	$(VENV2)/bin/python -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+sandbox: $(VENV)/.installed
+	$(VENV)/bin/debitura-sandbox --scenario demo
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/gates.py
+
+clean:
+	rm -rf $(VENV) $(VENV2) .airflow-demo .pytest_cache .ruff_cache
