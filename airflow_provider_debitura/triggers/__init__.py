@@ -1,0 +1,1 @@
+"""Triggers of the Debitura provider (run in Airflow's triggerer)."""

@@ -1,0 +1,184 @@
+"""The sensor's poke and deferral logic against the sandbox (no metadata DB)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY, DebituraResolveLink
+from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
+from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+
+from .conftest import clear_counters, counters, solve_all_account_tasks
+
+try:
+    from airflow.sdk.exceptions import TaskDeferred
+except ImportError:  # Airflow 2
+    from airflow.exceptions import TaskDeferred
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+def sensor(**kwargs) -> DebituraCaseUnblockedSensor:
+    kwargs.setdefault("task_id", "gate")
+    kwargs.setdefault("poke_interval", 1)
+    kwargs.setdefault("timeout", 30)
+    return DebituraCaseUnblockedSensor(**kwargs)
+
+
+# -- parameters --
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"case_id": "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b", "creditor_reference": "INV-1"},
+        {"case_id": "INV-1001"},
+        {"creditor_reference": "INV-1", "blocking_task_types": ["ReplyToCht"]},
+        {"creditor_reference": "INV-1", "poll_interval": 0},
+        {"creditor_reference": "INV-1", "poke_interval": 0},
+    ],
+)
+def test_bad_parameters_fail_at_parse_time(kwargs):
+    with pytest.raises(DebituraConfigError):
+        sensor(**kwargs)
+
+
+def test_templated_values_are_checked_after_rendering():
+    op = sensor(case_id="{{ params.case }}", blocking_task_types="{{ params.types }}")
+    assert set(op.template_fields) >= {"case_id", "creditor_reference", "case_reference", "blocking_task_types"}
+    op.case_id = "not-a-guid"
+    with pytest.raises(DebituraConfigError):
+        op.poke({})
+
+
+def test_extra_link_declared():
+    assert any(isinstance(link, DebituraResolveLink) for link in DebituraCaseUnblockedSensor.operator_extra_links)
+
+
+# -- poke against the sandbox --
+
+
+def test_account_level_blocker_then_clears_with_two_requests_per_check(debitura_conn, case_ids):
+    op = sensor(creditor_reference="INV-1001")
+    ti = FakeTI()
+    op.resolve_case_id()  # the one-time lookup, not part of a check
+    clear_counters(debitura_conn)
+    first = op.poke({"ti": ti})
+    assert not first.is_done
+    assert counters(debitura_conn)["total"] == 2
+    assert ti.pushed[SOLUTION_URL_XCOM_KEY].startswith("https://")
+
+    solve_all_account_tasks(debitura_conn)
+    clear_counters(debitura_conn)
+    done = op.poke({"ti": ti})
+    assert done.is_done
+    assert counters(debitura_conn)["total"] == 2
+    record = done.xcom_value
+    assert json.loads(json.dumps(record)) == record
+    assert record["case_id"] == case_ids["INV-1001"]
+    assert record["checks"] == 2
+    assert [t["type"] for t in record["blocked_by_on_first_check"]] == ["AssignBankAccount"]
+
+
+def test_reference_resolved_once(debitura_conn):
+    op = sensor(creditor_reference="INV-1003", include_account_tasks=False)
+    for _ in range(3):
+        op.poke({})
+    lookups = [n for key, n in counters(debitura_conn).items() if key.startswith("GET /cases/by-creditor-reference")]
+    assert lookups == [1]
+
+
+def test_case_tasks_and_type_filter(debitura_conn, case_ids):
+    blocked = sensor(case_id=case_ids["INV-1003"], include_account_tasks=False).poke({})
+    assert not blocked.is_done
+    clear_counters(debitura_conn)
+    op = sensor(case_id=case_ids["INV-1003"], include_account_tasks=False, blocking_task_types=["ReviewPartner"])
+    done = op.poke({})
+    assert done.is_done and done.xcom_value["blocked_by_on_first_check"] == []
+    assert counters(debitura_conn)["total"] == 1  # account listing skipped when excluded
+
+
+def test_unknown_case_fails_fast(debitura_conn):
+    with pytest.raises(AirflowFailException, match="INV-404"):
+        sensor(creditor_reference="INV-404").poke({})
+    with pytest.raises(AirflowFailException, match="404"):
+        sensor(case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b").poke({})
+
+
+def test_wrong_api_key_fails_fast(sandbox, monkeypatch, case_ids):
+    conn = json.loads(sandbox.conn_json()) | {"password": "wrong-key-123456"}
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
+    with pytest.raises(AirflowFailException, match="401"):
+        sensor(case_id=case_ids["INV-1005"]).poke({})
+
+
+def test_transient_error_is_still_blocked_never_unblocked(debitura_conn, case_ids, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEBITURA_DEFAULT",
+        json.dumps(json.loads(debitura_conn.conn_json()) | {"extra": {"max_attempts": 1}}),
+    )
+    solve_all_account_tasks(debitura_conn)
+    debitura_conn.control(
+        "PUT", "/faults", {"rules": [{"kind": "status", "status": 503, "count": 1, "path": "/tasks"}]}
+    )
+    op = sensor(case_id=case_ids["INV-1005"])  # INV-1005 has no tasks: only the failure could block it
+    assert not op.poke({}).is_done
+    assert op.poke({}).is_done
+
+
+def test_deferrable_defers_with_serialisable_trigger_and_timeout(debitura_conn, case_ids):
+    op = sensor(case_id=case_ids["INV-1002"], deferrable=True, timeout=120, poll_interval=5)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    trigger = info.value.trigger
+    assert isinstance(trigger, DebituraCaseUnblockedTrigger)
+    assert info.value.timeout == timedelta(seconds=120)
+    assert info.value.method_name == "execute_complete"
+    _, kwargs = trigger.serialize()
+    assert kwargs["case_id"] == case_ids["INV-1002"] and kwargs["checks"] == 1 and kwargs["poll_interval"] == 5
+    assert before + 119 < kwargs["end_time"] < time.time() + 121
+    assert [t["type"] for t in kwargs["first_blockers"]] == ["AssignBankAccount", "ReplyToChat"] or {
+        t["type"] for t in kwargs["first_blockers"]
+    } == {"AssignBankAccount", "ReplyToChat"}
+
+
+def test_deferrable_returns_at_once_when_unblocked(debitura_conn, case_ids):
+    solve_all_account_tasks(debitura_conn)
+    record = sensor(case_id=case_ids["INV-1005"], deferrable=True).execute({})
+    assert record["checks"] == 1 and record["blocked_by_on_first_check"] == []
+
+
+def test_deferrable_unknown_case_fails_or_skips(debitura_conn):
+    with pytest.raises(AirflowFailException):
+        sensor(creditor_reference="INV-404", deferrable=True).execute({})
+    with pytest.raises(AirflowSkipException):
+        sensor(creditor_reference="INV-404", deferrable=True, soft_fail=True).execute({})
+
+
+def test_execute_complete_events():
+    op = sensor(case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b")
+    record = {"case_id": "x", "unblocked_at": "2026-01-01T00:00:00+00:00", "checks": 4, "blocked_by_on_first_check": []}
+    assert op.execute_complete({}, {"status": "success", **record}) == record
+    with pytest.raises(AirflowFailException, match="boom"):
+        op.execute_complete({}, {"status": "error", "message": "boom"})
+    with pytest.raises(AirflowSensorTimeout):
+        op.execute_complete({}, {"status": "timeout", "message": "late"})
+    with pytest.raises(AirflowFailException):
+        op.execute_complete({}, None)
+    op.soft_fail = True
+    with pytest.raises(AirflowSkipException):
+        op.execute_complete({}, {"status": "timeout", "message": "late"})

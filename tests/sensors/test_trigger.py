@@ -1,0 +1,154 @@
+"""The trigger: serialisation, and run() against the sandbox in both polling modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+
+from airflow_provider_debitura.triggers import shared_poll
+from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+
+from .conftest import open_tasks
+
+MISSING = "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b"
+
+
+def make(case_id: str, **kwargs) -> DebituraCaseUnblockedTrigger:
+    kwargs.setdefault("poll_interval", 0.2)
+    kwargs.setdefault("end_time", time.time() + 20)
+    return DebituraCaseUnblockedTrigger(case_id, **kwargs)
+
+
+async def first_event(trigger: DebituraCaseUnblockedTrigger, timeout: float = 15) -> dict:
+    events = []
+
+    async def collect():
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    await asyncio.wait_for(collect(), timeout)
+    assert len(events) == 1, events
+    return events[0]
+
+
+def account_task_id(sb) -> str:
+    return next(t["id"] for t in open_tasks(sb) if t["caseId"] is None)
+
+
+def test_serialisation_round_trip():
+    trigger = DebituraCaseUnblockedTrigger(
+        "d5ba0833-fd38-506d-8521-5ec5ae679c33",
+        blocking_task_types=["ReplyToChat", "SomeFutureType"],
+        poll_interval=7,
+        end_time=1_800_000_000.5,
+        checks=1,
+        first_blockers=[{"id": "a", "type": "SignContract", "title": "t", "caseId": None, "solutionUrl": "u"}],
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_debitura.triggers.debitura.DebituraCaseUnblockedTrigger"
+    try:
+        from airflow.sdk import serde
+
+        restored_kwargs = serde.deserialize(serde.serialize(kwargs))
+    except ImportError:  # Airflow 2: trigger kwargs are stored as JSON
+        restored_kwargs = json.loads(json.dumps(kwargs))
+    assert restored_kwargs == kwargs
+    module, _, name = classpath.rpartition(".")
+    cls = getattr(__import__(module, fromlist=[name]), name)
+    assert cls(**restored_kwargs).serialize() == (classpath, kwargs)
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+async def test_blocked_then_cleared_yields_success(debitura_conn, case_ids, coalesce):
+    debitura_conn.control("POST", f"/tasks/{account_task_id(debitura_conn)}/solve", {"afterSeconds": 1})
+    started = time.monotonic()
+    event = await first_event(make(case_ids["INV-1001"], coalesce=coalesce, checks=1, first_blockers=[]))
+    assert time.monotonic() - started >= 0.9
+    assert event["status"] == "success"
+    assert event["case_id"] == case_ids["INV-1001"]
+    assert event["checks"] >= 2
+    assert shared_poll.active_pollers() == {}  # the last gate out stopped the shared poll
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+async def test_missing_case_yields_error(debitura_conn, coalesce):
+    debitura_conn.control("POST", f"/tasks/{account_task_id(debitura_conn)}/solve", {})
+    event = await first_event(make(MISSING, coalesce=coalesce))
+    assert event["status"] == "error"
+    assert "404" in event["message"]
+
+
+async def test_wrong_key_yields_error(sandbox, monkeypatch, case_ids):
+    conn = json.loads(sandbox.conn_json()) | {"password": "wrong-key-123456"}
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
+    event = await first_event(make(case_ids["INV-1005"], coalesce=False))
+    assert event["status"] == "error" and "401" in event["message"]
+
+
+async def test_deadline_yields_timeout(debitura_conn, case_ids):
+    event = await first_event(make(case_ids["INV-1003"], end_time=time.time() + 0.5))
+    assert event["status"] == "timeout"
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+@pytest.mark.parametrize("kind", ["status", "malformedJson", "html200", "drop"])
+async def test_transient_faults_keep_polling_without_false_success(
+    debitura_conn, monkeypatch, case_ids, kind, coalesce
+):
+    """INV-1005 has no case tasks: only the account-level task blocks it, so reading a failed
+    account listing as "empty" would open the gate. It must stay shut until the task is solved."""
+    conn = json.loads(debitura_conn.conn_json())
+    conn["extra"] = {**conn.get("extra", {}), "max_attempts": 1}
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
+    rule = {"kind": kind, "count": 4, "path": "/tasks"} | ({"status": 503} if kind == "status" else {})
+    debitura_conn.control("PUT", "/faults", {"rules": [rule]})
+    task = asyncio.ensure_future(first_event(make(case_ids["INV-1005"], coalesce=coalesce)))
+    await asyncio.sleep(1.2)
+    assert not task.done(), task.result()
+    faults = debitura_conn.control("GET", "/faults").json()
+    assert all(r["count"] == 0 for r in faults["rules"]), faults  # the faults were really hit
+    debitura_conn.control("POST", f"/tasks/{account_task_id(debitura_conn)}/solve", {})
+    event = await task
+    assert event["status"] == "success"
+
+
+async def test_drift_between_pages_gives_no_wrong_verdict(debitura_conn):
+    """Solving a task on page 1 right after it is read shifts the queue: a naive page loop then
+    never sees the one task on page 2, and its case would look unblocked."""
+    first_filler = str(uuid.uuid4())
+    scenario = {
+        "name": "drift",
+        "cases": [{"creditorReference": "FILL"}, {"creditorReference": "VICTIM"}],
+        "tasks": [
+            {"type": "ReplyToChat", "caseCreditorReference": "FILL", "minutesAgo": 300 - i}
+            | ({"id": first_filler} if i == 0 else {})
+            for i in range(100)
+        ]
+        + [{"type": "ReviewPartner", "caseCreditorReference": "VICTIM", "minutesAgo": 1}],
+    }
+    debitura_conn.control("POST", "/scenario", scenario)
+    with debitura_conn.client() as client:
+        page2 = client.get("/tasks", params={"Page": 2, "PageSize": 100}).json()["tasks"]
+    victim = page2[0]["caseId"]
+    debitura_conn.control(
+        "POST",
+        "/events",
+        {
+            "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": 1}},
+            "action": {"type": "solveTask", "taskId": first_filler},
+        },
+    )
+    debitura_conn.control("DELETE", "/requests")
+    task = asyncio.ensure_future(first_event(make(victim, coalesce=True)))
+    await asyncio.sleep(1.5)
+    assert not task.done(), task.result()
+    assert debitura_conn.control("GET", "/events").json()[0]["fired"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)
+    assert shared_poll.active_pollers() == {}
