@@ -26,13 +26,18 @@ def sb(_server: SandboxServer) -> SandboxServer:
     return _server
 
 
-@pytest.fixture
-def api(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with sb.client(timeout=10.0) as client:
-        yield client
+@pytest.fixture(scope="session")
+def _clients(_server: SandboxServer) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    # Shared: building an httpx.Client (its SSL context) costs more than most of these tests.
+    with _server.client(timeout=10.0) as api, httpx.Client(base_url=_server.url, timeout=10.0) as anon:
+        yield api, anon
 
 
 @pytest.fixture
-def anon(sb: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sb.url, timeout=10.0) as client:
-        yield client
+def api(sb: SandboxServer, _clients: tuple[httpx.Client, httpx.Client]) -> httpx.Client:
+    return _clients[0]
+
+
+@pytest.fixture
+def anon(sb: SandboxServer, _clients: tuple[httpx.Client, httpx.Client]) -> httpx.Client:
+    return _clients[1]

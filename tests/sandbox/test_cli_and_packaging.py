@@ -144,16 +144,18 @@ def test_scenario_as_dict_and_path(tmp_path: Path) -> None:
 
 
 def test_large_scenario_is_fast_and_deterministic() -> None:
+    # Typically ~0.3 s to load and ~0.1 s for all 50 pages; the bounds only catch an O(n^2)
+    # regression without flaking on a busy CI machine.
     start = time.perf_counter()
     state = SandboxState("large:5000")
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 3.0
     assert len(state.cases) == 1000
     first = state.tasks_page("Open", [], 1, 100)
     assert first["page"]["totalResults"] == 5000 and first["page"]["totalPages"] == 50
     start = time.perf_counter()
     for page in range(1, 51):
         state.tasks_page("Open", [], page, 100)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 3.0
     again = SandboxState("large:5000").tasks_page("Open", [], 1, 100)
     assert [t["id"] for t in again["tasks"]] == [t["id"] for t in first["tasks"]]
     account = [t for t in state.list_tasks("Open") if t["caseId"] is None]
