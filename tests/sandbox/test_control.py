@@ -241,3 +241,25 @@ def test_malformed_huge_and_unknown_requests_keep_server_serving(sb: SandboxServ
         assert r.status_code == 413
     assert api.get("/tasks").status_code == 200
     assert len(_open_types(api, "INV-1002")) == 1
+
+
+def test_concurrent_clients_and_control_changes(sb: SandboxServer) -> None:
+    """The store's lock keeps API reads consistent while tests mutate it from other threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sb.reset("large:300")
+
+    def reader(_: int) -> set[int]:
+        with sb.client(timeout=10.0) as client:
+            return {client.get("/tasks", params={"PageSize": 100}).status_code for _ in range(15)}
+
+    def writer(_: int) -> set[int]:
+        codes = set()
+        for _ in range(15):
+            codes.add(sb.control("POST", "/_sandbox/tasks", json={"type": "SignContract"}).status_code)
+        return codes
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(reader, range(6))) + list(pool.map(writer, range(2)))
+    assert set().union(*results) == {200, 201}
+    assert sb.state.tasks_page("Open", [], 1, 1)["page"]["totalResults"] == 330
