@@ -394,7 +394,9 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
                 report.rendered = [
                     {"task_id": t.id, "case_id": p.case_id, "message": p.message} for p in todo for t in p.tasks
                 ]
-                self.log.info("dry_run: %d message(s) rendered for %d case(s); nothing posted.", len(todo), len(todo))
+                self.log.info(
+                    "dry_run: %d message(s) rendered for %d task(s); nothing posted.", len(todo), len(report.rendered)
+                )
             else:
                 try:
                     for plan in todo:
