@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from airflow_harness import AirflowEnv, make_env  # noqa: E402
 
+# Airflow writes airflow.cfg into AIRFLOW_HOME on import: keep the tests off ~/airflow (whose config may
+# come from another Airflow version) by giving the session its own, before any test module imports Airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="debitura-tests-airflow-home-")
 # Unit tiers must never touch a metadata DB: point Airflow at one that cannot exist.
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////nonexistent/debitura-tests/airflow.db")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
