@@ -7,6 +7,7 @@ only when every DAG run succeeded. Run it through ``make demo``, which also buil
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -19,12 +20,31 @@ from airflow_harness import AirflowEnv  # noqa: E402
 
 from airflow_provider_debitura.sandbox import SandboxServer  # noqa: E402
 
+DEMO_SCENARIO = ROOT / "airflow_provider_debitura" / "sandbox" / "scenarios" / "demo.json"
 GATE = "example_debitura_case_gate"
 TRIAGE = "example_debitura_task_triage"
 
 
 def line(text: str = "") -> None:
     print(text, flush=True)
+
+
+def clear_bank_account_after_first_check(sandbox: SandboxServer, seconds: float = 5) -> None:
+    """The demo scenario clears its AssignBankAccount 5 s after loading, which is less than Airflow takes to
+    start a DAG run; here the 5 s count from the gate's first check instead, so the gate visibly waits."""
+    scenario = json.loads(DEMO_SCENARIO.read_text())
+    (blocker,) = [t for t in scenario["tasks"] if t["type"] == "AssignBankAccount"]
+    blocker.pop("solveAfterSeconds", None)
+    sandbox.control("POST", "/_sandbox/scenario", json=scenario)
+    (task,) = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "AssignBankAccount"]
+    sandbox.control(
+        "POST",
+        "/_sandbox/events",
+        json={
+            "at": {"afterRequests": {"method": "GET", "path": "/cases/{id}/tasks", "count": 1}},
+            "action": {"type": "solveTask", "taskId": task["id"], "afterSeconds": seconds},
+        },
+    )
 
 
 def main() -> int:
@@ -39,7 +59,9 @@ def main() -> int:
         line(f"Debitura sandbox listening on {sandbox.url} (loopback only, demo scenario)")
         results = []
         for dag_id in (GATE, TRIAGE):
-            sandbox.control("POST", "/_sandbox/reset", json={"scenario": "demo"})  # restarts the scenario clock
+            sandbox.control("POST", "/_sandbox/reset", json={"scenario": "demo"})
+            if dag_id == GATE:
+                clear_bank_account_after_first_check(sandbox)
             line(f"Running {dag_id} with 'airflow dags test' ...")
             result = env.run_dag(dag_id, conn_json=sandbox.conn_json())
             results.append(result)

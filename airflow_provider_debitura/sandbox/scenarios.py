@@ -691,8 +691,10 @@ def validate_event(
     kind = action.get("type")
     _expect(kind in EVENT_ACTIONS, f"{where}.action.type", f"must be one of {list(EVENT_ACTIONS)}")
     if kind == "solveTask":
-        _check_keys(action, {"type", "taskId"}, f"{where}.action")
+        _check_keys(action, {"type", "taskId", "afterSeconds"}, f"{where}.action")
         _expect(is_guid(action.get("taskId")), f"{where}.action.taskId", "must be a GUID")
+        if action.get("afterSeconds") is not None:
+            _number(action["afterSeconds"], f"{where}.action.afterSeconds")
     elif kind == "addTask":
         _check_keys(action, {"type", "task"}, f"{where}.action")
         build_task(

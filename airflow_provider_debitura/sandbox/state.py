@@ -247,7 +247,11 @@ class SandboxState:
                 task = self.tasks.get(sc.normalize_guid(action["taskId"]))
                 if task is None:
                     raise ControlError(f"no task {action['taskId']}")
-                self._solve(task, when)
+                if action.get("afterSeconds"):
+                    # e.g. "clear the blocker 5 s after the gate's first check", whatever the start-up time
+                    self._schedule_solve(task, self.now() + float(action["afterSeconds"]))
+                else:
+                    self._solve(task, when)
             elif action["type"] == "addTask":
                 self._insert_task(action["task"], when)
             else:
