@@ -11,7 +11,7 @@ task that round-trips through XCom loses nothing the server sent.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -36,8 +36,15 @@ __all__ = [
 ]
 
 
+_ZERO = timedelta(0)
+
+
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    if value.utcoffset() == _ZERO:  # the common case ("...Z"): runs once per timestamp on every page
+        return value
+    return value.astimezone(timezone.utc)
 
 
 def _none_to_empty_list(value: Any) -> Any:
@@ -117,6 +124,8 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         extra="allow",
         frozen=True,
+        # Build validators on first use (in a worker), not when a DAG file imports the provider.
+        defer_build=True,
     )
 
     def to_api_dict(self) -> dict[str, Any]:
