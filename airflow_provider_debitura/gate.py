@@ -39,6 +39,10 @@ COMPACT_FIELDS = ("id", "type", "title", "caseId", "solutionUrl")
 """The task fields kept in XCom records and trigger kwargs: enough to identify and click through."""
 
 
+SUMMARY_TASKS_PER_TYPE = 5
+"""Log lines stay short when an account has hundreds of open account-level tasks."""
+
+
 class GateState(str, enum.Enum):
     BLOCKED = "blocked"
     UNBLOCKED = "unblocked"
@@ -75,8 +79,11 @@ class GateVerdict:
             scope = " [account-level]" if type_name in ACCOUNT_LEVEL_TYPES else ""
             lines.append(f"  {type_name}{scope} x{len(tasks)}:")
             lines.extend(
-                f"    - {t.get('title') or t.get('id')}: {t.get('solutionUrl') or '(no solutionUrl)'}" for t in tasks
+                f"    - {t.get('title') or t.get('id')}: {t.get('solutionUrl') or '(no solutionUrl)'}"
+                for t in tasks[:SUMMARY_TASKS_PER_TYPE]
             )
+            if len(tasks) > SUMMARY_TASKS_PER_TYPE:
+                lines.append(f"    - ... and {len(tasks) - SUMMARY_TASKS_PER_TYPE} more")
         return "\n".join(lines)
 
 
@@ -134,24 +141,29 @@ def evaluate(
 
 @dataclass(frozen=True)
 class AccountSnapshot:
-    """One consistent read of the whole open queue, indexed so each gate's verdict is a dict lookup."""
+    """One consistent read of the whole open queue, indexed once so each gate's verdict is a dict
+    lookup: with 1,000 gates, anything done per gate per task (e.g. re-serialising the account-level
+    tasks) would stall the triggerer's loop."""
 
     ok: bool
     taken_at: float
     by_case: Mapping[str, tuple[Task, ...]] = field(default_factory=dict)
-    account_level: tuple[Task, ...] = ()
+    account_blockers: tuple[dict[str, Any], ...] = ()
+    """Open account-level tasks, already compact: shared (not copied) by every gate's verdict."""
     total: int = 0
     error: str | None = None
 
     @classmethod
     def from_tasks(cls, tasks: Iterable[Task], taken_at: float) -> AccountSnapshot:
         by_case: dict[str, list[Task]] = defaultdict(list)
-        account: list[Task] = []
+        account: list[dict[str, Any]] = []
         total = 0
         for task in tasks:
             total += 1
+            if not _is_open(task):
+                continue
             if is_account_level(task):
-                account.append(task)
+                account.append(compact(task))
             elif task.case_id:
                 by_case[task.case_id.lower()].append(task)
         return cls(True, taken_at, {k: tuple(v) for k, v in by_case.items()}, tuple(account), total)
@@ -163,14 +175,16 @@ class AccountSnapshot:
     def verdict(
         self, case_id: str, *, blocking_types: Sequence[str] | None = None, include_account_tasks: bool = True
     ) -> GateVerdict:
+        """Same rule as :func:`evaluate` (a unit test holds the two paths to the same answers)."""
         if not self.ok:
             return unknown(self.error or "the account snapshot failed")
-        return evaluate(
-            self.by_case.get(case_id.lower(), ()),
-            self.account_level,
-            blocking_types=blocking_types,
-            include_account_tasks=include_account_tasks,
+        case_part = evaluate(
+            self.by_case.get(case_id.lower(), ()), include_account_tasks=False, blocking_types=blocking_types
         )
+        blocking = case_part.blocking
+        if include_account_tasks and self.account_blockers:
+            blocking = blocking + self.account_blockers
+        return GateVerdict(GateState.BLOCKED, blocking) if blocking else GateVerdict(GateState.UNBLOCKED)
 
 
 def utc_now_iso() -> str:

@@ -114,10 +114,11 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
             self.first_blockers = list(verdict.blocking)
         if verdict.state is GateState.UNKNOWN:
             self.log.warning("Case %s, check %d: %s", self.case_id, self.checks, verdict.summary())
-        elif previous is None or verdict.blocking != previous.blocking:
+        elif previous is None or _ids(verdict) != _ids(previous):
             self.log.info("Case %s, check %d: %s", self.case_id, self.checks, verdict.summary())
         else:
-            self.log.info("Case %s, check %d: still blocked (unchanged)", self.case_id, self.checks)
+            # DEBUG, not INFO: a triggerer with 1,000 gates would otherwise spend its loop on log lines.
+            self.log.debug("Case %s, check %d: still blocked (unchanged)", self.case_id, self.checks)
 
     def _success(self) -> TriggerEvent:
         return TriggerEvent(
@@ -140,9 +141,12 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         yield event
 
     async def _run_direct(self) -> TriggerEvent:
+        from airflow_provider_debitura.triggers.shared_poll import warm_client
+
         hook = DebituraAsyncHook(self.debitura_conn_id)
         previous: GateVerdict | None = None
         try:
+            await warm_client(hook)
             while True:
                 remaining = self._remaining()
                 if remaining is not None and remaining <= 0:
@@ -183,3 +187,7 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 if verdict.is_unblocked:
                     return self._success()
                 previous = verdict
+
+
+def _ids(verdict: GateVerdict) -> tuple[Any, ...]:
+    return tuple(t.get("id") for t in verdict.blocking)
