@@ -25,8 +25,6 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from airflow_provider_debitura.gate import AccountSnapshot
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.hooks.paging import TaskListing
@@ -173,27 +171,9 @@ class SharedAccountPoller:
 
 
 async def warm_client(hook: DebituraAsyncHook) -> None:
-    """Build the hook's httpx client in a worker thread instead of on the loop.
-
-    Building an ``httpx.AsyncClient`` loads the CA bundle into a fresh SSL context: 70-130 ms of
-    CPU on the event loop per client, which in a triggerer stalls every other trigger. The hook
-    has no off-loop constructor, so this fills its (private) client slot the same way it would.
-    Best effort: on any surprise the hook builds its client itself, as before.
-    """
-    try:
-        from airflow_provider_debitura.hooks.debitura import _client_kwargs
-
-        if getattr(hook, "_aclient", None) is not None:
-            return
-        settings = await hook.get_settings()
-        client = await asyncio.to_thread(lambda: httpx.AsyncClient(**_client_kwargs(settings)))
-        async with hook._lock:
-            if hook._aclient is None:
-                hook._aclient = client
-                return
-        await client.aclose()
-    except Exception:  # pragma: no cover - defensive; the hook falls back to its own client
-        log.debug("could not pre-build the httpx client off the loop", exc_info=True)
+    """Build the hook's client before the first poll; the hook keeps CA-bundle loading off the loop."""
+    with contextlib.suppress(Exception):  # a broken connection surfaces on the first real request instead
+        await hook.get_async_conn()
 
 
 @contextlib.asynccontextmanager
