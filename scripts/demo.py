@@ -88,10 +88,16 @@ def main() -> int:
     if triage.run_state == "success":
         listed = triage.xcom("list_open_tasks")
         report = triage.xcom("auto_reply")
+        by_id = {task["id"]: task for task in listed}
+        messages = {item["chat_message_id"] for item in report["replied"]}
         line(f"Task triage ({TRIAGE}): {len(listed)} open task(s) listed.")
-        line(f"  replies posted: {len(report['replied'])}")
+        line(f"  chat tasks answered: {len(report['replied'])}, with {len(messages)} chat message(s) (one per case)")
         for item in report["replied"]:
-            line(f"    task {item['task_id']} on case {item['case_id']} -> chat message {item['chat_message_id']}")
+            task = by_id.get(item["task_id"], {})
+            line(
+                f"    {task.get('type', '?'):<20} on case {task.get('caseReference') or item['case_id']}"
+                f" -> chat message {item['chat_message_id']}"
+            )
         for item in report["skipped"]:
             line(f"  skipped {item['task_id']}: {item['reason']}")
         line(f"  left for humans: {len(report['needs_human'])}")
