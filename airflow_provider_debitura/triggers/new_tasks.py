@@ -1,0 +1,419 @@
+"""An event trigger that fires once per newly seen open Debitura task: the source of event-driven DAGs.
+
+Use it in an ``AssetWatcher`` (Airflow 3): each event becomes an asset event whose ``extra`` is
+``{"from_trigger": True, "payload": <the task's camelCase JSON>}``, and a DAG scheduled on the asset
+runs for it. See ``docs/event-driven.md`` and ``example_dags/example_debitura_new_tasks_asset.py``.
+
+Design points (the why):
+
+- **Shared poll.** With ``coalesce=True`` (default) it subscribes to the process-wide account poll
+  that the case gates use (:mod:`.shared_poll`): one full ``GET /tasks?status=Open`` read per interval
+  per connection per triggerer, however many gates and watchers run there.
+- **Dedup across restarts.** What it has fired for is persisted in Airflow's metadata
+  (:mod:`airflow_provider_debitura.seen_tasks`), never on local disk, so a restarted or moved
+  trigger does not replay the queue.
+- **First start** (nothing persisted yet) records the open queue as the baseline and fires nothing:
+  a watcher reacts to tasks that appear after it started, it does not replay the backlog
+  (``replay_existing=True`` fires for the backlog once instead).
+- **Never crashes.** Errors, inconsistent listings and store failures are logged and retried next
+  interval; a round that could not be read consistently fires nothing.
+- **At least once.** Events are yielded before the new state is saved: a crash in between re-fires
+  those tasks after the restart rather than losing them (the reply operator is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.providers.common.compat.triggers import BaseEventTrigger
+from airflow.triggers.base import TriggerEvent
+
+from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.models import Task, TaskStatus, TaskType
+from airflow_provider_debitura.seen_tasks import (
+    DEFAULT_MAX_SEEN,
+    AirflowSeenTasksStore,
+    SeenState,
+    SeenTasksStore,
+    watcher_key,
+)
+from airflow_provider_debitura.validation import positive_seconds, task_types, validate_guid
+
+PRUNE_AFTER_ROUNDS = 3
+"""A seen id is forgotten only after this many consecutive consistent listings without it: one
+listing that misses a task (it should not, but offset paging over a live queue is hard) must not
+make the task fire a second time."""
+
+RECHECK_HIDDEN_EVERY = 10
+"""Rounds between safety re-reads of the tasks the shared snapshot does not carry (see _SharedSource)."""
+
+CASE_SCOPED_TYPES = frozenset(TaskType.chat_driven()) | {
+    TaskType.REVIEW_PARTNER.value,
+    TaskType.CASE_VALIDATION_NEEDS_INFO.value,
+    TaskType.GENERIC.value,
+}
+"""Documented types that always carry a ``caseId``: the shared snapshot indexes those in full."""
+
+
+@dataclass
+class Round:
+    """One poll's answer: every open task the round could see (full JSON), or why it saw nothing."""
+
+    ok: bool
+    tasks: list[dict[str, Any]]
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str) -> Round:
+        return cls(False, [], error)
+
+
+class DebituraNewTasksTrigger(BaseEventTrigger):
+    """Fires one ``TriggerEvent(task_json)`` for every open task it sees for the first time.
+
+    :param debitura_conn_id: Airflow connection of type ``debitura``.
+    :param task_types: only these types (None: every type, including types Debitura adds later).
+    :param case_id: only this case (GUID); account-level tasks have no case and never match.
+    :param poll_interval: seconds between reads of the queue (the shared poll may read more often
+        when a case gate on the same connection asks for a shorter interval).
+    :param replay_existing: on first start (no stored state) fire for every task already open,
+        instead of recording them as the baseline.
+    :param coalesce: join the triggerer-wide shared poll (default); False reads on its own.
+    :param max_seen: cap on the stored ids.
+    :param store: persistence seam, not serialized: tests pass a ``MemorySeenTasksStore``; None
+        uses Airflow's metadata (asset state store on 3.3+, else a Variable).
+    """
+
+    def __init__(
+        self,
+        debitura_conn_id: str = "debitura_default",
+        task_types: Sequence[str] | str | None = None,
+        case_id: str | None = None,
+        poll_interval: float = 60.0,
+        *,
+        replay_existing: bool = False,
+        coalesce: bool = True,
+        max_seen: int = DEFAULT_MAX_SEEN,
+        store: SeenTasksStore | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(debitura_conn_id, str) or not debitura_conn_id.strip():
+            raise DebituraConfigError(f"debitura_conn_id={debitura_conn_id!r} must be a connection id.")
+        self.debitura_conn_id = debitura_conn_id
+        self.task_types = _validated_types(task_types)
+        self.case_id = None if case_id in (None, "") else validate_guid("case_id", str(case_id))
+        self.poll_interval = positive_seconds("poll_interval", poll_interval)
+        self.replay_existing = bool(replay_existing)
+        self.coalesce = bool(coalesce)
+        self.max_seen = int(max_seen)
+        if self.max_seen < 1:
+            raise DebituraConfigError(f"max_seen={max_seen!r} must be at least 1.")
+        self.store: SeenTasksStore = store if store is not None else AirflowSeenTasksStore(self)
+        self.state_key = watcher_key(self.debitura_conn_id, self.task_types, self.case_id)
+        self._state: SeenState | None = None
+        self._missing_rounds: dict[str, int] = {}
+        self.rounds = 0
+        self.events_fired = 0
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        # Only configuration, never run-time state: Airflow hashes these kwargs to recognise the
+        # same watcher across DAG parses, so they must not change while it runs.
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "debitura_conn_id": self.debitura_conn_id,
+                "task_types": self.task_types,
+                "case_id": self.case_id,
+                "poll_interval": self.poll_interval,
+                "replay_existing": self.replay_existing,
+                "coalesce": self.coalesce,
+                "max_seen": self.max_seen,
+            },
+        )
+
+    # -- filtering --
+
+    def matches(self, task: Mapping[str, Any]) -> bool:
+        status = task.get("status")
+        if status is not None and status != TaskStatus.OPEN.value:
+            return False
+        if self.task_types is not None and task.get("type") not in self.task_types:
+            return False
+        return self.case_id is None or str(task.get("caseId") or "").lower() == self.case_id
+
+    # -- the loop --
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self.log.info(
+            "Watching Debitura for new open tasks (connection %r, types %s, case %s, every %g s; state key %r)",
+            self.debitura_conn_id,
+            ", ".join(self.task_types) if self.task_types is not None else "all",
+            self.case_id or "any",
+            self.poll_interval,
+            self.state_key,
+        )
+        source = _SharedSource(self) if self.coalesce else _DirectSource(self)
+        async with source:
+            while True:
+                try:
+                    listing = await source.next_round()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug or a surprise must not kill the watcher
+                    self.log.exception("Debitura watcher: reading the queue failed; trying again next interval")
+                    listing = Round.failed(f"{type(exc).__name__}: {exc}")
+                for event in await self._process(listing):
+                    yield event
+                await self._persist()
+                await source.pause()
+
+    async def _process(self, listing: Round) -> list[TriggerEvent]:
+        """Turn one round into events (and a pending state change); fires nothing when unsure."""
+        self.rounds += 1
+        if not listing.ok:
+            self.log.warning(
+                "Debitura watcher, round %d: no consistent listing (%s); no events this round",
+                self.rounds,
+                listing.error,
+            )
+            return []
+        if self._state is None and not await self._load_state():
+            return []
+        state = self._state
+        assert state is not None
+        open_matching = {t["id"]: t for t in listing.tasks if t.get("id") and self.matches(t)}
+        first_start = self._first_start
+        self._first_start = False
+        now = time.time()
+        new = [t for task_id, t in open_matching.items() if task_id not in state.ids]
+        new.sort(key=lambda t: (str(t.get("dateCreated") or ""), str(t["id"])))
+        self._dirty = bool(new) or self._dirty
+        for task in new:
+            state.ids[task["id"]] = now
+        self._forget_gone(state, {t["id"] for t in listing.tasks if t.get("id")})
+        for dropped in state.cap(self.max_seen):
+            self._missing_rounds.pop(dropped, None)
+            self._dirty = True
+        if first_start and not self.replay_existing:
+            self.log.info(
+                "Debitura watcher first start: %d open matching task(s) recorded as already seen; "
+                "events start with the next new task.",
+                len(new),
+            )
+            return []
+        if new:
+            self.log.info(
+                "Debitura watcher, round %d: %d new task(s): %s",
+                self.rounds,
+                len(new),
+                ", ".join(f"{t.get('type')} {t['id']}" for t in new),
+            )
+        else:
+            self.log.debug(
+                "Debitura watcher, round %d: nothing new (%d open matching)", self.rounds, len(open_matching)
+            )
+        self.events_fired += len(new)
+        return [TriggerEvent(dict(task)) for task in new]
+
+    def _forget_gone(self, state: SeenState, open_ids: set[str]) -> None:
+        for task_id in list(state.ids):
+            if task_id in open_ids:
+                self._missing_rounds.pop(task_id, None)
+                continue
+            misses = self._missing_rounds.get(task_id, 0) + 1
+            if misses >= PRUNE_AFTER_ROUNDS:
+                del state.ids[task_id]
+                self._missing_rounds.pop(task_id, None)
+                self._dirty = True
+            else:
+                self._missing_rounds[task_id] = misses
+
+    _first_start = False
+    _dirty = False
+
+    async def _load_state(self) -> bool:
+        try:
+            stored = await self.store.load(self.state_key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Without the stored state a restart would replay everything: fire nothing until it loads.
+            self.log.warning(
+                "Debitura watcher: could not read its state %r (%s: %s); no events until it can",
+                self.state_key,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        if stored is None:
+            self._state = SeenState({})
+            self._first_start = True
+            self._dirty = True
+            self.log.info(
+                "Debitura watcher: no stored state under %r: first start (%s)",
+                self.state_key,
+                "replaying the open queue" if self.replay_existing else "recording a baseline",
+            )
+        else:
+            self._state = stored
+            self.log.info("Debitura watcher: resumed with %d seen task id(s) from %r", len(stored.ids), self.state_key)
+        return True
+
+    async def _persist(self) -> None:
+        if not self._dirty or self._state is None:
+            return
+        try:
+            # Shielded: a cancellation (triggerer shutdown) while saving should not leave the events of
+            # this round fired but unrecorded if the write can still finish.
+            await asyncio.shield(self.store.save(self.state_key, self._state))
+            self._dirty = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.warning(
+                "Debitura watcher: could not save its state %r (%s: %s); will retry next round",
+                self.state_key,
+                type(exc).__name__,
+                exc,
+            )
+
+
+def _validated_types(values: Sequence[str] | str | None) -> list[str] | None:
+    types = task_types("task_types", values)
+    if types is not None and not types:
+        raise DebituraConfigError("task_types is empty; give at least one type, or None for every type.")
+    return types
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+
+class _DirectSource:
+    """Reads on its own every ``poll_interval``: the case's tasks (1 request) or the filtered queue."""
+
+    def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
+        self.trigger = trigger
+        self.hook: Any = None
+
+    async def __aenter__(self) -> _DirectSource:
+        from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+        from airflow_provider_debitura.triggers.shared_poll import warm_client
+
+        self.hook = DebituraAsyncHook(self.trigger.debitura_conn_id)
+        await warm_client(self.hook)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(self.hook.aclose())
+
+    async def next_round(self) -> Round:
+        return await read_direct(self.hook, self.trigger)
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.trigger.poll_interval)
+
+
+async def read_direct(hook: Any, trigger: DebituraNewTasksTrigger) -> Round:
+    try:
+        if trigger.case_id is not None:
+            tasks: Iterable[Task] = await hook.get_case_tasks(trigger.case_id, status="Open", types=trigger.task_types)
+        else:
+            tasks = await hook.list_tasks(status="Open", types=trigger.task_types)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return Round.failed(f"{type(exc).__name__}: {exc}")
+    return Round(True, [t.to_api_dict() for t in tasks])
+
+
+class _SharedSource:
+    """Adapter from the case gates' shared account poll to full task JSON.
+
+    The shared snapshot (``gate.AccountSnapshot``) was built for gate verdicts: it keeps case tasks
+    in full, account-level tasks only in compact form (id, type, title, caseId, solutionUrl) and
+    drops open tasks that have neither a case nor an account-level type (lead tasks, unknown types),
+    counting them only in ``total``. Where that could hide something this watcher must see, the
+    adapter tops the round up with its own filtered read (on the poller's shared HTTP client):
+
+    - an unseen account-level task matches the filter (so its event carries the full JSON), or
+    - tasks are hidden, the filter could match them, and their count changed since the last top-up
+      (plus a safety re-read every ``RECHECK_HIDDEN_EVERY`` rounds while any are hidden).
+
+    When the snapshot carries every task in full (a ``tasks`` attribute), no top-up is ever needed.
+    """
+
+    def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
+        self.trigger = trigger
+        self._subscription: Any = None
+        self.poller: Any = None
+        self._hidden_at_last_read: int | None = None
+        self._rounds_since_read = 0
+        self.top_ups = 0
+        self._last_failed = False
+
+    async def __aenter__(self) -> _SharedSource:
+        from airflow_provider_debitura.triggers.shared_poll import subscribe
+
+        self._subscription = subscribe(self.trigger.debitura_conn_id, self.trigger.poll_interval)
+        self.poller = await self._subscription.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._subscription.__aexit__(*exc)
+
+    async def pause(self) -> None:
+        # ``next_snapshot`` already waits for the poller's next interval; the short pause after a
+        # failed round only keeps a poller that fails instantly (e.g. a crashed loop) from spinning.
+        if self._last_failed:
+            await asyncio.sleep(min(1.0, self.trigger.poll_interval))
+
+    async def next_round(self) -> Round:
+        snapshot = await self.poller.next_snapshot()
+        self._last_failed = not snapshot.ok
+        if not snapshot.ok:
+            return Round.failed(snapshot.error or "the shared account poll failed")
+        full = getattr(snapshot, "tasks", None)
+        if full is not None:  # a snapshot that keeps every task: nothing to top up
+            return Round(True, [_as_dict(t) for t in full])
+        trigger = self.trigger
+        by_case: Mapping[str, Sequence[Task]] = snapshot.by_case
+        if trigger.case_id is not None:
+            return Round(True, [t.to_api_dict() for t in by_case.get(trigger.case_id, ())])
+        tasks = [t.to_api_dict() for case_tasks in by_case.values() for t in case_tasks]
+        compact_account = [dict(t) for t in snapshot.account_blockers]
+        hidden = max(0, int(snapshot.total) - len(tasks) - len(compact_account))
+        if self._needs_top_up(compact_account, hidden):
+            extra = await read_direct(self.poller.hook, trigger)
+            if not extra.ok:
+                return extra
+            self.top_ups += 1
+            self._hidden_at_last_read = hidden
+            self._rounds_since_read = 0
+            by_id = {t["id"]: t for t in tasks}
+            by_id.update({t["id"]: t for t in extra.tasks})
+            return Round(True, list(by_id.values()))
+        self._rounds_since_read += 1
+        # Compact account-level tasks stand in for the full ones only to keep them "still open".
+        return Round(True, tasks + compact_account)
+
+    def _needs_top_up(self, compact_account: list[dict[str, Any]], hidden: int) -> bool:
+        trigger = self.trigger
+        seen = trigger._state.ids if trigger._state is not None else {}
+        if any(t.get("id") not in seen and trigger.matches(t) for t in compact_account):
+            return True
+        types = trigger.task_types
+        could_match_hidden = types is None or any(
+            t not in CASE_SCOPED_TYPES and t not in TaskType.account_level() for t in types
+        )
+        if not hidden or not could_match_hidden:
+            self._hidden_at_last_read = hidden
+            return False
+        return hidden != self._hidden_at_last_read or self._rounds_since_read >= RECHECK_HIDDEN_EVERY
+
+
+def _as_dict(task: Any) -> dict[str, Any]:
+    return task.to_api_dict() if isinstance(task, Task) else dict(task)
