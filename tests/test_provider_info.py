@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import airflow_provider_debitura
 from airflow_provider_debitura import get_provider_info
 
@@ -30,12 +32,28 @@ def test_metadata_is_complete_and_importable():
         assert getattr(importlib.import_module(module), cls).name == "Resolve in Debitura"
 
 
-def test_providers_manager_discovers_it_through_the_entry_point(tmp_path):
+def airflow_cli(tmp_path, *args: str) -> str:
     airflow = Path(sys.executable).parent / "airflow"
-    env = {"AIRFLOW_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
-    listing = subprocess.run([str(airflow), "providers", "list"], env=env, capture_output=True, text=True, timeout=120)
-    assert "airflow-provider-debitura" in listing.stdout, listing.stderr[-2000:]
-    assert airflow_provider_debitura.__version__ in listing.stdout
-    hooks = subprocess.run([str(airflow), "providers", "hooks"], env=env, capture_output=True, text=True, timeout=120)
-    line = next(line for line in hooks.stdout.splitlines() if line.startswith("debitura"))
+    env = {
+        "AIRFLOW_HOME": str(tmp_path),
+        "PATH": str(Path(sys.executable).parent),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    proc = subprocess.run([str(airflow), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.e2e
+def test_airflow_cli_shows_provider_hook_and_connection_form(tmp_path):
+    """Through the entry point, in a real Airflow: 3.2+ reads the declarative form, 2.x the hook methods."""
+    listing = airflow_cli(tmp_path, "providers", "list")
+    assert "airflow-provider-debitura" in listing and airflow_provider_debitura.__version__ in listing
+    hooks = airflow_cli(tmp_path, "providers", "hooks")
+    line = next(line for line in hooks.splitlines() if line.startswith("debitura"))
     assert "airflow_provider_debitura.hooks.debitura.DebituraHook" in line and "Debitura" in line
+    widgets = airflow_cli(tmp_path, "providers", "widgets")
+    for field in ("user_email", "auth_type", "timeout"):
+        assert f"extra__debitura__{field}" in widgets
+    behaviours = airflow_cli(tmp_path, "providers", "behaviours")
+    assert any(line.startswith("debitura") for line in behaviours.splitlines())

@@ -99,7 +99,7 @@ class _DebituraHookBase(BaseHook):
         return DebituraConfigError(
             f"Airflow connection {self.debitura_conn_id!r} is not defined ({exc}). Create it (Admin → Connections, "
             f"type Debitura) or set {env} to its JSON form, e.g. "
-            f"{env}='{{\"conn_type\": \"debitura\", \"password\": \"<api key>\"}}'"
+            f'{env}=\'{{"conn_type": "debitura", "password": "<api key>"}}\''
         )
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
@@ -124,7 +124,17 @@ class _DebituraHookBase(BaseHook):
             )
         return email
 
-    # -- connection form (Airflow < 3.2; 3.2+ reads the declarative form from get_provider_info) --
+
+class DebituraHook(_DebituraHookBase):
+    """Talks to the Debitura Customer API from a worker.
+
+    Connection: host = base URL (default ``https://customer-api.debitura.com``), password = API key;
+    extras ``user_email`` (default chat sender), ``auth_type`` (``api_key`` | ``bearer``), ``timeout``,
+    ``max_attempts``, ``retry_deadline``.
+    """
+
+    # -- connection form (Airflow < 3.2; 3.2+ reads the declarative form from get_provider_info). Defined on
+    # this class itself: Airflow 2 only looks for them in the registered hook class's own __dict__. --
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -148,15 +158,6 @@ class _DebituraHookBase(BaseHook):
             name: StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), default=None)
             for name, spec in CONN_FIELDS.items()
         }
-
-
-class DebituraHook(_DebituraHookBase):
-    """Talks to the Debitura Customer API from a worker.
-
-    Connection: host = base URL (default ``https://customer-api.debitura.com``), password = API key;
-    extras ``user_email`` (default chat sender), ``auth_type`` (``api_key`` | ``bearer``), ``timeout``,
-    ``max_attempts``, ``retry_deadline``.
-    """
 
     @cached_property
     def settings(self) -> ConnectionSettings:
