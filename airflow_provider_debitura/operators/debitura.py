@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError, DebituraConfigError
@@ -269,7 +270,9 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
     and it is skipped, even while Debitura still shows it open. When a post fails ambiguously
     (timeout, dropped connection, 5xx), the history is read again: if our message is there it counts as
     sent; otherwise the post is retried once; if that is ambiguous too and the message still is not
-    there, the task fails and nothing more is posted. Posts happen in the worker only.
+    there, the task fails and nothing more is posted. A post that *timed out* is never retried in the same
+    run: the server may still be processing it, so the task fails and the next run, which reads the history
+    first, decides. Posts happen in the worker only.
 
     **Templates.** ``reply_template`` (and the per-type ``reply_templates``) are rendered per task in a
     Jinja sandbox with ``StrictUndefined``; they see ``task`` and ``case`` (API field names, e.g.
@@ -480,9 +483,20 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
                         for task in plan.tasks:
                             report.skip(task, "answered by another creditor message while our post was in doubt")
                         return
-                    if attempt == 1:
+                    in_flight = isinstance(exc.cause, httpx.TimeoutException)
+                    if attempt == 1 and not in_flight:
                         self.log.warning("Our message is not in case %s's chat; posting it once more.", plan.case_id)
                         continue
+                    if in_flight:
+                        raise DebituraAmbiguousWriteError(
+                            f"Posting the reply to case {plan.case_id} timed out after the request was sent, so "
+                            "Debitura may still be processing it, and it is not in the case's chat history yet. Not "
+                            "posting again in this run. A re-run checks the history first, so it will not send a "
+                            "duplicate once the message has arrived.",
+                            method=exc.method,
+                            path=exc.path,
+                            cause=exc,
+                        ) from exc
                     raise DebituraAmbiguousWriteError(
                         f"Posting the reply to case {plan.case_id} failed twice in a way that leaves unknown whether "
                         "Debitura stored it, and it is not in the case's chat history. Not posting again. A re-run "
