@@ -1,0 +1,223 @@
+"""End to end in a real Airflow 3: dag-processor + triggerer + scheduler against the sandbox.
+
+Proves that the watcher, run by Airflow's own triggerer from the DAG's ``AssetWatcher``:
+- records its first-start baseline in Airflow's metadata (the asset state store), firing nothing;
+- turns one task added through the sandbox's control plane into exactly one asset event and one DAG run;
+- creates nothing more while nothing new appears;
+- after the triggerer is killed and restarted, resumes from the stored state: no second run for the
+  task it already fired for, and a run for a task added afterwards.
+
+Tasks of the created runs are not required to execute (that would need the api-server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("airflow.sdk", reason="event-driven scheduling (AssetWatcher) needs Airflow 3")
+try:
+    from airflow.sdk import AssetWatcher  # noqa: F401
+except ImportError:  # pragma: no cover - Airflow 2.11
+    pytest.skip("AssetWatcher needs Airflow 3", allow_module_level=True)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DAG_ID = "event_new_tasks"
+
+
+class Airflow:
+    """A throwaway AIRFLOW_HOME with the three long-running components as subprocesses."""
+
+    def __init__(self, home: Path, conn_json: str) -> None:
+        self.home = home
+        self.dags = home / "dags"
+        self.dags.mkdir(parents=True)
+        shutil.copy(ROOT / "tests" / "dags" / "event_new_tasks.py", self.dags / "event_new_tasks.py")
+        self.db = home / "airflow.db"
+        self.logs = home / "proc-logs"
+        self.logs.mkdir()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+        self.env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db}",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                # A killed triggerer's triggers move to a live one once it misses heartbeats this long.
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW_CONN_DEBITURA_DEFAULT": conn_json,
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+
+    def migrate(self) -> None:
+        proc = subprocess.run(
+            [str(BIN / "airflow"), "db", "migrate"], env=self.env, capture_output=True, text=True, timeout=180
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    def start(self, component: str) -> None:
+        log = open(self.logs / f"{component}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.procs[component] = subprocess.Popen(
+            [str(BIN / "airflow"), component],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches its children too
+        )
+        log.close()
+
+    def stop(self, component: str, sig: int = signal.SIGTERM, wait: float = 20) -> None:
+        proc = self.procs.pop(component, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def stop_all(self) -> None:
+        for component in list(self.procs):
+            self.stop(component)
+
+    def log(self, component: str) -> str:
+        path = self.logs / f"{component}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db, timeout=30) as db:
+            return db.execute(sql, args).fetchall()
+
+    def dag_runs(self) -> list[tuple[Any, ...]]:
+        return self.query("SELECT run_id, run_type FROM dag_run WHERE dag_id = ? ORDER BY id", DAG_ID)
+
+    def asset_event_payloads(self) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = ? ORDER BY e.id",
+            "e2e_debitura_new_chat_tasks",
+        )
+        return [json.loads(extra)["payload"] for (extra,) in rows]
+
+    def stored_state(self) -> dict[str, Any] | None:
+        rows = self.query(
+            "SELECT s.key, s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id WHERE a.name = ?",
+            "e2e_debitura_new_chat_tasks",
+        )
+        return {key: json.loads(value) for key, value in rows} or None
+
+    def explain(self) -> str:
+        return "\n".join(f"---- {c} ----\n{self.log(c)[-4000:]}" for c in ("dag-processor", "triggerer", "scheduler"))
+
+
+def wait_for(what: str, condition: Callable[[], Any], airflow: Airflow, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except sqlite3.OperationalError:  # table not there yet / locked
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{airflow.explain()}")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def airflow(tmp_path: Path, sandbox) -> Iterator[Airflow]:
+    env = Airflow(tmp_path / "home", sandbox.conn_json())
+    env.migrate()
+    try:
+        yield env
+    finally:
+        env.stop_all()
+
+
+def test_one_new_task_starts_exactly_one_dag_run_and_a_restart_replays_nothing(airflow: Airflow, sandbox):
+    started = time.monotonic()
+    for component in ("dag-processor", "triggerer", "scheduler"):
+        airflow.start(component)
+
+    # The triggerer runs the watcher; its first round stores the baseline in the asset state store.
+    state = wait_for("the watcher's first-start baseline", airflow.stored_state, airflow, timeout=120)
+    stages = {"baseline stored": time.monotonic() - started}
+    (key, value), *_ = state.items()
+    assert key.startswith("debitura_new_tasks__debitura_default__")
+    baseline = set(value["ids"])
+    assert baseline  # the demo queue's open ReplyToChat tasks
+    assert airflow.dag_runs() == []  # first start replays nothing
+
+    task = sandbox.control("POST", "/tasks", {"type": "ReplyToChat", "caseCreditorReference": "INV-1005"}).json()
+    added_at = time.monotonic()
+    runs = wait_for("a DAG run for the new task", airflow.dag_runs, airflow, timeout=60)
+    reaction = time.monotonic() - added_at
+    assert [run_type for _, run_type in runs] == ["asset_triggered"]
+    payloads = airflow.asset_event_payloads()
+    assert [p["id"] for p in payloads] == [task["id"]]
+    assert payloads[0] == task  # the task's camelCase JSON travels as the asset event's payload
+
+    # Nothing new: no second run (the queue is polled every second, so ~6 rounds pass here).
+    time.sleep(6)
+    assert len(airflow.dag_runs()) == 1 and len(airflow.asset_event_payloads()) == 1
+    wait_for(
+        "the fired task in the stored state",
+        lambda: task["id"] in next(iter(airflow.stored_state().values()))["ids"],
+        airflow,
+        10,
+    )
+
+    # Kill the triggerer hard (no graceful shutdown) and start a new one: it resumes from the stored state.
+    airflow.stop("triggerer", signal.SIGKILL)
+    airflow.start("triggerer")
+    wait_for(
+        "the restarted watcher resuming",
+        lambda: airflow.log("triggerer").count("resumed with") >= 1,
+        airflow,
+        timeout=90,
+    )
+    stages["restarted watcher resumed"] = time.monotonic() - started
+    time.sleep(5)
+    assert len(airflow.dag_runs()) == 1, airflow.explain()
+    assert len(airflow.asset_event_payloads()) == 1
+
+    second = sandbox.control("POST", "/tasks", {"type": "ReplyToChat", "caseCreditorReference": "INV-1001"}).json()
+    wait_for(
+        "an asset event for the task added after the restart",
+        lambda: len(airflow.asset_event_payloads()) == 2,
+        airflow,
+        60,
+    )
+    assert [p["id"] for p in airflow.asset_event_payloads()] == [task["id"], second["id"]]
+    assert (
+        "resumed with" in airflow.log("triggerer")
+        and "first start" not in airflow.log("triggerer").split("resumed with")[-1]
+    )
+    stages["whole test"] = time.monotonic() - started
+    print(f"e2e: new task -> DAG run in {reaction:.1f} s; " + ", ".join(f"{k} at {v:.0f} s" for k, v in stages.items()))
