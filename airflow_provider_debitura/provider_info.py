@@ -57,7 +57,12 @@ def provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.hooks.debitura"]}],
         "sensors": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.sensors.debitura"]}],
         "operators": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.operators.debitura"]}],
-        "triggers": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.triggers.debitura"]}],
+        "triggers": [
+            {
+                "integration-name": "Debitura",
+                "python-modules": [f"{PACKAGE}.triggers.debitura", f"{PACKAGE}.triggers.new_tasks"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "debitura",
