@@ -373,6 +373,12 @@ class _SharedSource:
 
     async def next_round(self) -> Round:
         snapshot = await self.poller.next_snapshot()
+        if getattr(snapshot, "direct", False):
+            # The poller skipped the shared read this interval (only for subscribers that declared a
+            # direct check; this one does not, but a skipped round must still be read, not lost).
+            listing = await read_direct(self.poller.hook, self.trigger)
+            self._last_failed = not listing.ok
+            return listing
         self._last_failed = not snapshot.ok
         if not snapshot.ok:
             return Round.failed(snapshot.error or "the shared account poll failed")
