@@ -469,9 +469,9 @@ class SandboxMiddleware:
                 response: Response = _control_error(413, message)
             else:
                 response = _json(problem_body(413, "Payload Too Large", message), 413)
-            status = await _respond(response, scope, send)
             if not control:
-                self._finish(scope, template, status, None)
+                self._finish(scope, template, response.status_code, None)
+            await _respond(response, scope, send)
             return
 
         sent = False
@@ -541,8 +541,9 @@ class SandboxMiddleware:
             await drop_connection(send)
             return
         if rule is not None and rule.kind in ("status", "rateLimit", "html200"):
-            status = await _respond(_fault_response(rule), scope, send)
-            self._finish(scope, template, status, fault)
+            response = _fault_response(rule)
+            self._finish(scope, template, response.status_code, fault)
+            await _respond(response, scope, send)
             return
 
         captured: list[Message] = []
@@ -554,8 +555,13 @@ class SandboxMiddleware:
                 holder["status"] = message["status"]
             if capture:
                 captured.append(message)
-            else:
-                await send(message)
+                return
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Log (and fire afterRequests events) before the client can see the answer, so the
+                # request log and any event are in place by the time the client sends its next request.
+                self._finish(scope, template, holder.get("status"), fault)
+                holder["finished"] = 1
+            await send(message)
 
         await self._serve(scope, receive, inner_send, template)
         if rule is not None and rule.kind == "commitThenDrop":
@@ -565,8 +571,11 @@ class SandboxMiddleware:
         if rule is not None and rule.kind == "malformedJson":
             body = b"".join(m.get("body", b"") for m in captured if m["type"] == "http.response.body")
             response = Response(_malformed(body), status_code=200, media_type="application/json")
-            holder["status"] = await _respond(response, scope, send)
-        self._finish(scope, template, holder.get("status"), fault)
+            self._finish(scope, template, 200, fault)
+            await _respond(response, scope, send)
+            return
+        if "finished" not in holder:
+            self._finish(scope, template, holder.get("status"), fault)
 
     def _finish_dropped(self, scope: Scope, template: str | None, fault: str | None) -> None:
         query = scope["query_string"].decode("latin-1")
