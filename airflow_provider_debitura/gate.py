@@ -152,6 +152,10 @@ class AccountSnapshot:
     """Open account-level tasks, already compact: shared (not copied) by every gate's verdict."""
     total: int = 0
     error: str | None = None
+    direct: bool = False
+    """The poller skipped the shared read this interval: each gate checks on its own (cheaper than
+    reading every page for a few gates). Such a snapshot is also ``ok=False``, so a consumer that
+    ignores the flag reads it as "unknown" and can never open a gate on it."""
 
     @classmethod
     def from_tasks(cls, tasks: Iterable[Task], taken_at: float) -> AccountSnapshot:
@@ -171,6 +175,10 @@ class AccountSnapshot:
     @classmethod
     def failed(cls, error: str, taken_at: float) -> AccountSnapshot:
         return cls(False, taken_at, error=error)
+
+    @classmethod
+    def skipped(cls, taken_at: float, reason: str = "the shared read was skipped this interval") -> AccountSnapshot:
+        return cls(False, taken_at, error=reason, direct=True)
 
     def verdict(
         self, case_id: str, *, blocking_types: Sequence[str] | None = None, include_account_tasks: bool = True

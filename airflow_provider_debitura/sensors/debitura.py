@@ -21,7 +21,6 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.exceptions import DebituraError
 from airflow_provider_debitura.gate import GateState, GateVerdict
-from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.models import TaskStatus
@@ -30,11 +29,15 @@ from airflow_provider_debitura.validation import CaseSelector, case_selector, po
 
 
 def _is_template(value: Any) -> bool:
+    """True when the value is only known after rendering: a Jinja string, or an object Airflow
+    resolves at run time (``XComArg`` such as ``lookup.output["id"]``, and the like)."""
+    if value is None:
+        return False
     if isinstance(value, str):
         return "{{" in value or "{%" in value
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return any(_is_template(v) for v in value)
-    return False
+    return True
 
 
 class DebituraCaseUnblockedSensor(BaseSensorOperator):
@@ -51,7 +54,14 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
     case or a rejected API key fails at once instead of polling until the timeout.
 
     Returns (XCom) ``{"case_id", "unblocked_at", "checks", "blocked_by_on_first_check"}`` in every
-    mode. The "Resolve in Debitura" link opens the first blocker's ``solutionUrl``.
+    mode. The "Resolve in Debitura" link opens the first blocker's ``solutionUrl``. In
+    ``mode="reschedule"`` each try makes one check and Airflow clears XComs between tries: ``checks``
+    comes from Airflow's reschedule count (checks of the current try), and
+    ``blocked_by_on_first_check`` is rebuilt at success from the tasks solved since the first try
+    started, which is best effort (see :meth:`_derive_first_blockers`; None if it cannot be rebuilt).
+
+    Parameters given as literals are validated when the DAG is parsed; templated ones (Jinja strings,
+    XComArgs) after rendering, at the first check.
 
     :param case_id: Debitura case GUID; or exactly one of ``creditor_reference`` / ``case_reference``
         (resolved to the GUID once). Templated.
@@ -92,10 +102,10 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         self.poll_interval = positive_seconds("poll_interval", poll_interval, allow_none=True)
         positive_seconds("poke_interval", self.poke_interval)
         positive_seconds("timeout", self.timeout)
-        # Parse-time checks for what is not templated; everything is re-checked after rendering.
+        # Parse-time checks only for literal values: a Jinja string or an XComArg is checked after
+        # rendering, in poke/execute (a template may also render empty, e.g. one of two templated
+        # selectors). Literal-only selectors get the full check now.
         given = [v for v in (case_id, creditor_reference, case_reference) if v is not None and str(v).strip()]
-        if len(given) != 1:
-            case_selector(case_id, creditor_reference, case_reference)  # raises with the full message
         if not any(_is_template(v) for v in given):
             case_selector(case_id, creditor_reference, case_reference)
         if not _is_template(blocking_task_types):
@@ -180,10 +190,15 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=gate.success_record(case_id, self._checks, first))
 
     def _derive_first_blockers(self, context: Any, case_id: str) -> list[dict[str, Any]] | None:
-        """Reschedule mode: XComs are cleared before every reschedule, so the first check's blockers
-        are derived once, at success: the solved tasks that were open when the first try started.
-        Best effort (two extra requests, once; Airflow's and Debitura's clocks must roughly agree);
-        None when it cannot be established."""
+        """Reschedule mode: Airflow clears the task's XComs before every rescheduled try, so the first
+        check's blockers are derived once, at success: the now-solved tasks that were open when the
+        first try started (all of them are solved, or the gate would not be open).
+
+        Best effort, unlike ``checks``: it takes the first try's *start* for the first check's time
+        (a task created or solved in the second or so between the two is misjudged), and needs
+        Airflow's and Debitura's clocks to roughly agree. Costs, once: the case's solved tasks (1
+        request) and the account's solved account-level tasks (every page: Debitura lists oldest
+        first, so the recent ones are not on page 1). None when it cannot be established."""
         first_at = _first_try_start(context)
         if first_at is None:
             return None
@@ -191,10 +206,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         try:
             solved = list(self.hook.get_case_tasks(case_id, status=TaskStatus.SOLVED.value, types=types))
             if self.include_account_tasks:
-                page = self.hook.run(
-                    endpoints.get_tasks_page(status=TaskStatus.SOLVED.value, types=gate.ACCOUNT_LEVEL_TYPES)
-                )
-                solved += page.tasks
+                solved += self.hook.list_tasks(status=TaskStatus.SOLVED.value, types=gate.ACCOUNT_LEVEL_TYPES)
         except DebituraError as exc:
             self.log.warning("Could not derive the first check's blockers: %s", exc)
             return None
@@ -251,7 +263,9 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
 
 
 def _reschedule_count(context: Any) -> int:
-    """How many times this try was rescheduled, i.e. checks already made before this one."""
+    """How many times this try was rescheduled, i.e. checks already made before this one (each
+    rescheduled try makes exactly one check). Airflow 3 puts it in the context; Airflow 2 keeps one
+    TaskReschedule row per reschedule of the try."""
     count = context.get("task_reschedule_count") if hasattr(context, "get") else None
     if count is not None:  # Airflow 3 puts it in the context
         return int(count)

@@ -23,7 +23,9 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
     With ``coalesce=True`` (the default) it joins the process-wide shared poll of its connection
     (:mod:`.shared_poll`) and, before firing, confirms an "unblocked" verdict with its own direct
     check: offset paging over a live queue can, rarely, miss a task, and a gate that opens wrongly
-    is the one failure that matters. With ``coalesce=False`` every check is the direct 2-request one.
+    is the one failure that matters. In intervals where the poller finds the gates' own checks
+    cheaper than its account-wide read (few gates, a large queue), it skips the read and each gate
+    makes its direct check instead. With ``coalesce=False`` every check is the direct 2-request one.
 
     :param end_time: wall-clock deadline (epoch seconds): survives triggerer restarts, unlike a
         monotonic clock. None waits forever (Airflow's deferral timeout may still apply).
@@ -164,7 +166,8 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         from airflow_provider_debitura.triggers.shared_poll import subscribe
 
         previous: GateVerdict | None = None
-        async with subscribe(self.debitura_conn_id, self.poll_interval) as poller:
+        direct_cost = 2 if self.include_account_tasks else 1
+        async with subscribe(self.debitura_conn_id, self.poll_interval, direct_cost=direct_cost) as poller:
             while True:
                 remaining = self._remaining()
                 if remaining is not None and remaining <= 0:
@@ -173,16 +176,22 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                     snapshot = await asyncio.wait_for(poller.next_snapshot(), timeout=remaining)
                 except asyncio.TimeoutError:
                     return self._timeout_event()
-                verdict = snapshot.verdict(
-                    self.case_id,
-                    blocking_types=self.blocking_task_types,
-                    include_account_tasks=self.include_account_tasks,
-                )
-                if verdict.is_unblocked:
-                    # Confirm directly: the snapshot may have missed a task (see class docstring).
+                if snapshot.direct:
+                    # The poller skipped its read this interval: our own check is the cheaper one.
                     verdict = await self.direct_check(poller.hook)
-                    if verdict.state is not GateState.UNBLOCKED:
-                        self.log.info("Case %s: the shared poll saw no blockers, the direct check did", self.case_id)
+                else:
+                    verdict = snapshot.verdict(
+                        self.case_id,
+                        blocking_types=self.blocking_task_types,
+                        include_account_tasks=self.include_account_tasks,
+                    )
+                    if verdict.is_unblocked:
+                        # Confirm directly: the snapshot may have missed a task (see class docstring).
+                        verdict = await self.direct_check(poller.hook)
+                        if verdict.state is not GateState.UNBLOCKED:
+                            self.log.info(
+                                "Case %s: the shared poll saw no blockers, the direct check did", self.case_id
+                            )
                 self._note(verdict, previous)
                 if verdict.is_unblocked:
                     return self._success()

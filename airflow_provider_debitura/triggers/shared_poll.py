@@ -11,6 +11,17 @@ and gets the first one whose read *started after* it asked, so a verdict is neve
 question. A failed or inconsistent read is delivered as a failed snapshot, which every gate reads
 as "unknown", i.e. still blocked.
 
+Adaptive: on a large queue a full read costs ``ceil(open/100)`` requests however few gates wait
+on it; 1 gate over 5,000 open tasks would pay 50 requests an interval where its own check costs 2.
+So each interval the poller compares the two: when every subscriber is a gate that can check on its
+own (``subscribe(..., direct_cost=2)``) and the sum of their direct costs is below the shared read's
+page count + 1 (pages known from the last consistent read's total; before the first read, the shared
+read is assumed), it skips the read and hands out a *direct* snapshot (``snapshot.direct``, also
+``ok=False``): each gate then makes its own ≤2-request check. A subscriber that needs the read
+itself (the new-tasks watcher; ``direct_cost=None``, the default) always gets the shared read. While
+it skips, the poller refreshes the queue size with a one-task probe every ``PROBE_EVERY`` intervals,
+so it notices when the queue has shrunk enough for the shared read to win again.
+
 Nothing here blocks the loop: I/O is async, each page is parsed between awaits, and the index a
 snapshot builds is one pass over the tasks.
 """
@@ -20,18 +31,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow_provider_debitura.gate import AccountSnapshot
+from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.hooks.paging import TaskListing
 
 log = logging.getLogger(__name__)
 
 FANOUT_BATCH = 50
+
+PROBE_EVERY = 10
+"""While gates check directly, every this many intervals one ``PageSize=1`` request refreshes the open
+queue size (its ``totalResults``), so a queue that shrank hands the gates back to the shared read."""
 
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedAccountPoller]] = (
     weakref.WeakKeyDictionary()
@@ -46,12 +63,21 @@ class SharedAccountPoller:
         self.hook = hook_factory(conn_id)
         """Shared by the poll and by the gates' direct (confirmation) checks: one HTTP pool, not N."""
         self._intervals: dict[int, float] = {}
+        self._direct_costs: dict[int, int | None] = {}
         self._next_token = 0
         self._waiters: list[asyncio.Future[AccountSnapshot]] = []
         self._has_waiters = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.snapshots = 0
+        """Rounds delivered: shared reads (ok or failed) and skipped (direct) rounds alike."""
+        self.shared_reads = 0
+        self.direct_rounds = 0
+        self.probes = 0
         self.last_duration = 0.0
+        self.open_total: int | None = None
+        """Open tasks in the account at the last consistent read or probe; None before the first."""
+        self._direct_since_probe = 0
+        self._mode: str | None = None
 
     # -- subscription bookkeeping --
 
@@ -64,9 +90,30 @@ class SharedAccountPoller:
         """The shortest interval any subscriber asked for: nobody waits longer than they wanted."""
         return min(self._intervals.values(), default=60.0)
 
-    def _add(self, interval: float) -> int:
+    @property
+    def direct_cost(self) -> int | None:
+        """Requests per interval if every subscriber checked on its own; None when one needs the read."""
+        costs = list(self._direct_costs.values())
+        if any(c is None for c in costs):
+            return None
+        return sum(c for c in costs if c is not None)
+
+    @property
+    def shared_pages(self) -> int | None:
+        """Requests one shared read costs, from the last known queue size; None before the first read."""
+        if self.open_total is None:
+            return None
+        return max(1, math.ceil(self.open_total / endpoints.MAX_PAGE_SIZE))
+
+    def use_direct(self) -> bool:
+        """This interval's choice: direct checks when they cost less than the shared read + 1."""
+        direct, pages = self.direct_cost, self.shared_pages
+        return direct is not None and pages is not None and direct < pages + 1
+
+    def _add(self, interval: float, direct_cost: int | None = None) -> int:
         self._next_token += 1
         self._intervals[self._next_token] = float(interval)
+        self._direct_costs[self._next_token] = None if direct_cost is None else int(direct_cost)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"debitura-shared-poll-{self.conn_id}"
@@ -76,6 +123,7 @@ class SharedAccountPoller:
     def _remove(self, token: int) -> bool:
         """Drop a subscriber; True when it was the last one (the caller then retires the poller)."""
         self._intervals.pop(token, None)
+        self._direct_costs.pop(token, None)
         if self._intervals:
             return False
         if self._task is not None and not self._task.done():
@@ -105,7 +153,7 @@ class SharedAccountPoller:
                 waiters, self._waiters = self._waiters, []
                 self._has_waiters.clear()
                 next_start = loop.time() + self.interval
-                snapshot = await self._read()
+                snapshot = await self._round()
                 await self._deliver(waiters, snapshot)
         except asyncio.CancelledError:
             raise
@@ -136,6 +184,50 @@ class SharedAccountPoller:
             if not fut.done():
                 fut.set_result(snapshot)
 
+    async def _round(self) -> AccountSnapshot:
+        """One interval: the shared read, or (when cheaper) a direct snapshot telling gates to check."""
+        if self.use_direct() and self._direct_since_probe >= PROBE_EVERY:
+            await self._probe()
+        if self.use_direct():
+            self._switch("direct")
+            self._direct_since_probe += 1
+            self.direct_rounds += 1
+            self.snapshots += 1
+            return AccountSnapshot.skipped(
+                time.time(),
+                f"shared read skipped: {self.direct_cost} direct requests < {self.shared_pages} pages + 1",
+            )
+        self._switch("shared")
+        self._direct_since_probe = 0
+        return await self._read()
+
+    def _switch(self, mode: str) -> None:
+        if mode != self._mode:
+            log.info(
+                "Debitura shared poll of %r: %s (%d subscribers; direct checks %s requests/interval, "
+                "shared read %s pages)",
+                self.conn_id,
+                "gates check directly" if mode == "direct" else "one shared read per interval",
+                self.subscribers,
+                "n/a" if self.direct_cost is None else self.direct_cost,
+                "unknown" if self.shared_pages is None else self.shared_pages,
+            )
+            self._mode = mode
+
+    async def _probe(self) -> None:
+        """One ``PageSize=1`` request for the queue's size. A failed probe keeps the old size."""
+        self._direct_since_probe = 0
+        self.probes += 1
+        try:
+            await warm_client(self.hook)
+            page = await self.hook.run(endpoints.get_tasks_page(status="Open", page=1, page_size=1))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("Debitura queue-size probe of %r failed: %s", self.conn_id, exc)
+            return
+        self.open_total = int(page.page.total_results)
+
     async def _read(self) -> AccountSnapshot:
         started = time.monotonic()
         taken_at = time.time()
@@ -150,6 +242,9 @@ class SharedAccountPoller:
             log.warning("Debitura shared poll of %r failed, gates stay blocked this round: %s", self.conn_id, exc)
             snapshot = AccountSnapshot.failed(f"{type(exc).__name__}: {exc}", taken_at)
         self.snapshots += 1
+        self.shared_reads += 1
+        if snapshot.ok:
+            self.open_total = snapshot.total
         self.last_duration = time.monotonic() - started
         log.debug(
             "Debitura shared poll of %r: %s in %.2f s (%d pages, %d subscribers)",
@@ -177,8 +272,15 @@ async def warm_client(hook: DebituraAsyncHook) -> None:
 
 
 @contextlib.asynccontextmanager
-async def subscribe(conn_id: str, interval: float) -> AsyncIterator[SharedAccountPoller]:
+async def subscribe(
+    conn_id: str, interval: float, *, direct_cost: int | None = None
+) -> AsyncIterator[SharedAccountPoller]:
     """Join the shared poll of ``conn_id`` on the running loop for the duration of the block.
+
+    ``direct_cost``: the requests this subscriber's own check costs, when it can make one instead of
+    reading the shared snapshot (a case gate: 2, or 1 without account-level tasks). Such a subscriber
+    must handle ``snapshot.direct`` by checking on its own. None (the default): it needs the shared
+    read, and while it is subscribed the poller never skips it.
 
     Safe under cancellation: the ``finally`` always unsubscribes, and the last subscriber out
     stops the poll and closes its HTTP client.
@@ -188,7 +290,7 @@ async def subscribe(conn_id: str, interval: float) -> AsyncIterator[SharedAccoun
     poller = pollers.get(conn_id)
     if poller is None:
         poller = pollers[conn_id] = SharedAccountPoller(conn_id)
-    token = poller._add(interval)
+    token = poller._add(interval, direct_cost)
     try:
         yield poller
     finally:

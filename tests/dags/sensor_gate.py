@@ -23,6 +23,12 @@ with DAG("sensor_gate_poke", schedule=None, start_date=START, catchup=False):
 with DAG("sensor_gate_deferrable", schedule=None, start_date=START, catchup=False):
     DebituraCaseUnblockedSensor(task_id="gate", creditor_reference=REF, poke_interval=1, timeout=60, deferrable=True)
 
+with DAG("sensor_gate_reschedule", schedule=None, start_date=START, catchup=False):
+    # Each check is its own try: Airflow clears the task's XComs before every rescheduled try.
+    DebituraCaseUnblockedSensor(
+        task_id="gate", creditor_reference=REF, poke_interval=1, timeout=60, mode="reschedule", deferrable=False
+    )
+
 with DAG("sensor_gate_failures", schedule=None, start_date=START, catchup=False):
     # INV-1003 has case tasks nobody solves: these can only time out.
     common = {"creditor_reference": "INV-1003", "poke_interval": 1, "timeout": 3}

@@ -64,6 +64,46 @@ def test_templated_values_are_checked_after_rendering():
         op.poke({})
 
 
+def test_example_dag_xcom_pull_template_is_checked_after_rendering():
+    # example_dags/example_debitura_case_gate.py passes exactly this.
+    op = sensor(case_id="{{ ti.xcom_pull(task_ids='lookup_case')['id'] }}", deferrable=True)
+    assert op.case_id.startswith("{{")
+    op.case_id = "INV-1001"  # what a bad lookup could render to: caught at the first check
+    with pytest.raises(DebituraConfigError, match="case_id"):
+        op.execute({})
+
+
+def test_xcomarg_is_checked_after_resolution():
+    import pendulum
+
+    try:
+        from airflow.sdk import DAG, task
+    except ImportError:  # Airflow 2
+        from airflow import DAG
+        from airflow.decorators import task
+
+    with DAG("xcomarg_gate", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+
+        @task
+        def lookup_case() -> dict:
+            return {"id": "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b"}
+
+        op = sensor(case_id=lookup_case()["id"], blocking_task_types=lookup_case()["types"])
+    assert not isinstance(op.case_id, str)  # left for Airflow to resolve
+    op.case_id, op.blocking_task_types = "not-a-guid", None
+    with pytest.raises(DebituraConfigError):
+        op.poke({})
+
+
+def test_two_templated_selectors_may_leave_one_empty():
+    op = sensor(case_id="{{ params.case_id }}", creditor_reference="{{ params.ref }}", include_account_tasks=False)
+    op.case_id, op.creditor_reference = "", "INV-1"
+    assert op._selector().creditor_reference == "INV-1"
+    op.case_id = "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b"
+    with pytest.raises(DebituraConfigError, match="exactly one"):
+        op._selector()
+
+
 def test_extra_link_declared():
     assert any(isinstance(link, DebituraResolveLink) for link in DebituraCaseUnblockedSensor.operator_extra_links)
 
