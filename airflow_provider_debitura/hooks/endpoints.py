@@ -200,6 +200,7 @@ def error_for_status(call: ApiCall[Any], response: httpx.Response, conn_id: str)
             message + ". The server failed while handling a write, so it may or may not have been applied",
             method=call.method,
             path=call.path,
+            status=status,
         )
     kwargs = {"method": call.method, "path": call.path, "status": status, "api_error": api_error}
     if status == 429:

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError, DebituraConfigError
@@ -269,10 +268,10 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
     task's ``dateCreated`` means the task is already answered (by an earlier run, a retry, or a person),
     and it is skipped, even while Debitura still shows it open. When a post fails ambiguously
     (timeout, dropped connection, 5xx), the history is read again: if our message is there it counts as
-    sent; otherwise the post is retried once; if that is ambiguous too and the message still is not
-    there, the task fails and nothing more is posted. A post that *timed out* is never retried in the same
-    run: the server may still be processing it, so the task fails and the next run, which reads the history
-    first, decides. Posts happen in the worker only.
+    sent. Otherwise, only after a definite 500/502/503 answer is the post retried once (if that is ambiguous
+    too, the task fails and nothing more is posted). After a timeout, a dropped connection, a 504 or a garbled
+    200 the server may still be processing the post, so it is never repeated in the same run: the task
+    fails and the next run (a retry), which reads the history first, decides. Posts happen in the worker only.
 
     **Templates.** ``reply_template`` (and the per-type ``reply_templates``) are rendered per task in a
     Jinja sandbox with ``StrictUndefined``; they see ``task`` and ``case`` (API field names, e.g.
@@ -483,13 +482,13 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
                         for task in plan.tasks:
                             report.skip(task, "answered by another creditor message while our post was in doubt")
                         return
-                    in_flight = isinstance(exc.cause, httpx.TimeoutException)
+                    in_flight = not exc.server_finished_without_applying
                     if attempt == 1 and not in_flight:
                         self.log.warning("Our message is not in case %s's chat; posting it once more.", plan.case_id)
                         continue
                     if in_flight:
                         raise DebituraAmbiguousWriteError(
-                            f"Posting the reply to case {plan.case_id} timed out after the request was sent, so "
+                            f"Posting the reply to case {plan.case_id} failed after the request was sent ({exc}), so "
                             "Debitura may still be processing it, and it is not in the case's chat history yet. Not "
                             "posting again in this run. A re-run checks the history first, so it will not send a "
                             "duplicate once the message has arrived.",

@@ -254,13 +254,34 @@ def test_commit_then_drop_with_tasks_left_open_then_rerun(debitura_conn) -> None
     assert len(creditor_chats(sb, "INV-1002")) == 1 and len(creditor_chats(sb, "INV-1003")) == 1
 
 
-def test_dropped_before_commit_is_retried_once(debitura_conn) -> None:
+def test_dropped_connection_is_not_reposted_in_the_same_run(debitura_conn) -> None:
+    """A dropped connection may be a post still in flight: only the next run, after reading the history,
+    may post again (here the drop happened before the sandbox stored anything, so it does, once)."""
     sb = debitura_conn
     set_faults(sb, {"kind": "drop", "method": "POST", "path": "/cases/", "count": 1})
+    with pytest.raises(DebituraAmbiguousWriteError, match="may still be processing"):
+        reply()
+    assert posts(sb) == 1
     report, _ = reply()
     assert len(report["replied"]) == 3
     assert len(creditor_chats(sb, "INV-1002")) == 1 and len(creditor_chats(sb, "INV-1003")) == 1
-    assert posts(sb) == 3  # the dropped attempt, its single retry, and the other case
+    assert posts(sb) == 3  # the dropped attempt, then one post per case on the re-run
+
+
+@pytest.mark.parametrize("status", [503, 500])
+def test_definite_5xx_is_retried_once_after_reading_the_history(debitura_conn, status: int) -> None:
+    sb = debitura_conn
+    set_faults(sb, {"kind": "status", "status": status, "method": "POST", "path": "/cases/", "count": 1})
+    report, _ = reply()
+    assert len(report["replied"]) == 3 and posts(sb) == 3
+
+
+def test_504_is_not_reposted_in_the_same_run(debitura_conn) -> None:
+    sb = debitura_conn
+    set_faults(sb, {"kind": "status", "status": 504, "method": "POST", "path": "/cases/", "count": 1})
+    with pytest.raises(DebituraAmbiguousWriteError, match="may still be processing"):
+        reply()
+    assert posts(sb) == 1
 
 
 def test_twice_ambiguous_fails_without_further_posts(debitura_conn) -> None:
