@@ -19,7 +19,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_debitura import gate
-from airflow_provider_debitura.exceptions import DebituraError
+from airflow_provider_debitura.exceptions import DebituraError, DebituraNotFoundError
 from airflow_provider_debitura.gate import GateState, GateVerdict
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
@@ -143,7 +143,13 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
                     case = self.hook.find_case(selector)
                 except DebituraError as exc:
                     if gate.is_fatal(exc):
-                        raise self._fail(exc, f"Cannot find Debitura case {selector.description}") from exc
+                        # Only a 404 means the case is missing; a bad connection or key says so itself.
+                        what = (
+                            f"Cannot find Debitura case {selector.description}"
+                            if isinstance(exc, DebituraNotFoundError)
+                            else f"Could not look up Debitura case {selector.description}"
+                        )
+                        raise self._fail(exc, what) from exc
                     raise
                 self._resolved_case_id = case.id
                 self.log.info("Debitura case %s is %s", selector.description, case.id)
