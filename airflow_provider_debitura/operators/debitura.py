@@ -88,6 +88,13 @@ class _DebituraTaskOperatorBase(BaseOperator):
 
     operator_extra_links = (DebituraResolveLink(),)
     ui_color = "#e8f1fb"
+    template_fields: Sequence[str] = (
+        "debitura_conn_id",
+        "case_id",
+        "creditor_reference",
+        "case_reference",
+        "task_types",
+    )
 
     def __init__(
         self,
@@ -139,11 +146,7 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
     """
 
     template_fields: Sequence[str] = (
-        "debitura_conn_id",
-        "case_id",
-        "creditor_reference",
-        "case_reference",
-        "task_types",
+        *_DebituraTaskOperatorBase.template_fields,
         "status",
         "api_resolvable_only",
         "include_account_level",
@@ -300,11 +303,7 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
     """
 
     template_fields: Sequence[str] = (
-        "debitura_conn_id",
-        "case_id",
-        "creditor_reference",
-        "case_reference",
-        "task_types",
+        *_DebituraTaskOperatorBase.template_fields,
         "user_email",
         "dry_run",
         "max_replies",
