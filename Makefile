@@ -47,6 +47,8 @@ sandbox: $(VENV)/.installed
 	$(VENV)/bin/debitura-sandbox --scenario demo
 
 bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/parse_cost.py
+	$(VENV)/bin/python bench/listing.py
 	$(VENV)/bin/python bench/gates.py
 
 clean:
