@@ -293,6 +293,25 @@ def _case_lookup(selector: CaseSelector) -> ApiCall[Case]:
     raise DebituraConfigError("No case given.")
 
 
+async def _read_connection_async(conn_id: str) -> tuple[Any, dict[str, Any]]:
+    """Read a connection from inside an event loop without a synchronous supervisor call on the loop.
+
+    common-compat >= 1.23 knows which Airflow versions mask secrets synchronously (a deadlock risk in the
+    triggerer before 3.3.2) and picks the safe path. Python 3.10 can only install common-compat <= 1.20,
+    which lacks that knowledge: there, the synchronous read runs in a worker thread, which is safe on every
+    Airflow version (it is what 1.23 itself does before 3.3.2).
+    """
+    try:
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+    except ImportError:
+        from asgiref.sync import sync_to_async
+
+        conn = await sync_to_async(BaseHook.get_connection)(conn_id)
+        return conn, await sync_to_async(lambda: conn.extra_dejson)()
+    conn = await get_async_connection(conn_id)
+    return conn, await get_async_extra_dejson(conn)
+
+
 class DebituraAsyncHook(_DebituraHookBase):
     """The async twin of :class:`DebituraHook`, for triggers. Reads only: posting stays in workers."""
 
@@ -304,16 +323,11 @@ class DebituraAsyncHook(_DebituraHookBase):
 
     async def get_settings(self) -> ConnectionSettings:
         if self._settings is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
-
             try:
-                conn = await get_async_connection(self.debitura_conn_id)
+                conn, extra = await _read_connection_async(self.debitura_conn_id)
             except AirflowNotFoundException as exc:
                 raise self._missing_connection(exc) from None
-            self._settings = self._settings_from(conn, await get_async_extra_dejson(conn))
+            self._settings = self._settings_from(conn, extra)
         return self._settings
 
     async def get_async_conn(self) -> httpx.AsyncClient:
