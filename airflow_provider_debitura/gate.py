@@ -152,6 +152,12 @@ class AccountSnapshot:
     """Open account-level tasks, already compact: shared (not copied) by every gate's verdict."""
     total: int = 0
     error: str | None = None
+    fatal: bool = False
+    """The read failed in a way polling cannot fix (e.g. the key was revoked): a gate must check on its own
+    at once, so that the error reaches the task instead of the gate waiting out its timeout."""
+    tasks: tuple[Task, ...] = ()
+    """Every open task of the read (shared references), for consumers that need more than the gate view,
+    such as the new-task watcher (lead tasks and unknown types with no case are not in ``by_case``)."""
     direct: bool = False
     """The poller skipped the shared read this interval: each gate checks on its own (cheaper than
     reading every page for a few gates). Such a snapshot is also ``ok=False``, so a consumer that
@@ -161,20 +167,24 @@ class AccountSnapshot:
     def from_tasks(cls, tasks: Iterable[Task], taken_at: float) -> AccountSnapshot:
         by_case: dict[str, list[Task]] = defaultdict(list)
         account: list[dict[str, Any]] = []
+        open_tasks: list[Task] = []
         total = 0
         for task in tasks:
             total += 1
             if not _is_open(task):
                 continue
+            open_tasks.append(task)
             if is_account_level(task):
                 account.append(compact(task))
             elif task.case_id:
                 by_case[task.case_id.lower()].append(task)
-        return cls(True, taken_at, {k: tuple(v) for k, v in by_case.items()}, tuple(account), total)
+        return cls(
+            True, taken_at, {k: tuple(v) for k, v in by_case.items()}, tuple(account), total, tasks=tuple(open_tasks)
+        )
 
     @classmethod
-    def failed(cls, error: str, taken_at: float) -> AccountSnapshot:
-        return cls(False, taken_at, error=error)
+    def failed(cls, error: str, taken_at: float, *, fatal: bool = False) -> AccountSnapshot:
+        return cls(False, taken_at, error=error, fatal=fatal)
 
     @classmethod
     def skipped(cls, taken_at: float, reason: str = "the shared read was skipped this interval") -> AccountSnapshot:

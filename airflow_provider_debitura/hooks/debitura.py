@@ -343,6 +343,13 @@ class DebituraAsyncHook(_DebituraHookBase):
             await self._aclient.aclose()
             self._aclient = None
 
+    async def reset_connection(self) -> None:
+        """Forget the connection and client, so the next request re-reads the Airflow connection (e.g. after
+        a 401 in a long-lived poller, when the key may have been rotated)."""
+        async with self._lock:
+            await self.aclose()
+            self._settings = None
+
     async def __aenter__(self) -> DebituraAsyncHook:
         return self
 

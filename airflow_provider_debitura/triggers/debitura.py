@@ -176,8 +176,9 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                     snapshot = await asyncio.wait_for(poller.next_snapshot(), timeout=remaining)
                 except asyncio.TimeoutError:
                     return self._timeout_event()
-                if snapshot.direct:
-                    # The poller skipped its read this interval: our own check is the cheaper one.
+                if snapshot.direct or snapshot.fatal:
+                    # The poller skipped its read this interval (our own check is the cheaper one), or the
+                    # read failed for good (bad key, ...): our own check raises it, so the task fails now.
                     verdict = await self.direct_check(poller.hook)
                 else:
                     verdict = snapshot.verdict(

@@ -33,7 +33,7 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.models import Task, TaskStatus, TaskType
+from airflow_provider_debitura.models import Task, TaskStatus
 from airflow_provider_debitura.seen_tasks import (
     DEFAULT_MAX_SEEN,
     AirflowSeenTasksStore,
@@ -47,16 +47,6 @@ PRUNE_AFTER_ROUNDS = 3
 """A seen id is forgotten only after this many consecutive consistent listings without it: one
 listing that misses a task (it should not, but offset paging over a live queue is hard) must not
 make the task fire a second time."""
-
-RECHECK_HIDDEN_EVERY = 10
-"""Rounds between safety re-reads of the tasks the shared snapshot does not carry (see _SharedSource)."""
-
-CASE_SCOPED_TYPES = frozenset(TaskType.chat_driven()) | {
-    TaskType.REVIEW_PARTNER.value,
-    TaskType.CASE_VALIDATION_NEEDS_INFO.value,
-    TaskType.GENERIC.value,
-}
-"""Documented types that always carry a ``caseId``: the shared snapshot indexes those in full."""
 
 
 @dataclass
@@ -331,28 +321,14 @@ async def read_direct(hook: Any, trigger: DebituraNewTasksTrigger) -> Round:
 
 
 class _SharedSource:
-    """Adapter from the case gates' shared account poll to full task JSON.
-
-    The shared snapshot (``gate.AccountSnapshot``) was built for gate verdicts: it keeps case tasks
-    in full, account-level tasks only in compact form (id, type, title, caseId, solutionUrl) and
-    drops open tasks that have neither a case nor an account-level type (lead tasks, unknown types),
-    counting them only in ``total``. Where that could hide something this watcher must see, the
-    adapter tops the round up with its own filtered read (on the poller's shared HTTP client):
-
-    - an unseen account-level task matches the filter (so its event carries the full JSON), or
-    - tasks are hidden, the filter could match them, and their count changed since the last top-up
-      (plus a safety re-read every ``RECHECK_HIDDEN_EVERY`` rounds while any are hidden).
-
-    When the snapshot carries every task in full (a ``tasks`` attribute), no top-up is ever needed.
-    """
+    """Adapter from the case gates' shared account poll (``gate.AccountSnapshot``, which carries every open
+    task it read) to the watcher's rounds: no read of its own, only the tasks that match the filter are
+    turned into JSON."""
 
     def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
         self.trigger = trigger
         self._subscription: Any = None
         self.poller: Any = None
-        self._hidden_at_last_read: int | None = None
-        self._rounds_since_read = 0
-        self.top_ups = 0
         self._last_failed = False
 
     async def __aenter__(self) -> _SharedSource:
@@ -382,44 +358,8 @@ class _SharedSource:
         self._last_failed = not snapshot.ok
         if not snapshot.ok:
             return Round.failed(snapshot.error or "the shared account poll failed")
-        full = getattr(snapshot, "tasks", None)
-        if full is not None:  # a snapshot that keeps every task: nothing to top up
-            return Round(True, [_as_dict(t) for t in full])
         trigger = self.trigger
-        by_case: Mapping[str, Sequence[Task]] = snapshot.by_case
-        if trigger.case_id is not None:
-            return Round(True, [t.to_api_dict() for t in by_case.get(trigger.case_id, ())])
-        tasks = [t.to_api_dict() for case_tasks in by_case.values() for t in case_tasks]
-        compact_account = [dict(t) for t in snapshot.account_blockers]
-        hidden = max(0, int(snapshot.total) - len(tasks) - len(compact_account))
-        if self._needs_top_up(compact_account, hidden):
-            extra = await read_direct(self.poller.hook, trigger)
-            if not extra.ok:
-                return extra
-            self.top_ups += 1
-            self._hidden_at_last_read = hidden
-            self._rounds_since_read = 0
-            by_id = {t["id"]: t for t in tasks}
-            by_id.update({t["id"]: t for t in extra.tasks})
-            return Round(True, list(by_id.values()))
-        self._rounds_since_read += 1
-        # Compact account-level tasks stand in for the full ones only to keep them "still open".
-        return Round(True, tasks + compact_account)
-
-    def _needs_top_up(self, compact_account: list[dict[str, Any]], hidden: int) -> bool:
-        trigger = self.trigger
-        seen = trigger._state.ids if trigger._state is not None else {}
-        if any(t.get("id") not in seen and trigger.matches(t) for t in compact_account):
-            return True
-        types = trigger.task_types
-        could_match_hidden = types is None or any(
-            t not in CASE_SCOPED_TYPES and t not in TaskType.account_level() for t in types
+        return Round(
+            True, [t.to_api_dict() for t in snapshot.tasks if trigger.matches({"type": t.type, "caseId": t.case_id})]
         )
-        if not hidden or not could_match_hidden:
-            self._hidden_at_last_read = hidden
-            return False
-        return hidden != self._hidden_at_last_read or self._rounds_since_read >= RECHECK_HIDDEN_EVERY
 
-
-def _as_dict(task: Any) -> dict[str, Any]:
-    return task.to_api_dict() if isinstance(task, Task) else dict(task)

@@ -37,7 +37,8 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow_provider_debitura.gate import AccountSnapshot
+from airflow_provider_debitura.exceptions import DebituraAuthError
+from airflow_provider_debitura.gate import AccountSnapshot, is_fatal
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.hooks.paging import TaskListing
@@ -239,8 +240,17 @@ class SharedAccountPoller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("Debitura shared poll of %r failed, gates stay blocked this round: %s", self.conn_id, exc)
-            snapshot = AccountSnapshot.failed(f"{type(exc).__name__}: {exc}", taken_at)
+            fatal = is_fatal(exc)
+            log.warning(
+                "Debitura shared poll of %r failed, %s: %s",
+                self.conn_id,
+                "each gate checks on its own to report it" if fatal else "gates stay blocked this round",
+                exc,
+            )
+            if isinstance(exc, DebituraAuthError):
+                # A rotated key must take effect without a triggerer restart: re-read the connection next time.
+                await self.hook.reset_connection()
+            snapshot = AccountSnapshot.failed(f"{type(exc).__name__}: {exc}", taken_at, fatal=fatal)
         self.snapshots += 1
         self.shared_reads += 1
         if snapshot.ok:

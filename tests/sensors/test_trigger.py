@@ -82,11 +82,30 @@ async def test_missing_case_yields_error(debitura_conn, coalesce):
     assert "404" in event["message"]
 
 
-async def test_wrong_key_yields_error(sandbox, monkeypatch, case_ids):
+@pytest.mark.parametrize("coalesce", [False, True])
+async def test_wrong_key_yields_error(sandbox, monkeypatch, case_ids, coalesce):
+    """A revoked key fails the gate at once in both modes, not at its timeout (the shared poll's failure is
+    fatal, so the gate checks on its own and reports the 401)."""
     conn = json.loads(sandbox.conn_json()) | {"password": "wrong-key-123456"}
     monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
-    event = await first_event(make(case_ids["INV-1005"], coalesce=False))
+    started = time.monotonic()
+    event = await first_event(make(case_ids["INV-1005"], coalesce=coalesce, end_time=time.time() + 30))
     assert event["status"] == "error" and "401" in event["message"]
+    assert time.monotonic() - started < 10
+
+
+async def test_shared_poll_picks_up_a_rotated_key(sandbox, monkeypatch, case_ids):
+    """After a 401 the shared poll re-reads the connection, so fixing the key needs no triggerer restart."""
+    from airflow_provider_debitura.triggers.shared_poll import subscribe
+
+    good = sandbox.conn_json()
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(json.loads(good) | {"password": "revoked-key-1"}))
+    async with subscribe("debitura_default", 0.2) as poller:
+        first = await poller.next_snapshot()
+        assert not first.ok and first.fatal and "401" in first.error
+        monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", good)
+        second = await poller.next_snapshot()
+        assert second.ok and second.total > 0
 
 
 async def test_deadline_yields_timeout(debitura_conn, case_ids):
