@@ -362,4 +362,3 @@ class _SharedSource:
         return Round(
             True, [t.to_api_dict() for t in snapshot.tasks if trigger.matches({"type": t.type, "caseId": t.case_id})]
         )
-
