@@ -137,10 +137,3 @@ class DebituraAmbiguousWriteError(DebituraError):
         self.path = path
         self.cause = cause
         self.status = status
-
-    @property
-    def server_finished_without_applying(self) -> bool:
-        """True only for a definite error answer (500/502/503): the server finished with the request and
-        says it failed. A timeout, a dropped connection, a 504 or a garbled 200 leave it possibly still in
-        flight, so a message missing from the chat history right now may yet arrive."""
-        return self.status in (500, 502, 503)

@@ -37,6 +37,8 @@ except ImportError:  # Airflow 2.11: event-driven scheduling does not exist; def
     AssetWatcher = None
 
 if AssetWatcher is not None:
+    from datetime import timedelta
+
     import pendulum
 
     from airflow_provider_debitura.models import TaskType
@@ -123,6 +125,11 @@ if AssetWatcher is not None:
             reply_templates={
                 "MoreInfoNeeded": "We will upload what you asked for on case {{ case.creditorReference }} today.",
             },
+            # An ambiguous post failure fails the task without posting again; the retry reads the history
+            # first. For real use add pool="debitura_replies" (one slot), shared with every reply task on
+            # this account, so two runs never answer the same case at the same time.
+            retries=2,
+            retry_delay=timedelta(minutes=2),
         ).expand(case_id=chat_cases(found))
 
         @task

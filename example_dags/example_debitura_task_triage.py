@@ -28,6 +28,8 @@ Nothing here touches the network at parse time.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 
 try:  # Airflow 3: the Task SDK
@@ -65,6 +67,12 @@ with DAG(
             "MoreInfoNeeded": "We will upload what you asked for on case {{ case.creditorReference }} today.",
         },
         max_replies=50,
+        # After an ambiguous post failure the task fails without posting again; the retry reads the chat
+        # history first and posts only if the first message never arrived.
+        retries=2,
+        retry_delay=timedelta(minutes=2),
+        # For real use, also pool="debitura_replies" (one slot): two reply tasks running at the same time on
+        # one account could both answer a case before either sees the other's message.
     )
 
     @task

@@ -270,11 +270,10 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
     **Exactly once.** Before posting, the case's chat history is read: a creditor message at or after a
     task's ``dateCreated`` means the task is already answered (by an earlier run, a retry, or a person),
     and it is skipped, even while Debitura still shows it open. When a post fails ambiguously
-    (timeout, dropped connection, 5xx), the history is read again: if our message is there it counts as
-    sent. Otherwise, only after a definite 500/502/503 answer is the post retried once (if that is ambiguous
-    too, the task fails and nothing more is posted). After a timeout, a dropped connection, a 504 or a garbled
-    200 the server may still be processing the post, so it is never repeated in the same run: the task
-    fails and the next run (a retry), which reads the history first, decides. Posts happen in the worker only.
+    (timeout, dropped connection, 5xx, garbled 200), the history is read again: if our message is there it
+    counts as sent. Otherwise the post is never repeated in the same run (the server may still store it, and
+    a proxy's 5xx can come after the backend did): the task fails, nothing more is posted, and the next run
+    (a task retry), which reads the history first, decides. Posts happen in the worker only.
 
     **Templates.** ``reply_template`` (and the per-type ``reply_templates``) are rendered per task in a
     Jinja sandbox with ``StrictUndefined``; they see ``task`` and ``case`` (API field names, e.g.
@@ -463,48 +462,35 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
     def _post_case(self, hook: DebituraHook, plan: _CasePlan, sender: str, report: _Report) -> None:
         not_before = min(t.date_created for t in plan.tasks)
         known_ids = [c.id for c in plan.chats]
-        for attempt in (1, 2):
-            try:
-                posted = hook.post_chat(plan.case_id, plan.message, user_email=sender)
-            except DebituraAmbiguousWriteError as exc:
-                self.log.warning(
-                    "Posting to case %s may or may not have worked (%s); reading the chat before anything else.",
-                    plan.case_id,
-                    exc,
-                )
-                chats = hook.get_chats(plan.case_id)
-                posted = find_own_message(chats, plan.message, not_before=not_before, known_ids=known_ids)
-                if posted is None:
-                    new = [c for c in chats if c.id not in set(known_ids)]
-                    still_open = [t for t in plan.tasks if answered_by(t, new) is None]
-                    if not still_open:
-                        for task in plan.tasks:
-                            report.skip(task, "answered by another creditor message while our post was in doubt")
-                        return
-                    in_flight = not exc.server_finished_without_applying
-                    if attempt == 1 and not in_flight:
-                        self.log.warning("Our message is not in case %s's chat; posting it once more.", plan.case_id)
-                        continue
-                    if in_flight:
-                        raise DebituraAmbiguousWriteError(
-                            f"Posting the reply to case {plan.case_id} failed after the request was sent ({exc}), so "
-                            "Debitura may still be processing it, and it is not in the case's chat history yet. Not "
-                            "posting again in this run. A re-run checks the history first, so it will not send a "
-                            "duplicate once the message has arrived.",
-                            method=exc.method,
-                            path=exc.path,
-                            cause=exc,
-                        ) from exc
-                    raise DebituraAmbiguousWriteError(
-                        f"Posting the reply to case {plan.case_id} failed twice in a way that leaves unknown whether "
-                        "Debitura stored it, and it is not in the case's chat history. Not posting again. A re-run "
-                        "checks the history first, so it will not send a duplicate if the message arrives late.",
-                        method=exc.method,
-                        path=exc.path,
-                        cause=exc,
-                    ) from exc
-                self.log.info("Our message is in case %s's chat (id %s): counted as sent.", plan.case_id, posted.id)
-            for task in plan.tasks:
-                report.replied.append({"task_id": task.id, "case_id": plan.case_id, "chat_message_id": posted.id})
-            self.log.info("Replied on case %s (message %s) for %d task(s).", plan.case_id, posted.id, len(plan.tasks))
-            return
+        try:
+            posted = hook.post_chat(plan.case_id, plan.message, user_email=sender)
+        except DebituraAmbiguousWriteError as exc:
+            self.log.warning(
+                "Posting to case %s may or may not have worked (%s); reading the chat before anything else.",
+                plan.case_id,
+                exc,
+            )
+            chats = hook.get_chats(plan.case_id)
+            posted = find_own_message(chats, plan.message, not_before=not_before, known_ids=known_ids)
+            if posted is None:
+                new = [c for c in chats if c.id not in set(known_ids)]
+                if all(answered_by(t, new) is not None for t in plan.tasks):
+                    for task in plan.tasks:
+                        report.skip(task, "answered by another creditor message while our post was in doubt")
+                    return
+                # Even a 5xx can come back after the backend stored the message (a proxy's 502, a gateway's
+                # 504), and the chat history may show it only later: never post again in this run.
+                raise DebituraAmbiguousWriteError(
+                    f"Posting the reply to case {plan.case_id} failed after the request was sent ({exc}), so "
+                    "Debitura may still have stored it, and it is not in the case's chat history yet. Not posting "
+                    "again in this run. A re-run (task retry) reads the history first, so it sends the reply only "
+                    "if this one never arrived.",
+                    method=exc.method,
+                    path=exc.path,
+                    cause=exc,
+                    status=exc.status,
+                ) from exc
+            self.log.info("Our message is in case %s's chat (id %s): counted as sent.", plan.case_id, posted.id)
+        for task in plan.tasks:
+            report.replied.append({"task_id": task.id, "case_id": plan.case_id, "chat_message_id": posted.id})
+        self.log.info("Replied on case %s (message %s) for %d task(s).", plan.case_id, posted.id, len(plan.tasks))

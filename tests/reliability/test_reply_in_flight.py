@@ -43,7 +43,7 @@ def test_timed_out_post_is_not_posted_again_and_a_rerun_sends_nothing(sandbox, m
         op = DebituraReplyToChatTasksOperator(task_id="reply", reply_template="Noted.", creditor_reference="INV-1002")
         return op.execute({})
 
-    with pytest.raises(DebituraAmbiguousWriteError, match="ReadTimeout.*may still be processing"):
+    with pytest.raises(DebituraAmbiguousWriteError, match="ReadTimeout.*Not posting again in this run"):
         run()
     wait_for_abandoned_post(sandbox)
     assert len(creditor_messages(sandbox, "INV-1002")) == 1
