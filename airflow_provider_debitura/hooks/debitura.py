@@ -223,12 +223,19 @@ class DebituraHook(_DebituraHookBase):
             return False, str(exc)
         return True, f"Connected to Debitura as {me.company_name or me.id or 'the API key owner'}."
 
-    def list_tasks(self, *, status: str | None = "Open", types: Sequence[str] | None = None) -> list[Task]:
-        """Every task in the account (every page), consistent even while the queue moves."""
-        return self.run_listing(TaskListing(status=status, types=types))
+    def list_tasks(
+        self, *, status: str | None = "Open", types: Sequence[str] | None = None, confirm: bool = False
+    ) -> list[Task]:
+        """Every task in the account (every page), consistent even while the queue moves; ``confirm=True``
+        also rules out the one change that per-page checks cannot see (see ``hooks.paging``)."""
+        return self.run_listing(TaskListing(status=status, types=types, confirm=confirm))
 
-    def iter_tasks(self, *, status: str | None = "Open", types: Sequence[str] | None = None) -> Iterator[Task]:
-        yield from self.list_tasks(status=status, types=types)
+    def iter_tasks(
+        self, *, status: str | None = "Open", types: Sequence[str] | None = None, confirm: bool = False
+    ) -> Iterator[Task]:
+        """Typed tasks one by one; the listing is read (and checked) in full first, since a page read later
+        could contradict one already handed out."""
+        yield from self.list_tasks(status=status, types=types, confirm=confirm)
 
     def get_tasks_page(
         self,
@@ -383,8 +390,10 @@ class DebituraAsyncHook(_DebituraHookBase):
     async def get_me(self) -> Creditor:
         return await self.run(endpoints.get_me())
 
-    async def list_tasks(self, *, status: str | None = "Open", types: Sequence[str] | None = None) -> list[Task]:
-        return await self.run_listing(TaskListing(status=status, types=types))
+    async def list_tasks(
+        self, *, status: str | None = "Open", types: Sequence[str] | None = None, confirm: bool = False
+    ) -> list[Task]:
+        return await self.run_listing(TaskListing(status=status, types=types, confirm=confirm))
 
     async def get_tasks_page(
         self,

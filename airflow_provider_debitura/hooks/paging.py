@@ -4,8 +4,10 @@
 read shifts every later task up by one, so a naive page loop silently skips one. This module is
 the sans-IO state machine that both hooks drive: it asks for pages, checks every page against the
 first (``totalResults``, page sizes, duplicates, the final count) and restarts from page 1 when
-the queue moved, so a caller either gets a listing that was consistent, or an error, never a
-listing with holes.
+the queue moved. One change escapes those checks: a task solved on an earlier page while another is
+created leaves every count intact. ``confirm=True`` closes that hole by reading the queue until two
+passes return the same ids (twice the requests for a multi-page queue; what the operators use). The
+case gates' shared poll reads once and instead confirms every "unblocked" with a direct check.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ class TaskListing:
         types: Sequence[str] | None = None,
         page_size: int = endpoints.MAX_PAGE_SIZE,
         max_restarts: int = DEFAULT_MAX_RESTARTS,
+        confirm: bool = False,
     ) -> None:
         self.status = status
         self.types = tuple(types or ())
         self.page_size = page_size
         self.max_restarts = max_restarts
+        self.confirm = confirm
         self.restarts = 0
         self.pages_read = 0
+        self.last_restart_reason: str | None = None
+        self._previous_pass: frozenset[str] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -64,7 +70,23 @@ class TaskListing:
         if len(self._tasks) != self._total:
             self._restart(f"read {len(self._tasks)} distinct tasks but the API reported {self._total}")
             return
+        if self.confirm and self._page > 1:
+            self._confirm_pass()
+            return
         self._done = True
+
+    def _confirm_pass(self) -> None:
+        """One task solved on an earlier page while another is created leaves every count intact yet
+        shifts a task past the reader. Only a second pass with the same ids proves the listing whole."""
+        ids = frozenset(self._tasks)
+        if ids == self._previous_pass:
+            self._done = True
+            return
+        if self._previous_pass is not None:
+            self._restart("two passes over the queue read different tasks")
+        else:
+            self._reset()
+        self._previous_pass = ids
 
     def _drift(self, page: TaskPage) -> str | None:
         total = page.page.total_results

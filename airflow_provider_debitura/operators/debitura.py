@@ -182,7 +182,7 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
 
         with self._hook() as hook:
             if selector is None:
-                tasks = hook.list_tasks(status=status, types=query_types)
+                tasks = hook.list_tasks(status=status, types=query_types, confirm=True)
             else:
                 case = self._find_case(hook, selector)
                 tasks = hook.get_case_tasks(case.id, status=status, types=query_types)
@@ -193,7 +193,11 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
                         if TaskType.is_account_level_type(t)
                     ]
                     if account_types:
-                        tasks += [t for t in hook.list_tasks(status=status, types=account_types) if t.case_id is None]
+                        tasks += [
+                            t
+                            for t in hook.list_tasks(status=status, types=account_types, confirm=True)
+                            if t.case_id is None
+                        ]
         if resolvable_only:
             tasks = [t for t in tasks if t.is_api_resolvable]
 
@@ -356,7 +360,7 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
             # ---- read everything
             if selector is None:
                 scope_case: Case | None = None
-                open_tasks = hook.list_tasks(status="Open")
+                open_tasks = hook.list_tasks(status="Open", confirm=True)
             else:
                 scope_case = self._find_case(hook, selector)
                 open_tasks = hook.get_case_tasks(scope_case.id, status="Open")
