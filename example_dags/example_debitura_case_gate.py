@@ -67,7 +67,7 @@ with DAG(
     @task
     def export_case(case: dict, gate_record: dict) -> dict:
         """Stands in for the step that must not run while the case is blocked."""
-        blockers = [f"{t.get('type')} ({t.get('solutionUrl')})" for t in gate_record["blocked_by_on_first_check"]]
+        blockers = [f"{t.get('type')} ({t.get('solutionUrl')})" for t in gate_record["blocked_by_on_first_check"] or []]
         print(
             f"Exporting case {case['creditor_reference']} ({case['id']}): unblocked at "
             f"{gate_record['unblocked_at']} after {gate_record['checks']} check(s); "

@@ -112,7 +112,6 @@ class _DebituraHookBase(BaseHook):
             port=conn.port,
             overrides=self._overrides,
         )
-        _mask(settings.api_key)
         return settings
 
     def sender_email(self, user_email: str | None, settings: ConnectionSettings) -> str:
@@ -165,7 +164,9 @@ class DebituraHook(_DebituraHookBase):
             conn = self.get_connection(self.debitura_conn_id)
         except AirflowNotFoundException as exc:
             raise self._missing_connection(exc) from None
-        return self._settings_from(conn, conn.extra_dejson)
+        settings = self._settings_from(conn, conn.extra_dejson)
+        _mask(settings.api_key)
+        return settings
 
     def get_conn(self) -> httpx.Client:
         return self._client
@@ -334,7 +335,10 @@ class DebituraAsyncHook(_DebituraHookBase):
                 conn, extra = await _read_connection_async(self.debitura_conn_id)
             except AirflowNotFoundException as exc:
                 raise self._missing_connection(exc) from None
-            self._settings = self._settings_from(conn, extra)
+            settings = self._settings_from(conn, extra)
+            # The masker may talk to the supervisor synchronously: never on the triggerer's loop.
+            await asyncio.to_thread(_mask, settings.api_key)
+            self._settings = settings
         return self._settings
 
     async def get_async_conn(self) -> httpx.AsyncClient:

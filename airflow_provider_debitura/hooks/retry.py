@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 from tenacity import (
@@ -33,7 +34,8 @@ class wait_retry_after_or_backoff:
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, DebituraRateLimitError) and exc.retry_after is not None:
-            return exc.retry_after
+            # A little jitter on top, so that many clients told the same retryAfter do not return at once.
+            return exc.retry_after + random.uniform(0, min(1.0, 0.1 + 0.1 * exc.retry_after))
         return self._backoff(retry_state)
 
 

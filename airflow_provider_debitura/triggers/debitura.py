@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -82,8 +83,8 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         return TriggerEvent(
             {
                 "status": "timeout",
-                "message": f"Case {self.case_id} was still blocked when the sensor timed out "
-                f"after {self.checks} check(s).",
+                "message": f"Case {self.case_id} was not seen unblocked before the sensor timed out "
+                f"({self.checks} check(s)).",
             }
         )
 
@@ -92,13 +93,18 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         await asyncio.sleep(max(0.0, seconds if remaining is None else min(seconds, remaining)))
 
     async def direct_check(self, hook: DebituraAsyncHook) -> GateVerdict:
-        """The ≤2-request check; transient errors become "unknown", fatal ones propagate."""
+        """The ≤2-request check; transient errors become "unknown", fatal ones propagate.
+
+        At most ``MAX_CONCURRENT_DIRECT_CHECKS`` run at once per triggerer loop: when one shared blocker
+        clears (an AssignBankAccount), every gate confirms in the same round, and 1,000 gates firing
+        2,000 requests in one burst would spend the key's whole per-minute budget at once."""
         case_call, account_call = gate.direct_check_calls(
             self.case_id, blocking_types=self.blocking_task_types, include_account_tasks=self.include_account_tasks
         )
         try:
-            case_tasks = await hook.run(case_call)
-            account_page = await hook.run(account_call) if account_call is not None else None
+            async with _direct_check_slots():
+                case_tasks = await hook.run(case_call)
+                account_page = await hook.run(account_call) if account_call is not None else None
         except Exception as exc:
             if gate.is_transient(exc):
                 return gate.unknown(f"{type(exc).__name__}: {exc}")
@@ -197,6 +203,18 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 if verdict.is_unblocked:
                     return self._success()
                 previous = verdict
+
+
+MAX_CONCURRENT_DIRECT_CHECKS = 8
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _direct_check_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(MAX_CONCURRENT_DIRECT_CHECKS)
+    return slots
 
 
 def _ids(verdict: GateVerdict) -> tuple[Any, ...]:
