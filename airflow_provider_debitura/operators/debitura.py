@@ -196,7 +196,7 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
                         tasks += [
                             t
                             for t in hook.list_tasks(status=status, types=account_types, confirm=True)
-                            if t.case_id is None
+                            if t.is_account_level
                         ]
         if resolvable_only:
             tasks = [t for t in tasks if t.is_api_resolvable]
@@ -210,7 +210,7 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
 def _summary_table(tasks: Sequence[Task], title: str) -> str:
     by_type = Counter(t.type or "(none)" for t in tasks)
     resolvable = sum(1 for t in tasks if t.is_api_resolvable)
-    account = sum(1 for t in tasks if t.case_id is None)
+    account = sum(1 for t in tasks if t.is_account_level)
     width = max([len("API-resolvable"), *(len(k) for k in by_type)])
     lines = [f"{len(tasks)} {title}", f"  {'type':<{width}}  count"]
     lines += [f"  {name:<{width}}  {count:>5}" for name, count in sorted(by_type.items())]
