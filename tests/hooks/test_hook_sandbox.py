@@ -322,9 +322,9 @@ async def test_async_hook_refuses_writes(debitura_conn):
         await DebituraAsyncHook().run(endpoints.post_chat("x", "y", "z"))
 
 
-def test_solve_and_create_between_pages_is_caught_by_a_confirming_read(hook, sandbox):
-    """Solving a page-1 task and creating a new one between pages keeps every count intact: a single pass
-    misses the task shifted onto page 1 and keeps the solved one. confirm=True reads until two passes agree."""
+def solve_and_create_between_pages(hook, sandbox) -> str:
+    """150 open tasks; right after the next page-1 read, solve a page-1 task and create a new one: every
+    count stays the same, yet a single pass misses the task shifted onto page 1 and keeps the solved one."""
     load(sandbox, "large:150")
     before = hook.list_tasks()
     victim, case_id = before[5], next(t.case_id for t in before if t.case_id)
@@ -337,27 +337,22 @@ def test_solve_and_create_between_pages_is_caught_by_a_confirming_read(hook, san
             "/_sandbox/events",
             json={"at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": 1}}, "action": action},
         )
-    truth = {t["id"] for t in sandbox.state.list_tasks("Open")}
-    assert victim.id in truth  # the events have not fired yet
-    confirmed = hook.list_tasks(confirm=True)
-    truth = {t["id"] for t in sandbox.state.list_tasks("Open")}
-    assert {t.id for t in confirmed} == truth and victim.id not in truth and len(truth) == 150
+    return victim.id
+
+
+def open_ids(sandbox) -> set[str]:
+    return {t["id"] for t in sandbox.state.list_tasks("Open")}
+
+
+def test_solve_and_create_between_pages_is_caught_by_a_confirming_read(hook, sandbox):
+    victim = solve_and_create_between_pages(hook, sandbox)
+    assert victim in open_ids(sandbox)  # the events have not fired yet
+    confirmed = {t.id for t in hook.list_tasks(confirm=True)}
+    assert confirmed == open_ids(sandbox) and victim not in confirmed and len(confirmed) == 150
 
 
 def test_a_single_pass_has_that_hole(hook, sandbox):
     """The same change against a single pass: this is why the operators confirm (and gates re-check)."""
-    load(sandbox, "large:150")
-    before = hook.list_tasks()
-    victim, case_id = before[5], next(t.case_id for t in before if t.case_id)
-    for action in (
-        {"type": "solveTask", "taskId": victim.id},
-        {"type": "addTask", "task": {"type": "Generic", "caseId": case_id}},
-    ):
-        sandbox.control(
-            "POST",
-            "/_sandbox/events",
-            json={"at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": 1}}, "action": action},
-        )
+    victim = solve_and_create_between_pages(hook, sandbox)
     single = {t.id for t in hook.list_tasks()}
-    truth = {t["id"] for t in sandbox.state.list_tasks("Open")}
-    assert single != truth and victim.id in single
+    assert single != open_ids(sandbox) and victim in single
