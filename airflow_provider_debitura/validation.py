@@ -132,6 +132,14 @@ def task_status(name: str, value: str | None) -> str | None:
     raise DebituraConfigError(f"{name}={value!r} is not a task status; use one of {allowed}.")
 
 
+def connection_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise DebituraConfigError(
+            f"debitura_conn_id={value!r} must name an Airflow connection, e.g. 'debitura_default'."
+        )
+    return value.strip()
+
+
 def positive_seconds(name: str, value: float | int | None, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None

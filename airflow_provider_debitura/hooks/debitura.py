@@ -20,12 +20,12 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 from tenacity import AsyncRetrying, Retrying
 
 from airflow_provider_debitura import __version__
-from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
+from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall, parse_response, transport_error
 from airflow_provider_debitura.hooks.paging import TaskListing
 from airflow_provider_debitura.hooks.retry import retry_kwargs
-from airflow_provider_debitura.hooks.settings import DEFAULT_BASE_URL, ConnectionSettings
+from airflow_provider_debitura.hooks.settings import ConnectionSettings
 from airflow_provider_debitura.models import Case, ChatMessage, Creditor, Task, TaskPage, User
 from airflow_provider_debitura.validation import CaseSelector, case_selector
 
@@ -424,4 +424,4 @@ class DebituraAsyncHook(_DebituraHookBase):
         return await self.run(endpoints.get_chats(case_id))
 
 
-__all__ = ["DEFAULT_BASE_URL", "DebituraAsyncHook", "DebituraHook", "DebituraNotFoundError"]
+__all__ = ["DebituraAsyncHook", "DebituraHook"]

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.validation import positive_seconds
 
 DEFAULT_BASE_URL = "https://customer-api.debitura.com"
 DEFAULT_TIMEOUT = 30.0
@@ -45,15 +46,7 @@ def read_extra(extra: dict[str, Any], name: str, conn_type: str = "debitura") ->
 def _positive_float(conn_id: str, name: str, value: Any, default: float) -> float:
     if value is None:
         return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not number > 0:
-        raise DebituraConfigError(
-            f"Connection {conn_id!r}: extra {name!r}={value!r} must be a positive number of seconds (e.g. {default:g})."
-        )
-    return number
+    return positive_seconds(f"Connection {conn_id!r}: extra {name!r}", value)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from airflow_provider_debitura.replies import (
     template_context,
     validate_reply,
 )
-from airflow_provider_debitura.validation import CaseSelector, case_selector, task_status, task_types
+from airflow_provider_debitura.validation import CaseSelector, case_selector, connection_id, task_status, task_types
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -71,14 +71,6 @@ def _as_limit(name: str, value: Any) -> int | None:
     return number
 
 
-def _conn_id(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DebituraConfigError(
-            f"debitura_conn_id={value!r} must name an Airflow connection, e.g. 'debitura_default'."
-        )
-    return value.strip()
-
-
 def _scope_label(selector: CaseSelector | None) -> str:
     return "the whole account" if selector is None else selector.description
 
@@ -117,7 +109,7 @@ class _DebituraTaskOperatorBase(BaseOperator):
         return case_selector(self.case_id, self.creditor_reference, self.case_reference, required=False)
 
     def _hook(self) -> DebituraHook:
-        return DebituraHook(debitura_conn_id=_conn_id(self.debitura_conn_id))
+        return DebituraHook(debitura_conn_id=connection_id(self.debitura_conn_id))
 
     @staticmethod
     def _find_case(hook: DebituraHook, selector: CaseSelector) -> Case:

@@ -41,7 +41,7 @@ from airflow_provider_debitura.seen_tasks import (
     SeenTasksStore,
     watcher_key,
 )
-from airflow_provider_debitura.validation import positive_seconds, task_types, validate_guid
+from airflow_provider_debitura.validation import connection_id, positive_seconds, task_types, validate_guid
 
 PRUNE_AFTER_ROUNDS = 3
 """A seen id is forgotten only after this many consecutive consistent listings without it: one
@@ -91,9 +91,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         store: SeenTasksStore | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(debitura_conn_id, str) or not debitura_conn_id.strip():
-            raise DebituraConfigError(f"debitura_conn_id={debitura_conn_id!r} must be a connection id.")
-        self.debitura_conn_id = debitura_conn_id
+        self.debitura_conn_id = connection_id(debitura_conn_id)
         self.task_types = _validated_types(task_types)
         self.case_id = None if case_id in (None, "") else validate_guid("case_id", str(case_id))
         self.poll_interval = positive_seconds("poll_interval", poll_interval)

@@ -153,7 +153,7 @@ def test_state_key_follows_the_filter_not_the_interval():
         ({"task_types": []}, "task_types is empty"),
         ({"case_id": "INV-1005"}, "is not a Debitura case id"),
         ({"poll_interval": 0}, "positive number of seconds"),
-        ({"debitura_conn_id": ""}, "must be a connection id"),
+        ({"debitura_conn_id": ""}, "must name an Airflow connection"),
         ({"max_seen": 0}, "max_seen"),
     ],
 )
