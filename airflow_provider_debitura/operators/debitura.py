@@ -111,10 +111,6 @@ class _DebituraTaskOperatorBase(BaseOperator):
     def _hook(self) -> DebituraHook:
         return DebituraHook(debitura_conn_id=connection_id(self.debitura_conn_id))
 
-    @staticmethod
-    def _find_case(hook: DebituraHook, selector: CaseSelector) -> Case:
-        return hook.find_case(selector)
-
 
 # --------------------------------------------------------------------------------------------- list
 
@@ -176,7 +172,7 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
             if selector is None:
                 tasks = hook.list_tasks(status=status, types=query_types, confirm=True)
             else:
-                case = self._find_case(hook, selector)
+                case = hook.find_case(selector)
                 tasks = hook.get_case_tasks(case.id, status=status, types=query_types)
                 if with_account:
                     account_types = [
@@ -354,7 +350,7 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
                 scope_case: Case | None = None
                 open_tasks = hook.list_tasks(status="Open", confirm=True)
             else:
-                scope_case = self._find_case(hook, selector)
+                scope_case = hook.find_case(selector)
                 open_tasks = hook.get_case_tasks(scope_case.id, status="Open")
             plans = self._plan(open_tasks, types, report)
             cases: dict[str, Case] = {scope_case.id: scope_case} if scope_case else {}
