@@ -178,9 +178,8 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 remaining = self._remaining()
                 if remaining is not None and remaining <= 0:
                     return self._timeout_event()
-                try:
-                    snapshot = await asyncio.wait_for(poller.next_snapshot(), timeout=remaining)
-                except asyncio.TimeoutError:
+                snapshot = await _within(poller.next_snapshot(), remaining)
+                if snapshot is None:
                     return self._timeout_event()
                 if snapshot.direct or snapshot.fatal:
                     # The poller skipped its read this interval (our own check is the cheaper one), or the
@@ -203,6 +202,22 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 if verdict.is_unblocked:
                     return self._success()
                 previous = verdict
+
+
+async def _within(awaitable: Any, seconds: float | None) -> Any:
+    """The awaitable's result, or None after ``seconds``. Not ``asyncio.wait_for``: before Python 3.12 it
+    can swallow a cancellation that lands as the inner result arrives, and a cancelled trigger (a deferral
+    timeout, a killed task) would then poll on until its own deadline."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        return None
+    return task.result()
 
 
 MAX_CONCURRENT_DIRECT_CHECKS = 8
