@@ -23,6 +23,7 @@ __all__ = [
     "DebituraMalformedResponseError",
     "DebituraNotFoundError",
     "DebituraRateLimitError",
+    "DebituraRequestError",
     "DebituraServerError",
     "DebituraTransportError",
     "DebituraValidationError",
@@ -40,8 +41,21 @@ class DebituraConfigError(DebituraError, ValueError):
     """A parameter or connection setting is wrong; raised before any request is made."""
 
 
-class DebituraApiError(DebituraError):
+class DebituraRequestError(DebituraError):
+    """A request went wrong: every such error names the ``method`` and ``path`` it was for, and the HTTP
+    ``status`` when there was an answer (None for transport failures)."""
+
+    def __init__(self, message: str, *, method: str, path: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status = status
+
+
+class DebituraApiError(DebituraRequestError):
     """The API answered with an error status."""
+
+    status: int
 
     def __init__(
         self,
@@ -52,10 +66,7 @@ class DebituraApiError(DebituraError):
         status: int,
         api_error: ApiError | None = None,
     ) -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
-        self.status = status
+        super().__init__(message, method=method, path=path, status=status)
         self.api_error = api_error
 
 
@@ -87,27 +98,16 @@ class DebituraServerError(DebituraApiError):
     transient = True
 
 
-class DebituraTransportError(DebituraError):
+class DebituraTransportError(DebituraRequestError):
     """No usable HTTP answer: connect error, timeout, dropped connection."""
 
     transient = True
 
-    def __init__(self, message: str, *, method: str, path: str) -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
 
-
-class DebituraMalformedResponseError(DebituraError):
+class DebituraMalformedResponseError(DebituraRequestError):
     """A success status with a body that is not the JSON the API documents (e.g. a proxy's HTML page)."""
 
     transient = True
-
-    def __init__(self, message: str, *, method: str, path: str, status: int) -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
-        self.status = status
 
 
 class DebituraInconsistentListingError(DebituraError):
@@ -116,7 +116,7 @@ class DebituraInconsistentListingError(DebituraError):
     transient = True
 
 
-class DebituraAmbiguousWriteError(DebituraError):
+class DebituraAmbiguousWriteError(DebituraRequestError):
     """A write (chat post) failed in a way that leaves unknown whether the server applied it.
 
     The chat endpoint takes no Idempotency-Key, so blindly retrying could post a message twice.
@@ -132,8 +132,5 @@ class DebituraAmbiguousWriteError(DebituraError):
         cause: BaseException | None = None,
         status: int | None = None,
     ) -> None:
-        super().__init__(message)
-        self.method = method
-        self.path = path
+        super().__init__(message, method=method, path=path, status=status)
         self.cause = cause
-        self.status = status

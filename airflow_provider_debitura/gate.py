@@ -96,17 +96,6 @@ def unknown(reason: str) -> GateVerdict:
     return GateVerdict(GateState.UNKNOWN, reason=reason)
 
 
-def _is_open(task: Task) -> bool:
-    # Listings are requested with status=Open; a task the server marks otherwise is not a blocker.
-    return task.status is None or task.status == TaskStatus.OPEN.value
-
-
-def is_account_level(task: Task) -> bool:
-    """By type, not by ``caseId``: the direct check filters ``GET /tasks`` by these types and counts
-    whatever comes back, so the snapshot path must use the same rule to give the same answer."""
-    return task.type in TaskType.account_level()
-
-
 def evaluate(
     case_tasks: Iterable[Task],
     account_tasks: Iterable[Task] = (),
@@ -124,11 +113,11 @@ def evaluate(
     wanted = None if blocking_types is None else frozenset(blocking_types)
     blocking: dict[str, dict[str, Any]] = {}
     for task in case_tasks:
-        if _is_open(task) and (wanted is None or task.type in wanted):
+        if task.is_open and (wanted is None or task.type in wanted):
             blocking.setdefault(task.id, compact(task))
     reason = None
     if include_account_tasks:
-        account_blockers = [t for t in account_tasks if _is_open(t) and is_account_level(t)]
+        account_blockers = [t for t in account_tasks if t.is_open and t.is_account_level]
         for task in account_blockers:
             blocking.setdefault(task.id, compact(task))
         if not account_blockers and account_total:
@@ -171,10 +160,10 @@ class AccountSnapshot:
         total = 0
         for task in tasks:
             total += 1
-            if not _is_open(task):
+            if not task.is_open:
                 continue
             open_tasks.append(task)
-            if is_account_level(task):
+            if task.is_account_level:
                 account.append(compact(task))
             elif task.case_id:
                 by_case[task.case_id.lower()].append(task)

@@ -33,6 +33,8 @@ __all__ = [
     "TaskType",
     "User",
     "UserPage",
+    "is_account_level_task",
+    "is_open_status",
 ]
 
 
@@ -100,6 +102,23 @@ _CHAT_DRIVEN = frozenset(
 )
 
 
+# -- the provider's one vocabulary for "open" and "account-level" (used on models and on API dicts alike) --
+
+
+def is_open_status(status: str | None) -> bool:
+    """The one "open" rule. ``status`` is nullable in the spec: a task listed with ``status=Open`` whose
+    status is null counts as open (a gate must not open on a task it cannot classify)."""
+    return status is None or status == "Open"
+
+
+def is_account_level_task(type_name: str | None, case_id: str | None) -> bool:
+    """The one "account-level" rule: a documented account-level type (SignContract, AssignBankAccount)
+    with no case. Such a task blocks every case. A caseless task of another type (a lead's
+    SelectQuoteWinner, an unknown new type) is not account-level and blocks no case gate; a
+    SignContract that does carry a caseId belongs to that case alone."""
+    return case_id is None and type_name in _ACCOUNT_LEVEL
+
+
 class TaskStatus(str, enum.Enum):
     OPEN = "Open"
     SOLVED = "Solved"
@@ -134,8 +153,10 @@ class ApiModel(BaseModel):
 
 
 class TaskAction(ApiModel):
-    method: str
-    path: str
+    """``TaskActionDto``: both fields are nullable in the spec; a null one means "no usable API action"."""
+
+    method: str | None = None
+    path: str | None = None
 
 
 class Task(ApiModel):
@@ -162,7 +183,8 @@ class Task(ApiModel):
 
     @property
     def is_account_level(self) -> bool:
-        return self.case_id is None and TaskType.is_account_level_type(self.type)
+        """See :func:`is_account_level_task`."""
+        return is_account_level_task(self.type, self.case_id)
 
     @property
     def is_api_resolvable(self) -> bool:
@@ -174,7 +196,8 @@ class Task(ApiModel):
 
     @property
     def is_open(self) -> bool:
-        return self.status == TaskStatus.OPEN.value
+        """See :func:`is_open_status`."""
+        return is_open_status(self.status)
 
 
 class PageData(ApiModel):

@@ -25,8 +25,8 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.hooks.endpoints import MAX_CHAT_MESSAGE_LENGTH
 from airflow_provider_debitura.models import ChatMessage, Task
+from airflow_provider_debitura.validation import MAX_CHAT_MESSAGE_LENGTH, chat_message
 
 __all__ = [
     "MAX_CHAT_MESSAGE_LENGTH",
@@ -241,16 +241,9 @@ def render_reply(
 
 
 def validate_reply(text: str, *, where: str) -> str:
-    if not text.strip():
-        raise ReplyTemplateError(
-            f"{where} rendered an empty message; Debitura needs 1 to {MAX_CHAT_MESSAGE_LENGTH:,} characters."
-        )
-    if len(text) > MAX_CHAT_MESSAGE_LENGTH:
-        raise ReplyTemplateError(
-            f"{where} rendered {len(text):,} characters; Debitura accepts at most {MAX_CHAT_MESSAGE_LENGTH:,}. "
-            "Shorten the template (or truncate inserted values, e.g. {{ partner_message | truncate(500) }})."
-        )
-    return text
+    """The chat-message check (:func:`~airflow_provider_debitura.validation.chat_message`) with a
+    reply-template error that names the template and task."""
+    return chat_message(text, where=f"{where}: the rendered message", error=ReplyTemplateError)
 
 
 def combine_replies(replies: Sequence[str]) -> str:

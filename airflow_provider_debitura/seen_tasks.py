@@ -11,7 +11,8 @@ another triggerer machine. The state therefore lives where every triggerer can r
   named after the watcher's identity, read and written from a worker thread, because a sync Task SDK
   call from the triggerer's event loop can deadlock.
 
-Unit tests use :class:`MemorySeenTasksStore`; the store is a seam, never part of the trigger's kwargs.
+Unit tests use an in-memory store (``tests/helpers/seen_store.py``); the store is a seam, never part of the
+trigger's kwargs.
 
 The stored value is small, versioned JSON: ``{"v": 1, "ids": {task_id: first_seen_epoch}}``, capped
 (see :data:`DEFAULT_MAX_SEEN`) so it cannot grow without bound.
@@ -97,31 +98,6 @@ class SeenTasksStore(Protocol):
     async def load(self, key: str) -> SeenState | None: ...
 
     async def save(self, key: str, state: SeenState) -> None: ...
-
-
-class MemorySeenTasksStore:
-    """In-process store for unit tests: share one instance between two trigger instances to model a
-    restart (the second instance "finds" what the first one saved)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, dict[str, Any]] = {}
-        self.saves = 0
-        self.fail_loads = 0
-        self.fail_saves = 0
-
-    async def load(self, key: str) -> SeenState | None:
-        if self.fail_loads:
-            self.fail_loads -= 1
-            raise RuntimeError("memory store: simulated load failure")
-        value = self.values.get(key)
-        return None if value is None else SeenState.from_json(json.loads(json.dumps(value)))
-
-    async def save(self, key: str, state: SeenState) -> None:
-        if self.fail_saves:
-            self.fail_saves -= 1
-            raise RuntimeError("memory store: simulated save failure")
-        self.values[key] = json.loads(json.dumps(state.to_json()))
-        self.saves += 1
 
 
 class AirflowSeenTasksStore:

@@ -10,12 +10,17 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.models import TaskStatus, TaskType
+
+MAX_CHAT_MESSAGE_LENGTH = 10_000
+"""Debitura's limit on ``SendChatRequest.message`` (the docs ask for 1 to 10,000 characters)."""
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +157,65 @@ def positive_seconds(name: str, value: float | int | None, *, allow_none: bool =
     if not number > 0:
         raise DebituraConfigError(f"{name}={value!r} must be a positive number of seconds.")
     return number
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off", "", "none"}
+
+
+def as_bool(name: str, value: Any) -> bool:
+    """A boolean parameter. Template fields render to strings ("True"), so those are accepted too."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DebituraConfigError(f"{name}={value!r} is not a boolean; use True or False.")
+
+
+def as_limit(name: str, value: Any) -> int | None:
+    """A whole number >= 0, or None for "no limit" (also from a rendered template: "None", "")."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, bool):
+        raise DebituraConfigError(f"{name}={value!r} must be a whole number >= 0, or None for no limit.")
+    try:
+        number = int(str(value).strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0 or (isinstance(value, float) and value != number):
+        raise DebituraConfigError(f"{name}={value!r} must be a whole number >= 0, or None for no limit.")
+    return number
+
+
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs"})
+
+
+def has_visible_text(text: str) -> bool:
+    """True when ``text`` holds at least one character a reader can see: whitespace, zero-width
+    spaces and joiners, byte-order marks and other format or control characters do not count."""
+    return any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
+
+
+def chat_message(text: Any, *, where: str = "message", error: type[DebituraConfigError] = DebituraConfigError) -> str:
+    """The one check of a chat message before it is sent: visible text, at most 10,000 characters.
+
+    :param text: the message.
+    :param where: what the message is, for the error (e.g. "the combined reply for case INV-1").
+    :param error: the error class to raise (the reply operator raises its template error).
+    """
+    if not isinstance(text, str) or not has_visible_text(text):
+        raise error(
+            f"{where} is empty (nothing visible once whitespace and zero-width characters are ignored); "
+            f"Debitura needs 1 to {MAX_CHAT_MESSAGE_LENGTH:,} characters of text."
+        )
+    if len(text) > MAX_CHAT_MESSAGE_LENGTH:
+        raise error(
+            f"{where} is {len(text):,} characters long; Debitura accepts at most {MAX_CHAT_MESSAGE_LENGTH:,}. "
+            "Shorten the reply template (or truncate inserted values, e.g. {{ partner_message | truncate(500) }})."
+        )
+    return text

@@ -49,9 +49,8 @@ with DAG(
     def lookup_case(params: dict | None = None) -> dict:
         """Resolve the reference once, so every later step (and the log) names the same case."""
         from airflow_provider_debitura.hooks.debitura import DebituraHook
-        from airflow_provider_debitura.validation import case_selector
 
-        case = DebituraHook().find_case(case_selector(creditor_reference=params["creditor_reference"]))
+        case = DebituraHook().find_case(creditor_reference=params["creditor_reference"])
         return {"id": case.id, "reference": case.reference, "creditor_reference": case.creditor_reference}
 
     case = lookup_case()

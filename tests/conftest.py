@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from airflow_harness import AirflowEnv, make_env
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from airflow_harness import AirflowEnv, make_env  # noqa: E402
 
 # Airflow writes airflow.cfg into AIRFLOW_HOME on import: keep the tests off ~/airflow (whose config may
 # come from another Airflow version) by giving the session its own, before any test module imports Airflow.

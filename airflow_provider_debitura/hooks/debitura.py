@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ from airflow_provider_debitura.hooks.paging import TaskListing
 from airflow_provider_debitura.hooks.retry import retry_kwargs
 from airflow_provider_debitura.hooks.settings import ConnectionSettings
 from airflow_provider_debitura.models import Case, ChatMessage, Creditor, Task, TaskPage, User
-from airflow_provider_debitura.validation import CaseSelector, case_selector
+from airflow_provider_debitura.validation import CaseSelector, case_selector, chat_message
 
 T = TypeVar("T")
 
@@ -58,17 +58,6 @@ def _client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
         "follow_redirects": False,  # never carry the key to another host
         "verify": _ssl_context(),  # TLS verification always on
     }
-
-
-def validate_chat_message(message: str) -> str:
-    if not isinstance(message, str) or not message.strip():
-        raise DebituraConfigError("message is empty; a chat message needs 1 to 10,000 characters of text.")
-    if len(message) > endpoints.MAX_CHAT_MESSAGE_LENGTH:
-        raise DebituraConfigError(
-            f"message is {len(message):,} characters long; Debitura accepts at most "
-            f"{endpoints.MAX_CHAT_MESSAGE_LENGTH:,}. Shorten the reply template."
-        )
-    return message
 
 
 class _DebituraHookBase(BaseHook):
@@ -231,13 +220,6 @@ class DebituraHook(_DebituraHookBase):
         also rules out the one change that per-page checks cannot see (see ``hooks.paging``)."""
         return self.run_listing(TaskListing(status=status, types=types, confirm=confirm))
 
-    def iter_tasks(
-        self, *, status: str | None = "Open", types: Sequence[str] | None = None, confirm: bool = False
-    ) -> Iterator[Task]:
-        """Typed tasks one by one; the listing is read (and checked) in full first, since a page read later
-        could contradict one already handed out."""
-        yield from self.list_tasks(status=status, types=types, confirm=confirm)
-
     def get_tasks_page(
         self,
         *,
@@ -262,19 +244,36 @@ class DebituraHook(_DebituraHookBase):
     def get_case_by_reference(self, case_reference: str) -> Case:
         return self.run(endpoints.get_case_by_reference(case_reference))
 
-    def find_case(self, selector: CaseSelector) -> Case:
-        """Look a case up by whichever identifier the selector holds; 404 names the identifier."""
-        return self.run(_case_lookup(selector))
+    def find_case(
+        self,
+        case_id: str | None = None,
+        *,
+        creditor_reference: str | None = None,
+        case_reference: str | None = None,
+    ) -> Case:
+        """The case named by exactly one of its three identifiers (one request).
+
+        :param case_id: Debitura's case GUID.
+        :param creditor_reference: your own reference of the case (e.g. an invoice number).
+        :param case_reference: Debitura's 8-character reference.
+        """
+        return self.run(_case_lookup(case_id, creditor_reference, case_reference))
 
     def resolve_case_id(
         self,
         case_id: str | None = None,
+        *,
         creditor_reference: str | None = None,
         case_reference: str | None = None,
     ) -> str:
-        selector = case_selector(case_id, creditor_reference, case_reference)
-        assert selector is not None
-        return selector.case_id or self.find_case(selector).id
+        """The case GUID: ``case_id`` itself (no request), or looked up by reference (one request).
+
+        :param case_id: Debitura's case GUID.
+        :param creditor_reference: your own reference of the case.
+        :param case_reference: Debitura's 8-character reference.
+        """
+        selector = _selector(case_id, creditor_reference, case_reference)
+        return selector.case_id or self.run(case_lookup(selector)).id
 
     def get_chats(self, case_id: str) -> list[ChatMessage]:
         return self.run(endpoints.get_chats(case_id))
@@ -282,16 +281,25 @@ class DebituraHook(_DebituraHookBase):
     def post_chat(self, case_id: str, message: str, *, user_email: str | None = None) -> ChatMessage:
         """Post one chat message. Never retried after it may have reached the server: on an ambiguous
         failure this raises :class:`~airflow_provider_debitura.exceptions.DebituraAmbiguousWriteError`."""
-        call = endpoints.post_chat(
-            case_id, validate_chat_message(message), self.sender_email(user_email, self.settings)
-        )
+        call = endpoints.post_chat(case_id, chat_message(message), self.sender_email(user_email, self.settings))
         return self.run(call)
 
     def list_users(self) -> list[User]:
         return self.run(endpoints.get_users()).users
 
 
-def _case_lookup(selector: CaseSelector) -> ApiCall[Case]:
+def _selector(case_id: str | None, creditor_reference: str | None, case_reference: str | None) -> CaseSelector:
+    selector = case_selector(case_id, creditor_reference, case_reference)
+    assert selector is not None  # required=True raises instead
+    return selector
+
+
+def _case_lookup(case_id: str | None, creditor_reference: str | None, case_reference: str | None) -> ApiCall[Case]:
+    return case_lookup(_selector(case_id, creditor_reference, case_reference))
+
+
+def case_lookup(selector: CaseSelector) -> ApiCall[Case]:
+    """The request that looks a validated :class:`CaseSelector` up."""
     if selector.case_id:
         return endpoints.get_case(selector.case_id)
     if selector.creditor_reference:
@@ -417,8 +425,15 @@ class DebituraAsyncHook(_DebituraHookBase):
     async def get_case(self, case_id: str) -> Case:
         return await self.run(endpoints.get_case(case_id))
 
-    async def find_case(self, selector: CaseSelector) -> Case:
-        return await self.run(_case_lookup(selector))
+    async def find_case(
+        self,
+        case_id: str | None = None,
+        *,
+        creditor_reference: str | None = None,
+        case_reference: str | None = None,
+    ) -> Case:
+        """Async twin of :meth:`DebituraHook.find_case`."""
+        return await self.run(_case_lookup(case_id, creditor_reference, case_reference))
 
     async def get_chats(self, case_id: str) -> list[ChatMessage]:
         return await self.run(endpoints.get_chats(case_id))

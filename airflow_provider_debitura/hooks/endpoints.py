@@ -39,11 +39,11 @@ from airflow_provider_debitura.models import (
     TaskPage,
     UserPage,
 )
+from airflow_provider_debitura.validation import MAX_CHAT_MESSAGE_LENGTH  # noqa: F401  (re-exported)
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
-MAX_CHAT_MESSAGE_LENGTH = 10_000
 
 _tasks_adapter = TypeAdapter(list[Task])
 _chats_adapter = TypeAdapter(list[ChatMessage])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError, DebituraConfigError
-from airflow_provider_debitura.hooks.debitura import DebituraHook
+from airflow_provider_debitura.hooks.debitura import DebituraHook, case_lookup
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.models import Case, ChatMessage, Task, TaskType
 from airflow_provider_debitura.replies import (
@@ -30,7 +30,15 @@ from airflow_provider_debitura.replies import (
     template_context,
     validate_reply,
 )
-from airflow_provider_debitura.validation import CaseSelector, case_selector, connection_id, task_status, task_types
+from airflow_provider_debitura.validation import (
+    CaseSelector,
+    as_bool,
+    as_limit,
+    case_selector,
+    connection_id,
+    task_status,
+    task_types,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -38,37 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["DebituraListTasksOperator", "DebituraReplyToChatTasksOperator"]
 
 log = logging.getLogger(__name__)
-
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off", "", "none"}
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    """Template fields render to strings ("True"), so accept those as well as real booleans."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise DebituraConfigError(f"{name}={value!r} is not a boolean; use True or False.")
-
-
-def _as_limit(name: str, value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-        return None
-    if isinstance(value, bool):
-        raise DebituraConfigError(f"{name}={value!r} must be a whole number >= 0, or None for no limit.")
-    try:
-        number = int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        number = -1
-    if number < 0 or (isinstance(value, float) and value != number):
-        raise DebituraConfigError(f"{name}={value!r} must be a whole number >= 0, or None for no limit.")
-    return number
 
 
 def _scope_label(selector: CaseSelector | None) -> str:
@@ -157,8 +134,8 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
         selector = self._selector()
         types = task_types("task_types", self.task_types)
         status = task_status("status", self.status)
-        resolvable_only = _as_bool("api_resolvable_only", self.api_resolvable_only)
-        with_account = _as_bool("include_account_level", self.include_account_level)
+        resolvable_only = as_bool("api_resolvable_only", self.api_resolvable_only)
+        with_account = as_bool("include_account_level", self.include_account_level)
         if resolvable_only and types is not None and not any(TaskType.is_api_resolvable_type(t) for t in types):
             raise DebituraConfigError(
                 f"api_resolvable_only=True with task_types={types} can never match: none of those types can "
@@ -172,7 +149,7 @@ class DebituraListTasksOperator(_DebituraTaskOperatorBase):
             if selector is None:
                 tasks = hook.list_tasks(status=status, types=query_types, confirm=True)
             else:
-                case = hook.find_case(selector)
+                case = hook.run(case_lookup(selector))
                 tasks = hook.get_case_tasks(case.id, status=status, types=query_types)
                 if with_account:
                     account_types = [
@@ -338,8 +315,8 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
         selector = self._selector()
         types = self._chat_types()
         templates = compile_templates(self.reply_template, self.reply_templates, types)
-        dry_run = _as_bool("dry_run", self.dry_run)
-        max_replies = _as_limit("max_replies", self.max_replies)
+        dry_run = as_bool("dry_run", self.dry_run)
+        max_replies = as_limit("max_replies", self.max_replies)
         jinja_context = template_context(context)
         report = _Report(dry_run=dry_run)
 
@@ -350,7 +327,7 @@ class DebituraReplyToChatTasksOperator(_DebituraTaskOperatorBase):
                 scope_case: Case | None = None
                 open_tasks = hook.list_tasks(status="Open", confirm=True)
             else:
-                scope_case = hook.find_case(selector)
+                scope_case = hook.run(case_lookup(selector))
                 open_tasks = hook.get_case_tasks(scope_case.id, status="Open")
             plans = self._plan(open_tasks, types, report)
             cases: dict[str, Case] = {scope_case.id: scope_case} if scope_case else {}

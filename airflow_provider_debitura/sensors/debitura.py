@@ -21,7 +21,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.exceptions import DebituraError, DebituraNotFoundError
 from airflow_provider_debitura.gate import GateState, GateVerdict
-from airflow_provider_debitura.hooks.debitura import DebituraHook
+from airflow_provider_debitura.hooks.debitura import DebituraHook, case_lookup
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.models import TaskStatus
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
@@ -140,7 +140,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
                 self._resolved_case_id = selector.case_id
             else:
                 try:
-                    case = self.hook.find_case(selector)
+                    case = self.hook.run(case_lookup(selector))
                 except DebituraError as exc:
                     if gate.is_fatal(exc):
                         # Only a 404 means the case is missing; a bad connection or key says so itself.

@@ -33,7 +33,7 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.models import Task, TaskStatus
+from airflow_provider_debitura.models import Task, is_open_status
 from airflow_provider_debitura.seen_tasks import (
     DEFAULT_MAX_SEEN,
     AirflowSeenTasksStore,
@@ -74,7 +74,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         instead of recording them as the baseline.
     :param coalesce: join the triggerer-wide shared poll (default); False reads on its own.
     :param max_seen: cap on the stored ids.
-    :param store: persistence seam, not serialized: tests pass a ``MemorySeenTasksStore``; None
+    :param store: persistence seam, not serialized: tests pass an in-memory store; None
         uses Airflow's metadata (asset state store on 3.3+, else a Variable).
     """
 
@@ -126,8 +126,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
     # -- filtering --
 
     def matches(self, task: Mapping[str, Any]) -> bool:
-        status = task.get("status")
-        if status is not None and status != TaskStatus.OPEN.value:
+        if not is_open_status(task.get("status")):
             return False
         if self.task_types is not None and task.get("type") not in self.task_types:
             return False

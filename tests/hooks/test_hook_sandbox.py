@@ -21,7 +21,6 @@ from airflow_provider_debitura.exceptions import (
 )
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook, DebituraHook
 from airflow_provider_debitura.models import Task, TaskType
-from airflow_provider_debitura.validation import case_selector
 
 
 def counters(sandbox) -> dict[str, int]:
@@ -308,7 +307,7 @@ async def test_async_hook_reads_the_same(debitura_conn, sandbox):
         tasks = await hook.list_tasks()
         assert len(tasks) == 250
         case_task = next(t for t in tasks if t.case_id)
-        case = await hook.find_case(case_selector(case_id=case_task.case_id))
+        case = await hook.find_case(case_id=case_task.case_id)
         assert case.id == case_task.case_id
         assert case_task.id in {t.id for t in await hook.get_case_tasks(case.id)}
         page = await hook.get_tasks_page(types=["AssignBankAccount", "SignContract"])

@@ -126,9 +126,11 @@ def test_partner_message_none_can_be_tested() -> None:
 
 
 def test_empty_and_too_long_replies_fail() -> None:
-    with pytest.raises(ReplyTemplateError, match="empty message"):
+    with pytest.raises(ReplyTemplateError, match="the rendered message is empty"):
         render("{{ '' }}   ")
-    with pytest.raises(ReplyTemplateError, match="10,001 characters; Debitura accepts at most 10,000"):
+    with pytest.raises(ReplyTemplateError, match="the rendered message is empty"):
+        render("\u200b \u200d\ufeff\n")  # zero-width characters only: nothing a partner could read
+    with pytest.raises(ReplyTemplateError, match="10,001 characters long; Debitura accepts at most 10,000"):
         render("{{ 'x' * 10001 }}")
     assert len(render("{{ 'x' * 10000 }}")) == 10_000
 

@@ -289,7 +289,7 @@ def test_5xx_on_the_post_is_never_reposted_in_the_same_run(debitura_conn, status
     ("template", "kwargs", "message"),
     [
         ("Invoice {{ invoice_number }}", {}, "uses an undefined value: 'invoice_number' is undefined"),
-        ("{{ 'x' * 10001 }}", {}, "rendered 10,001 characters; Debitura accepts at most 10,000"),
+        ("{{ 'x' * 10001 }}", {}, "the rendered message is 10,001 characters long; Debitura accepts at most 10,000"),
         ("{{ partner_message * 300 }}", {}, "Debitura accepts at most 10,000"),
         ("{{ ''.__class__.__mro__ }}", {}, "unsafe"),
         ("{{ task.__init__.__globals__ }}", {}, "unsafe"),

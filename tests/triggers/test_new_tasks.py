@@ -16,15 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers.seen_store import MemorySeenTasksStore
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.seen_tasks import (
-    AirflowSeenTasksStore,
-    MemorySeenTasksStore,
-    SeenState,
-    watcher_key,
-)
+from airflow_provider_debitura.seen_tasks import AirflowSeenTasksStore, SeenState, watcher_key
 from airflow_provider_debitura.triggers import new_tasks, shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
