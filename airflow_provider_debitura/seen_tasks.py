@@ -75,6 +75,12 @@ HEARTBEAT_SECONDS = 600.0
 STALE_AFTER = 7 * 86400.0
 """A mark no watcher has saved for this long belongs to a watcher that is gone: it is removed."""
 
+FILTER_CHANGE_MARGIN = 600.0
+"""At a filter change, what the new filter newly watches counts as backlog only if it was created this many
+seconds before the previous filter last listed the queue; anything later fires. A deploy reaches the
+triggerer minutes after the file changes (Airflow's default parsing intervals), and tasks created in
+between must not be lost."""
+
 SUPERSEDE_TOLERANCE = 600.0
 """A mark is superseded when a mark of another filter on the same connection was created after its
 last save, less this tolerance (a deploy stops the old trigger a little after starting the new one)."""
@@ -420,7 +426,8 @@ class _Start:
 
     label: str
     base: float | None
-    """Newly watched tasks created at or before this are backlog; None: every unseen task is (first start)."""
+    """Newly watched tasks created at or before this are backlog (the previous filter's last listing less
+    :data:`FILTER_CHANGE_MARGIN`); None with no ``others``: every unseen task is (first start)."""
     others: tuple[Mark, ...]
     """Marks of the filters that ran before on this connection: a task one of them matches is new, not backlog."""
 
@@ -497,7 +504,8 @@ class SeenTracker:
         if not others:
             return _Start("first start", None, ())
         lines = [m.listed if m.listed is not None else m.hi for m in others]
-        return _Start("filter change", max((x for x in lines if x is not None), default=None), others)
+        last = max((x for x in lines if x is not None), default=None)
+        return _Start("filter change", None if last is None else last - FILTER_CHANGE_MARGIN, others)
 
     def observe(self, tasks: Iterable[TaskJson], *, complete: bool, now: float) -> RoundOutcome:
         """Classify one listing's open tasks: new (fire), backlog (record only) or already seen.

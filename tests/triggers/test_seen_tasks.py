@@ -346,6 +346,19 @@ def test_a_revert_fires_nothing_twice_and_nothing_late():
     assert fired4 == []
 
 
+@pytest.mark.parametrize(("minutes_before", "fires"), [(9.0, True), (11.0, False)])
+def test_a_filter_change_fires_what_it_newly_watches_from_ten_minutes_before_the_old_filter_stopped(
+    minutes_before, fires
+):
+    """A deploy takes minutes to reach the triggerer: a task created meanwhile must not become backlog."""
+    _, state = run_filter(CHAT, None, [[task(1, T0 - H)]] * 2, T0)
+    stopped = state.marks[CHAT.key].listed
+    assert stopped == T0 + 60
+    sign = task(2, stopped - minutes_before * 60, "SignContract")
+    fired2, _ = run_filter(SIGN, state, [[task(1, T0 - H), sign]], T0 + 2 * H)
+    assert fired2 == ([tid(2)] if fires else [])
+
+
 def test_a_widened_filter_fires_nothing_the_narrow_one_fired_after_a_revert():
     a, b = task(1, T0 + 60), task(2, T0 + 120, "SignContract")
     _, state = run_filter(CHAT_OR_SIGN, None, [[], [a, b]], T0)
@@ -359,6 +372,7 @@ def test_a_widened_filter_fires_nothing_the_narrow_one_fired_after_a_revert():
     [
         (T0, T0 - 3600, "resumed"),  # a sibling that was there before: a normal restart
         (T0, T0 - 599, "filter change"),  # replaced at the deploy (the old one saved a moment after)
+        (T0, T0 - 601, "resumed"),
         (T0, T0 + 3600, "filter change"),  # replaced later: this is a revert
     ],
 )
