@@ -46,6 +46,9 @@ from airflow_provider_debitura.seen_tasks import (
 )
 from airflow_provider_debitura.validation import connection_id, positive_seconds, task_types, validate_guid
 
+EVENT_BATCH = 100
+"""Events handed over between two yields to the event loop."""
+
 EXIT_SAVE_TIMEOUT = 5.0
 """Seconds a stopping watcher may spend saving its state (a triggerer shutting down must not wait long)."""
 
@@ -182,8 +185,10 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
                     except Exception as exc:  # a bug or a surprise must not kill the watcher
                         self.log.exception("Debitura watcher: reading the queue failed; trying again next interval")
                         listing = Round.failed(f"{type(exc).__name__}: {exc}")
-                    for event in await self._process(listing):
-                        yield event
+                    for count, task in enumerate(await self._process(listing), start=1):
+                        yield TriggerEvent(dict(task))
+                        if count % EVENT_BATCH == 0:
+                            await asyncio.sleep(0)  # a burst of 20,000 must not hold the loop in one piece
                     await self._persist()
                     await source.pause()
         finally:
@@ -200,15 +205,15 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         except asyncio.TimeoutError:
             self.log.warning("Debitura watcher: saving its state on exit took over %g s; skipped", EXIT_SAVE_TIMEOUT)
 
-    async def _process(self, listing: Round) -> list[TriggerEvent]:
-        """Turn one round into events (and a pending state change); fires nothing when unsure."""
+    async def _process(self, listing: Round) -> list[TaskJson]:
+        """Turn one round into the tasks to fire for (and a pending state change); none when unsure."""
         number = self.rounds + 1
         try:
             return await self._events(listing, number)
         finally:
             self.rounds = number  # counted once the round is decided (tests wait on it)
 
-    async def _events(self, listing: Round, number: int) -> list[TriggerEvent]:
+    async def _events(self, listing: Round, number: int) -> list[TaskJson]:
         if not listing.ok:
             self.log.warning(
                 "Debitura watcher, round %d: no consistent listing (%s); no events this round", number, listing.error
@@ -225,7 +230,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
             tracker.report(text, text, outcome)
         self._log_outcome(outcome, listing, number)
         self.events_fired += len(outcome.new)
-        return [TriggerEvent(dict(task)) for task in outcome.new]
+        return outcome.new
 
     def _log_outcome(self, outcome: RoundOutcome, listing: Round, number: int) -> None:
         for text in outcome.unusable:

@@ -248,7 +248,7 @@ def test_one_new_task_starts_exactly_one_dag_run_and_a_restart_replays_nothing(a
 
 
 def chat_ids_open(sandbox) -> set[str]:
-    return {t.id for t in sandbox.state.list_tasks("Open") if t.type == "ReplyToChat"}
+    return {t["id"] for t in sandbox.state.list_tasks("Open") if t["type"] == "ReplyToChat"}
 
 
 SAVED = re.compile(r"state saved \((\d+) seen id\(s\), (\d+) byte\(s\), (\d+) ms\)")
