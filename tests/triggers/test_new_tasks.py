@@ -33,7 +33,7 @@ from airflow_provider_debitura.seen_tasks import (
 )
 from airflow_provider_debitura.triggers import new_tasks, shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
+from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger, Round
 
 CLASSPATH = "airflow_provider_debitura.triggers.new_tasks.DebituraNewTasksTrigger"
 INTERVAL = 0.15
@@ -122,6 +122,61 @@ def test_state_key_follows_the_filter_not_the_interval():
 def test_bad_parameters_fail_when_the_dag_is_parsed(kwargs, message):
     with pytest.raises(DebituraConfigError, match=message):
         DebituraNewTasksTrigger(**kwargs)
+
+
+def test_max_seen_is_deprecated_ignored_and_not_serialized():
+    with pytest.warns(DeprecationWarning, match="max_seen"):
+        trigger = DebituraNewTasksTrigger(max_seen=500)
+    assert "max_seen" not in trigger.serialize()[1]
+    with pytest.warns(DeprecationWarning):  # a trigger row the previous version stored still loads
+        DebituraNewTasksTrigger(**{**trigger.serialize()[1], "max_seen": 10_000})
+
+
+class RecordingLog:
+    """Stands in for a trigger's logger: keeps (level, message) pairs."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def _record(self, level: str, message: str, *args: object) -> None:
+        self.lines.append((level, message % args if args else message))
+
+    def info(self, message: str, *args: object) -> None:
+        self._record("info", message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        self._record("warning", message, *args)
+
+    def debug(self, message: str, *args: object) -> None:
+        self._record("debug", message, *args)
+
+
+def api_task(n: int, created: str, type_: str = "ReplyToChat") -> dict[str, Any]:
+    return {"id": f"00000000-0000-0000-0000-{n:012d}", "type": type_, "status": "Open", "dateCreated": created}
+
+
+async def test_records_the_reader_rejected_are_reported_once_and_never_fire(store):
+    trigger = make(store)
+    trigger._log = RecordingLog()
+    rejected = ["task 7f0c…: dateCreated: not a date"]
+    assert await trigger._process(Round(True, [api_task(1, "2026-01-01T00:00:00Z")], rejected=rejected)) == []
+    new = api_task(2, "2026-01-01T00:05:00Z")
+    assert await trigger._process(Round(True, [api_task(1, "2026-01-01T00:00:00Z"), new], rejected=rejected)) == [new]
+    warnings = [text for level, text in trigger._log.lines if level == "warning"]
+    assert warnings == [
+        "Debitura watcher: skipping a record it cannot use (task 7f0c…: dateCreated: not a date); it never fires"
+    ]
+
+
+async def test_an_incomplete_listing_never_becomes_the_baseline(store):
+    trigger = make(store)
+    early = api_task(1, "2026-01-01T00:00:00Z")
+    assert await trigger._process(Round(True, [early], complete=False)) == []
+    assert trigger.tracker is not None and trigger.tracker.start == "first start" and not trigger.tracker.state.ids
+    later = api_task(2, "2026-01-01T00:05:00Z")
+    assert await trigger._process(Round(True, [early, later])) == []  # the first complete listing: backlog
+    third = api_task(3, "2026-01-01T00:06:00Z")
+    assert await trigger._process(Round(True, [early, later, third], complete=False)) == [third]
 
 
 # ------------------------------------------------------------------------------- first start, dedup

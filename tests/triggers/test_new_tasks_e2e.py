@@ -247,8 +247,8 @@ def test_one_new_task_starts_exactly_one_dag_run_and_a_restart_replays_nothing(a
     print(f"e2e: new task -> DAG run in {reaction:.1f} s; " + ", ".join(f"{k} at {v:.0f} s" for k, v in stages.items()))
 
 
-def chat_ids_open(sandbox) -> set[str]:
-    return {t["id"] for t in sandbox.state.list_tasks("Open") if t["type"] == "ReplyToChat"}
+def open_ids(sandbox, type_: str) -> set[str]:
+    return {t["id"] for t in sandbox.state.list_tasks("Open") if t["type"] == type_}
 
 
 SAVED = re.compile(r"state saved \((\d+) seen id\(s\), (\d+) byte\(s\), (\d+) ms\)")
@@ -256,16 +256,20 @@ SAVED = re.compile(r"state saved \((\d+) seen id\(s\), (\d+) byte\(s\), (\d+) ms
 
 @pytest.mark.timeout(900)
 def test_20000_open_tasks_each_fire_once_and_the_asset_store_holds_the_state(airflow: Airflow, sandbox):
+    """The watcher reads all 20,000 open tasks every round and fires for the ~2,000 it watches. (Watching
+    the 6,000 chat tasks measured the same bytes per task; Airflow persists events at ~25/s on this
+    machine, so that run took 9 minutes, most of it Airflow's.)"""
     sandbox.control("POST", "/scenario", {"name": "empty"})
+    airflow.set_watched_types(["ClientInputRequired"])
     for component in ("dag-processor", "triggerer", "scheduler"):
         airflow.start(component)
     wait_for("the watcher's first-start baseline", airflow.stored_state, airflow, timeout=180)
 
     sandbox.control("POST", "/scenario", {"name": "large:20000"})
     loaded = time.monotonic()
-    expected = chat_ids_open(sandbox)
-    assert len(expected) > 5_000
-    wait_for("an event per chat task", lambda: len(airflow.asset_event_ids()) >= len(expected), airflow, 600)
+    expected = open_ids(sandbox, "ClientInputRequired")
+    assert len(expected) > 1_000
+    wait_for("an event per watched task", lambda: len(airflow.asset_event_ids()) >= len(expected), airflow, 600)
     fired_in = time.monotonic() - loaded
     wait_for("the fired ids in the asset store", lambda: stored_ids(airflow) >= expected, airflow, 120)
     time.sleep(15)  # several more rounds of 200 pages each
@@ -275,7 +279,7 @@ def test_20000_open_tasks_each_fire_once_and_the_asset_store_holds_the_state(air
     value = airflow.stored_state()[ASSET_STATE_KEY]
     size = len(json.dumps(value, separators=(",", ":")))
     assert size / len(expected) < 23, size
-    writes = [(int(n), int(b), int(ms)) for n, b, ms in SAVED.findall(airflow.log("triggerer")) if int(n) >= 5_000]
+    writes = [(int(n), int(b), int(ms)) for n, b, ms in SAVED.findall(airflow.log("triggerer")) if int(n) >= 1_000]
     assert writes, airflow.explain()
 
     airflow.stop("triggerer", signal.SIGKILL)
@@ -283,11 +287,12 @@ def test_20000_open_tasks_each_fire_once_and_the_asset_store_holds_the_state(air
     wait_for("the restarted watcher resuming", lambda: "resumed with" in airflow.log("triggerer"), airflow, 180)
     time.sleep(15)
     assert len(airflow.asset_event_ids()) == len(expected)
-    new = sandbox.control("POST", "/tasks", {"type": "ReplyToChat", "caseCreditorReference": "LRG-000001"}).json()
+    body = {"type": "ClientInputRequired", "caseCreditorReference": "LRG-000001"}
+    new = sandbox.control("POST", "/tasks", body).json()
     wait_for("the task added after the restart", lambda: new["id"] in airflow.asset_event_ids(), airflow, 180)
     assert len(airflow.asset_event_ids()) == len(expected) + 1
     print(
-        f"\ne2e at 20,000 open tasks: {len(expected)} chat tasks fired once each in {fired_in:.0f} s; "
+        f"\ne2e at 20,000 open tasks: {len(expected)} watched tasks fired once each in {fired_in:.0f} s; "
         f"state {size} bytes ({size / len(expected):.1f} per fired task); asset-store writes of "
         f"{max(b for _, b, _ in writes)} bytes took {min(ms for *_, ms in writes)}-{max(ms for *_, ms in writes)} ms"
     )
