@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -33,12 +34,12 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Protocol
 
 from airflow.providers.common.compat.sdk import Variable
-from pydantic import JsonValue
+from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from airflow_provider_debitura.models import is_open_status
 
@@ -68,6 +69,12 @@ SUDDEN_DROP_SHARE = 0.5
 SUDDEN_DROP_MIN = 3
 """A listing that drops at least this share (and this many) of the tracked ids at once is not trusted
 for forgetting quickly: the queue emptying all at once is more often a hiccup than real work."""
+
+PERSIST_GRACE = 30.0
+"""Seconds a fired task stays out of the stored state. Airflow stores a trigger's events shortly after
+they are yielded, and silently drops those of a trigger that a redeploy replaced meanwhile
+(``Trigger.submit_event``); a task fired within this window before a crash or a redeploy fires again
+(at least once) instead of being lost."""
 
 HEARTBEAT_SECONDS = 600.0
 """A running watcher saves at least this often (and when it stops), so its mark stays fresh."""
@@ -125,12 +132,20 @@ def created_epoch(value: object) -> float | None:
         return None
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
-        stamp = datetime.fromisoformat(text)
+        stamp = datetime.fromisoformat(text)  # the common case: fast, and what the models emit
     except ValueError:
-        return None
+        try:  # what Python 3.10's parser refuses but the API may send (e.g. .NET's 7 fractional digits)
+            stamp = _datetime_parser().validate_python(value)
+        except ValidationError:
+            return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=timezone.utc)
     return stamp.timestamp()
+
+
+@functools.cache
+def _datetime_parser() -> TypeAdapter[datetime]:
+    return TypeAdapter(datetime)
 
 
 def encode_ids(ids: Iterable[str]) -> str:
@@ -473,6 +488,8 @@ class SeenTracker:
         self.poll_interval = poll_interval
         self.replay_existing = replay_existing
         self.dirty = False
+        self._fired: dict[str, tuple[float, float | None]] = {}
+        """Ids fired less than :data:`PERSIST_GRACE` ago: when, and their ``dateCreated``."""
         self._missing: dict[str, tuple[float, float]] = {}
         """Undated ids absent from the last complete listings: when first missed, and their forget window."""
         self._reported: set[str] = set()
@@ -520,6 +537,8 @@ class SeenTracker:
             return outcome  # the backlog is recorded from a complete listing only
         self._marks = [m for m in self.state.marks.values() if m.watch.conn_id == self.watch.conn_id]
         scan = self._scan(tasks, outcome)
+        for created, task_id, _ in scan.new:
+            self._fired[task_id] = (now, created if created != math.inf else None)
         if complete:
             self._advance(scan.newest, now)
             outcome.forgotten = self._forget_absent(scan.present, now)
@@ -535,11 +554,33 @@ class SeenTracker:
         return outcome
 
     def save_due(self, now: float) -> bool:
-        """Whether the state should be written now (changed, or the heartbeat is due).
+        """Whether the state should be written now: it changed, fired ids left the grace period, or the
+        heartbeat is due.
 
         :param now: local POSIX seconds.
         """
-        return self.dirty or now - self.mark.saved >= HEARTBEAT_SECONDS
+        settled = any(now - at >= PERSIST_GRACE for at, _ in self._fired.values())
+        return self.dirty or settled or now - self.mark.saved >= HEARTBEAT_SECONDS
+
+    def snapshot(self, now: float) -> SeenState:
+        """The state to write now: without the ids fired less than :data:`PERSIST_GRACE` ago.
+
+        Their events may not be in Airflow's database yet (or ever, if the trigger was replaced
+        meanwhile), so until then a restart or a redeploy must fire them again rather than lose them.
+
+        :param now: local POSIX seconds.
+        """
+        for task_id in [t for t, (at, _) in self._fired.items() if now - at >= PERSIST_GRACE]:
+            del self._fired[task_id]
+        if not self._fired:
+            return self.state
+        ids = {task_id: created for task_id, created in self.state.ids.items() if task_id not in self._fired}
+        marks = dict(self.state.marks)
+        oldest = min((created for _, created in self._fired.values() if created is not None), default=None)
+        mark = self.mark
+        if oldest is not None and mark.cutoff is not None and mark.cutoff >= oldest:
+            marks[self.watch.key] = replace(mark, cutoff=oldest - 1e-6)  # a first start's watermark covers them
+        return SeenState(ids, marks, self.state.forgotten)
 
     def report(self, key: str, text: str, outcome: RoundOutcome) -> None:
         """Add ``text`` to the outcome's unusable records unless ``key`` was reported before.

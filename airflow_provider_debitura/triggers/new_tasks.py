@@ -17,8 +17,10 @@ Design points (the why; details in ``docs/event-driven.md``):
   (``replay_existing=True`` fires for the backlog once instead).
 - **Never crashes.** Errors, inconsistent listings and store failures are logged and retried next
   interval; a round that could not be read consistently fires nothing.
-- **At least once.** Events are yielded before the new state is saved: a crash in between re-fires
-  those tasks after the restart rather than losing them (the reply operator is idempotent).
+- **At least once.** A fired task enters the stored state only 30 s after its event was yielded
+  (:data:`~airflow_provider_debitura.seen_tasks.PERSIST_GRACE`): Airflow stores events asynchronously
+  and drops those of a trigger a redeploy replaced meanwhile, so a crash or a redeploy in that window
+  fires the task again rather than losing it (the reply operator is idempotent).
 """
 
 from __future__ import annotations
@@ -295,11 +297,12 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         if tracker is None or not tracker.save_due(now):
             return
         tracker.mark.saved = now
+        state = tracker.snapshot(now)
         started = time.monotonic()
         try:
-            # Shielded: a cancellation (triggerer shutdown) while saving should not leave the events of
-            # this round fired but unrecorded if the write can still finish.
-            size = await asyncio.shield(self.store.save(self.watch, tracker.state, now))
+            # Shielded: a cancellation (triggerer shutdown) while saving should not leave the state
+            # half-way if the write can still finish.
+            size = await asyncio.shield(self.store.save(self.watch, state, now))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -313,7 +316,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         self.last_save = (size, time.monotonic() - started)
         self.log.info(
             "Debitura watcher: state saved (%d seen id(s), %d byte(s), %.0f ms)",
-            len(tracker.state.ids),
+            len(state.ids),
             size,
             self.last_save[1] * 1000,
         )

@@ -20,6 +20,7 @@ import pytest
 from helpers.seen_store import MemorySeenTasksStore
 from helpers.watcher import Watch, add_task
 
+from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
@@ -57,6 +58,12 @@ def solve(sb, task_id: str) -> None:
 @pytest.fixture
 def store() -> MemorySeenTasksStore:
     return MemorySeenTasksStore()
+
+
+@pytest.fixture(autouse=True)
+def no_persist_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fired tasks are stored at once here (the 30 s grace has its own tests), so a restart finds them."""
+    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 0.0)
 
 
 both_modes = pytest.mark.parametrize("coalesce", [True, False], ids=["shared-poll", "direct"])
@@ -515,8 +522,6 @@ def mark(trigger: DebituraNewTasksTrigger):
 
 
 async def test_airflow_store_falls_back_to_a_variable_off_the_event_loop(monkeypatch):
-    from airflow_provider_debitura import seen_tasks
-
     calls: list[tuple[str, Any]] = []
     loop_thread = threading.get_ident()
 

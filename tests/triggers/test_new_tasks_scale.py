@@ -14,6 +14,7 @@ import pytest
 from helpers.seen_store import MemorySeenTasksStore
 from helpers.watcher import Watch, add_task
 
+from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY, created_epoch
 from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
@@ -35,6 +36,12 @@ EMPTY_200 = {
 @pytest.fixture
 def store() -> MemorySeenTasksStore:
     return MemorySeenTasksStore()
+
+
+@pytest.fixture(autouse=True)
+def no_persist_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fired tasks are stored at once here (the 30 s grace has its own tests), so a restart finds them."""
+    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 0.0)
 
 
 def open_ids(sb) -> set[str]:
@@ -179,3 +186,27 @@ async def test_a_watcher_that_stops_saves_how_far_it_got(debitura_conn, store):
     assert listed is not None and time.time() - listed < 10
     newest = max(created_epoch(t["dateCreated"]) or 0 for t in debitura_conn.client().get("/tasks").json()["tasks"])
     assert store.state().marks[trigger.state_key].cutoff == pytest.approx(newest, abs=1e-3)
+
+
+async def test_a_task_fired_just_before_a_redeploy_fires_again_rather_than_being_lost(
+    debitura_conn, store, monkeypatch
+):
+    """Airflow drops the events of a trigger a redeploy replaced before they were stored; within the grace
+    period the watcher has not recorded the task yet, so the next version fires it again (at least once)."""
+    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 30.0)
+    sb = debitura_conn
+    first = Watch(DebituraNewTasksTrigger(poll_interval=0.15, store=store))
+    try:
+        await first.rounds(2)
+        task = add_task(sb)
+        await first.until(lambda: len(first.events) == 1)
+        await first.rounds(2)
+    finally:
+        await first.stop()
+    assert task["id"] not in store.state().ids
+    second = Watch(DebituraNewTasksTrigger(task_types=["ReplyToChat"], poll_interval=0.15, store=store))
+    try:
+        await second.rounds(3)
+        assert [e["id"] for e in second.events] == [task["id"]]
+    finally:
+        await second.stop()

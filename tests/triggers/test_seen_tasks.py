@@ -96,6 +96,7 @@ def test_canonical_guid(value, expected):
         ("2027-01-15T08:00:00", T0),  # naive means UTC, as everywhere in this provider
         ("2027-01-15T09:00:00+01:00", T0),
         ("2027-01-15T08:00:00.500000Z", T0 + 0.5),
+        ("2027-01-15T08:00:00.5000000Z", T0 + 0.5),  # .NET's 7 fractional digits
         ("yesterday", None),
         (None, None),
         ("", None),
@@ -201,6 +202,28 @@ def test_an_incomplete_listing_fires_what_is_new_but_never_starts_moves_or_forge
     cutoff = t.mark.cutoff
     assert fired(t, [task(2, T0 + 7 * H)], T0 + 8 * H, complete=False) == [tid(2)]
     assert t.mark.cutoff == cutoff
+
+
+@pytest.mark.parametrize(("seconds_later", "stored"), [(29.0, False), (31.0, True)])
+def test_a_fired_task_is_stored_30_seconds_after_its_event(seconds_later, stored):
+    """Airflow may drop an event of a trigger a redeploy replaced: until 30 s have passed, a restart fires it again."""
+    t = tracker()
+    fired(t, [], T0)
+    assert fired(t, [task(1, T0 + 10)], T0 + 60) == [tid(1)]
+    assert t.save_due(T0 + 60)  # the mark moved: saved now, without the fresh id
+    assert tid(1) not in t.snapshot(T0 + 60).ids
+    t.dirty = False
+    assert t.save_due(T0 + 60 + seconds_later) is stored
+    assert (tid(1) in t.snapshot(T0 + 60 + seconds_later).ids) is stored
+
+
+def test_a_replayed_backlog_is_not_covered_by_the_stored_watermark_until_it_settled():
+    t = tracker(replay=True)
+    assert len(fired(t, [task(1, T0 - 60), task(2, T0 - 30)], T0)) == 2
+    assert t.mark.cutoff == T0 - 30  # in memory the first start's watermark covers both
+    early = t.snapshot(T0 + 1)
+    assert early.marks[ALL.key].cutoff is not None and early.marks[ALL.key].cutoff < T0 - 60 and not early.ids
+    assert t.snapshot(T0 + 31).marks[ALL.key].cutoff == T0 - 30
 
 
 # ------------------------------------------------------------------------------- watermark and pruning
