@@ -570,8 +570,7 @@ class SeenTracker:
 
         :param now: local POSIX seconds.
         """
-        for task_id in [t for t, (at, _) in self._fired.items() if now - at >= PERSIST_GRACE]:
-            del self._fired[task_id]
+        self._fired = {task_id: fired for task_id, fired in self._fired.items() if now - fired[0] < PERSIST_GRACE}
         if not self._fired:
             return self.state
         ids = {task_id: created for task_id, created in self.state.ids.items() if task_id not in self._fired}

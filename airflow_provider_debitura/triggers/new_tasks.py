@@ -188,7 +188,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
                         self.log.exception("Debitura watcher: reading the queue failed; trying again next interval")
                         listing = Round.failed(f"{type(exc).__name__}: {exc}")
                     for count, task in enumerate(await self._process(listing), start=1):
-                        yield TriggerEvent(dict(task))
+                        yield TriggerEvent(task if isinstance(task, dict) else dict(task))
                         if count % EVENT_BATCH == 0:
                             await asyncio.sleep(0)  # a burst of 20,000 must not hold the loop in one piece
                     await self._persist()
