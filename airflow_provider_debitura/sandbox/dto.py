@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,7 +61,12 @@ def fmt_ts(value: datetime | None, naive: bool = False) -> str | None:
 
 
 def task_dto(task: Task, naive: bool = False) -> dict[str, Any]:
-    return {
+    """The TaskDto JSON of a task; a scenario's ``wire`` / ``wireOmit`` apply last, verbatim.
+
+    :param task: the task.
+    :param naive: emit zone-less timestamps.
+    """
+    dto = {
         "id": task.id,
         "type": task.type,
         "typeLabel": task.type_label,
@@ -76,6 +82,11 @@ def task_dto(task: Task, naive: bool = False) -> dict[str, Any]:
         "solutionUrl": task.solution_url,
         "action": dict(task.action) if task.action is not None else None,
     }
+    if task.wire:
+        dto.update(copy.deepcopy(task.wire))
+    for key in task.wire_omit:
+        dto.pop(key, None)
+    return dto
 
 
 def chat_dto(chat: Chat, naive: bool = False) -> dict[str, Any]:

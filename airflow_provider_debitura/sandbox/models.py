@@ -36,8 +36,24 @@ TYPE_LABELS = {
     "CaseValidationNeedsInfo": "Case needs more information",
     "Generic": "Task",
 }
+#: Task types raised on a lead (before a case exists): they may come without a case, with a ``leadId``.
+LEAD_TASK_TYPES = frozenset({"SelectQuoteWinner"})
 CHAT_ROLE_LABELS = {0: "Partner", 1: "Creditor", 2: "Managed by partner"}
 TASK_STATUSES = ("Open", "Solved")
+#: Case lifecycle filter names (``GET /cases?Statuses=``) and the description each case returns as ``lifecycle``.
+#: Only "More Info Required" and "Collecting Quotes" are documented; the others are the name spelled out.
+LIFECYCLES = {
+    "PendingContractSigning": "Pending Contract Signing",
+    "PendingVerificationInternal": "Pending Verification Internal",
+    "PendingVerification": "Pending Verification",
+    "NeedsAdditionalDetails": "More Info Required",
+    "Leads": "Collecting Quotes",
+    "LeadsQuoteGiven": "Quote Given",
+    "Active": "Active",
+    "Paused": "Paused",
+    "Closed": "Closed",
+    "Merged": "Merged",
+}
 
 
 @dataclass
@@ -61,6 +77,9 @@ class Case:
     creditor_reference: str
     dto: dict[str, Any]  # InvoiceDto, timestamps already formatted at load time
     task_ids: list[str] = field(default_factory=list)
+    created: datetime | None = None
+    #: "deleted" or "merged" once the control plane removed it (the API then answers 404 for it).
+    removed: str | None = None
 
 
 @dataclass(eq=False)
@@ -81,6 +100,9 @@ class Task:
     action: dict[str, Any] | None
     #: Monotonic due time of a scheduled solve, so a second chat post doesn't reschedule it.
     solve_due: float | None = None
+    #: Merged verbatim into the rendered TaskDto, and keys left out of it (odd-but-valid shapes).
+    wire: dict[str, Any] | None = None
+    wire_omit: tuple[str, ...] = ()
 
     @property
     def sort_key(self) -> tuple[datetime, str]:
