@@ -135,6 +135,7 @@ class SandboxState:
         self.tasks: dict[str, Task] = {t.id: t for t in world.tasks}
         self._ordered: list[Task] = sorted(world.tasks, key=lambda t: t.sort_key)
         self._order_keys = [t.sort_key for t in self._ordered]
+        self._listings: dict[tuple[str, frozenset[str] | None], list[Task]] = {}
         self.chats: dict[str, list[Chat]] = {cid: [] for cid in self.cases}
         for chat in world.chats:
             self.chats[chat.case_id].append(chat)
@@ -243,6 +244,7 @@ class SandboxState:
         if task.status == "Open":
             task.status = "Solved"
             task.date_solved = when
+            self._listings.clear()
 
     def _add_event(self, spec: EventSpec, *, base: float) -> Event:
         event_id = spec.id or f"evt-{next(self._ids)}"
@@ -374,6 +376,7 @@ class SandboxState:
         pos = bisect.bisect_right(self._order_keys, task.sort_key)
         self._order_keys.insert(pos, task.sort_key)
         self._ordered.insert(pos, task)
+        self._listings.clear()
         if task.case_id:
             self.cases[task.case_id].task_ids.append(task.id)
         if solve_after is not None:
@@ -501,6 +504,7 @@ class SandboxState:
             del self.tasks[tid]
         self._ordered = [t for t in self._ordered if t.id not in gone]
         self._order_keys = [t.sort_key for t in self._ordered]
+        self._listings.clear()
 
     # ---------------------------------------------------------------- Customer API reads/writes
 
@@ -536,16 +540,22 @@ class SandboxState:
             self.tick()
             if wanted is not None and status == "Open":
                 self._on_check(wanted, None)
-            start, stop = (page - 1) * page_size, page * page_size
-            total = 0
-            chunk: list[dict[str, Any]] = []
-            for task in self._ordered:
-                if task.status != status or (wanted is not None and task.type not in wanted):
-                    continue
-                if start <= total < stop:
-                    chunk.append(task_dto(task, self.naive))
-                total += 1
+            selected = self._listing(status, wanted)
+            chunk = [task_dto(t, self.naive) for t in selected[(page - 1) * page_size : page * page_size]]
+            total = len(selected)
             return {"page": page_data(total, page, page_size, len(chunk)), "tasks": chunk}
+
+    def _listing(self, status: str, wanted: set[str] | None) -> list[Task]:
+        """The tasks of one status (and types) in listing order, kept until the next change to any task,
+        so paging through 20,000 tasks scans them once, not once per page."""
+        key = (status, frozenset(wanted) if wanted is not None else None)
+        selected = self._listings.get(key)
+        if selected is None:
+            if len(self._listings) >= 64:  # many distinct type filters and no change in between
+                self._listings.clear()
+            selected = [t for t in self._ordered if t.status == status and (wanted is None or t.type in wanted)]
+            self._listings[key] = selected
+        return selected
 
     def _case(self, case_id: str) -> Case:
         if not sc.is_guid(case_id):
