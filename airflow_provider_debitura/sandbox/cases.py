@@ -40,7 +40,16 @@ _STATUS_SPELLINGS = {_squash(k): k for k in LIFECYCLES} | {_squash(v): k for k, 
 
 @dataclass
 class CaseQuery:
-    """A parsed ``GET /cases`` query."""
+    """A parsed ``GET /cases`` query.
+
+    :param page: the 1-based page.
+    :param page_size: the page size (1..100).
+    :param ids: only these case ids, None for all.
+    :param statuses: only these lifecycle filter names, None for all.
+    :param division_ids: only these division ids, None for all.
+    :param debtor_ids: only these debtor ids, None for all.
+    :param sort: ``(InvoiceDto key, descending)`` pairs, first key first.
+    """
 
     page: int = 1
     page_size: int = 10

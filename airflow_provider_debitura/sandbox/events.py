@@ -14,7 +14,16 @@ from airflow_provider_debitura.sandbox.scenario_models import EventSpec, RepeatM
 
 @dataclass
 class Event:
-    """One event and its state (``fired`` is true once it fired at least once)."""
+    """One event and its state (``fired`` is true once it fired at least once).
+
+    :param id: the event's id.
+    :param spec: the validated event.
+    :param fired_count: how often it fired.
+    :param seen: matching requests counted.
+    :param error: the last firing's error, if any.
+    :param fired_at: the last firing's time.
+    :param rng: the RNG of a ``random`` pick, seeded from the action.
+    """
 
     id: str
     spec: EventSpec
@@ -26,6 +35,7 @@ class Event:
 
     @property
     def repeating(self) -> bool:
+        """Whether it fires every N requests (``everyRequests``)."""
         return self.spec.at.everyRequests is not None
 
     @property
@@ -76,7 +86,7 @@ class Event:
 
 
 class EventBook:
-    """The events of the current world, by id, in creation order."""
+    """The events of the current world, by id, in creation order (no parameters)."""
 
     def __init__(self) -> None:
         self._events: dict[str, Event] = {}

@@ -58,6 +58,16 @@ LIFECYCLES = {
 
 @dataclass
 class User:
+    """A team member.
+
+    :param id: the GUID ``GET /users`` shows.
+    :param int_id: the int32 id ChatDto.user carries.
+    :param first_name: first name.
+    :param last_name: last name.
+    :param email: email (how a chat post names its author).
+    :param active: inactive users are listed but cannot post.
+    """
+
     id: str
     int_id: int  # ChatDto.user.id is an int32 in the spec, unlike the GUID from GET /users
     first_name: str
@@ -67,11 +77,23 @@ class User:
 
     @property
     def name(self) -> str:
+        """The full name."""
         return f"{self.first_name} {self.last_name}".strip()
 
 
 @dataclass
 class Case:
+    """A case and its rendered InvoiceDto.
+
+    :param id: the GUID.
+    :param reference: Debitura's 8-character reference.
+    :param creditor_reference: the creditor's own reference.
+    :param dto: the InvoiceDto.
+    :param task_ids: its tasks' ids.
+    :param created: its creation time.
+    :param removed: "deleted" or "merged" once removed by the control plane.
+    """
+
     id: str
     reference: str
     creditor_reference: str
@@ -84,6 +106,27 @@ class Case:
 
 @dataclass(eq=False)
 class Task:
+    """A task; rendered as TaskDto by :func:`.dto.task_dto` (fields named as there, in snake case).
+
+    :param id: the GUID.
+    :param type: the type name.
+    :param type_label: the human label.
+    :param title: the title.
+    :param description: the description.
+    :param status: "Open" or "Solved".
+    :param case_id: its case, None for account-level and lead tasks.
+    :param case_reference: its case's creditor reference.
+    :param lead_id: its lead (SelectQuoteWinner).
+    :param deadline: the deadline.
+    :param date_created: creation time.
+    :param date_solved: solve time.
+    :param solution_url: where a human solves it.
+    :param action: the TaskActionDto, None for no API action.
+    :param solve_due: monotonic due time of a scheduled solve.
+    :param wire: merged verbatim into the rendered JSON.
+    :param wire_omit: keys left out of the rendered JSON.
+    """
+
     id: str
     type: str
     type_label: str | None
@@ -106,11 +149,23 @@ class Task:
 
     @property
     def sort_key(self) -> tuple[datetime, str]:
+        """Listing order: creation time, then id."""
         return (self.date_created, self.id)
 
 
 @dataclass
 class Chat:
+    """A chat message on a case.
+
+    :param id: the GUID.
+    :param case_id: its case.
+    :param date_created: when it was posted.
+    :param role: 0 partner, 1 creditor, 2 managed by partner.
+    :param message: the text.
+    :param user: the ChatDto ``user`` object.
+    :param is_seen: whether the creditor has seen it.
+    """
+
     id: str
     case_id: str
     date_created: datetime

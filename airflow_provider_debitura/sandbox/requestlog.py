@@ -12,7 +12,10 @@ REQUEST_LOG_LIMIT = 10_000
 
 
 class RequestLog:
-    """Answered (or dropped) API requests, newest last, never headers or keys; counters by route template."""
+    """Answered (or dropped) API requests, newest last, never headers or keys; counters by route template.
+
+    :param limit: how many requests the log keeps (the oldest are dropped).
+    """
 
     def __init__(self, limit: int = REQUEST_LOG_LIMIT) -> None:
         self._log: deque[dict[str, Any]] = deque(maxlen=limit)
@@ -65,7 +68,7 @@ class RequestLog:
 
 
 class RateLimiter:
-    """A sliding 60 s window of request times per presented key."""
+    """A sliding 60 s window of request times per presented key (no parameters)."""
 
     def __init__(self) -> None:
         self._windows: dict[str, deque[float]] = {}

@@ -45,7 +45,11 @@ REQUEST_LOG_LIMIT = 10_000
 
 
 class ControlError(ValueError):
-    """A control-plane request is invalid (400) or names something that doesn't exist (404)."""
+    """A control-plane request is invalid (400) or names something that doesn't exist (404).
+
+    :param message: what is wrong and how to fix it.
+    :param status: the HTTP status to answer.
+    """
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -54,7 +58,13 @@ class ControlError(ValueError):
 
 @dataclass
 class CheckedTask:
-    """A task with a ``solveAfterChecked`` rule: its current incarnation and when a gate last checked it."""
+    """A task with a ``solveAfterChecked`` rule: its current incarnation and when a gate last checked it.
+
+    :param spec: the task's spec (to raise a fresh copy).
+    :param task_id: the current incarnation's id.
+    :param last_check: monotonic time of the last check, None before the first.
+    :param generation: how many fresh copies were raised.
+    """
 
     spec: TaskSpec
     task_id: str

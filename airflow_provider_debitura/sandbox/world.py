@@ -49,7 +49,12 @@ PARTNER_USER = {
 
 @dataclass
 class Cases:
-    """The case indexes a task, chat or event resolves its case with."""
+    """The case indexes a task, chat or event resolves its case with.
+
+    :param by_id: cases by GUID.
+    :param by_cref: cases by creditor reference.
+    :param by_ref: cases by Debitura reference.
+    """
 
     by_id: dict[str, Case] = field(default_factory=dict)
     by_cref: dict[str, Case] = field(default_factory=dict)
@@ -79,7 +84,21 @@ class Cases:
 
 @dataclass
 class World:
-    """A fully validated scenario, ready to be swapped into the store in one step."""
+    """A fully validated scenario, ready to be swapped into the store in one step.
+
+    :param name: the scenario's name.
+    :param creditor: CreditorMeApiDTO.
+    :param users: the team.
+    :param naive_timestamps: emit zone-less timestamps.
+    :param chat_solve_delay_seconds: the scenario's chat solve delay, if any.
+    :param loaded_at: load time (UTC).
+    :param cases: the case indexes.
+    :param tasks: the tasks in scenario order.
+    :param solve_after: task id -> seconds after load at which it solves itself.
+    :param checked: tasks with a ``solveAfterChecked`` rule, with their specs.
+    :param chats: chat messages, oldest first.
+    :param events: validated events.
+    """
 
     name: str
     creditor: dict[str, Any]
