@@ -224,10 +224,10 @@ class CheckedRule(Spec):
     """
 
     seconds: Seconds = Field(description="Seconds from the first check to the solve.")
-    rearmAfterQuietSeconds: Seconds | None = Field(
+    rearmAfterSeconds: Seconds | None = Field(
         None,
-        description="Once solved: the first check after this many seconds without any check raises a "
-        "fresh copy (new id, created now), which that check already sees. Null: never.",
+        description="Once a check has seen it solved, the first check this many seconds or more later raises "
+        "a fresh copy (new id, created now), which that check already sees. Null: never.",
     )
 
 

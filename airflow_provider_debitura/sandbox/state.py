@@ -62,13 +62,13 @@ class CheckedTask:
 
     :param spec: the task's spec (to raise a fresh copy).
     :param task_id: the current incarnation's id.
-    :param last_check: monotonic time of the last check, None before the first.
+    :param clear_seen: monotonic time of the first check that saw the current incarnation solved.
     :param generation: how many fresh copies were raised.
     """
 
     spec: TaskSpec
     task_id: str
-    last_check: float | None = None
+    clear_seen: float | None = None
     generation: int = 0
 
 
@@ -351,12 +351,17 @@ class SandboxState:
                 continue
             rule = checked.spec.solveAfterChecked
             assert rule is not None
-            quiet = checked.last_check is None or now - checked.last_check >= (rule.rearmAfterQuietSeconds or 0)
-            if task.status != "Open" and rule.rearmAfterQuietSeconds is not None and quiet:
+            if task.status != "Open" and checked.clear_seen is None:
+                # This check sees it solved: a gate checking now opens, whatever the re-arm delay.
+                checked.clear_seen = now
+            elif (
+                task.status != "Open"
+                and rule.rearmAfterSeconds is not None
+                and now - checked.clear_seen >= rule.rearmAfterSeconds
+            ):
                 task = self._rearm(checked)
             if task.status == "Open" and task.solve_due is None:
                 self._schedule_solve(task, now + rule.seconds)
-            checked.last_check = now
 
     def _rearm(self, checked: CheckedTask) -> Task:
         checked.generation += 1
@@ -366,7 +371,7 @@ class SandboxState:
         fields = ("dateCreated", "minutesAgo", "dateSolved", "solveAfterSeconds")
         spec = checked.spec.model_copy(update={"id": fresh_id, "status": "Open", **dict.fromkeys(fields)})
         task = self._insert_task(spec, self.now_wall())
-        checked.task_id = task.id
+        checked.task_id, checked.clear_seen = task.id, None
         return task
 
     # ---------------------------------------------------------------- task mutation

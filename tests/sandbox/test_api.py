@@ -282,7 +282,7 @@ def test_demo_blocker_clears_five_seconds_after_the_first_gate_check(sb: Sandbox
     assert api.get("/tasks", params=gate_read).json()["tasks"] == []  # demo: never raised again
 
 
-def test_demo_ui_blocker_is_raised_again_after_a_quiet_period(sb: SandboxServer, api: httpx.Client) -> None:
+def test_demo_ui_blocker_is_raised_again_on_a_later_run(sb: SandboxServer, api: httpx.Client) -> None:
     sb.reset("demo-ui")
     gate_read = {"status": "Open", "type": ["SignContract", "AssignBankAccount"], "PageSize": 100}
 
@@ -292,11 +292,11 @@ def test_demo_ui_blocker_is_raised_again_after_a_quiet_period(sb: SandboxServer,
     first = blockers()
     assert len(first) == 1
     sb.state.advance_clock(5)
-    assert blockers() == []  # the gate's confirming read: cleared
+    assert blockers() == []  # the gate's confirming read sees it cleared (and opens)
     sb.state.advance_clock(19)
-    assert blockers() == []  # another run within the quiet period does not wait
+    assert blockers() == []  # a run within 20 s of that does not wait
     sb.state.advance_clock(21)
-    second = blockers()  # the next run after 20 s without a check: a fresh blocker, seen by that very read
+    second = blockers()  # a run 20 s or more later: a fresh blocker, seen by that very read
     assert len(second) == 1 and second != first
     assert sb.state.task(second[0])["dateCreated"] > sb.state.task(first[0])["dateSolved"]
     sb.state.advance_clock(5)
@@ -314,3 +314,17 @@ def test_naive_timestamps_option(sb: SandboxServer, api: httpx.Client) -> None:
     task = _open(api)[0]
     assert not task["dateCreated"].endswith("Z") and "+" not in task["dateCreated"]
     assert not api.get(f"/cases/{task['caseId']}").json()["dateCreated"].endswith("Z")
+
+
+def test_a_slow_gate_still_opens_when_re_arming_is_on(sb: SandboxServer, api: httpx.Client) -> None:
+    """A gate polling every 60 s (slower than the 20 s re-arm delay) must see the blocker cleared once:
+    a fresh one is raised only 20 s after some check has seen the old one solved."""
+    sb.reset("demo-ui")
+    gate_read = {"status": "Open", "type": ["SignContract", "AssignBankAccount"], "PageSize": 100}
+    assert len(api.get("/tasks", params=gate_read).json()["tasks"]) == 1
+    sb.state.advance_clock(60)
+    assert api.get("/tasks", params=gate_read).json()["tasks"] == []  # this gate opens
+    sb.state.advance_clock(60)
+    assert len(api.get("/tasks", params=gate_read).json()["tasks"]) == 1  # the next run waits
+    sb.state.advance_clock(60)
+    assert api.get("/tasks", params=gate_read).json()["tasks"] == []

@@ -91,10 +91,10 @@ def test_schema_and_models_agree_on_shape_errors(scenario: dict) -> None:
 def test_demo_ui_is_the_demo_with_re_arming() -> None:
     demo, ui = resolve_scenario("demo"), resolve_scenario("demo-ui")
     ui_rule = next(t for t in ui["tasks"] if t["type"] == "AssignBankAccount")["solveAfterChecked"]
-    assert ui_rule == {"seconds": 5, "rearmAfterQuietSeconds": 20}
+    assert ui_rule == {"seconds": 5, "rearmAfterSeconds": 20}
     for scenario in (demo, ui):
         scenario.pop("name"), scenario.pop("description")
         next(t for t in scenario["tasks"] if t["type"] == "AssignBankAccount")["solveAfterChecked"].pop(
-            "rearmAfterQuietSeconds", None
+            "rearmAfterSeconds", None
         )
     assert demo == ui
