@@ -140,7 +140,11 @@ def _sorted(cases: list[Case], keys: list[tuple[str, bool]]) -> list[Case]:
     # Stable sorts from the last key to the first; the default (and tie-break) order is creation, then id.
     out = sorted(cases, key=lambda c: (c.dto.get("dateCreated") or "", c.id))
     for key, descending in reversed(keys):
-        out.sort(key=lambda c, k=key: _sort_value(c.dto.get(k)), reverse=descending)
+
+        def value(case: Case, key: str = key) -> tuple[int, float, str]:
+            return _sort_value(case.dto.get(key))
+
+        out.sort(key=value, reverse=descending)
     return out
 
 

@@ -21,11 +21,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
 class ConfigPatch(Spec):
     """A partial update of the settings; every field is optional."""
 
-    chatSolveDelaySeconds: Seconds = Field(0.0, description="Delay before a creditor chat message solves tasks.")
-    rateLimitPerMinute: Annotated[int, Field(ge=1)] | None = Field(None, description="Per API key; null: off.")
-    retryAfterHeader: bool = Field(False, description="Send Retry-After with 429s (the body always has it).")
+    chatSolveDelaySeconds: Seconds = Field(
+        default=0.0, description="Delay before a creditor chat message solves tasks."
+    )
+    rateLimitPerMinute: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Per API key; null: off.")
+    retryAfterHeader: bool = Field(default=False, description="Send Retry-After with 429s (the body always has it).")
     encodedSlash: Literal["decode", "keep"] = Field(
-        "decode",
+        default="decode",
         description="How a %2F in a reference lookup's path segment is read: decode (a '/' in the reference, "
         "found) or keep (left as the three characters '%2F', as ASP.NET Core does by default: not found).",
     )

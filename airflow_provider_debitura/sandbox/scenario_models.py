@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +35,7 @@ class ScenarioError(ValueError):
     """A scenario (or a task/event spec) is invalid; the message names the offending field."""
 
 
-def is_guid(value: object) -> bool:
+def is_guid(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a GUID string (with or without dashes).
 
     :param value: anything.
@@ -157,7 +157,7 @@ class CreditorSpec(Spec):
 class UserSpec(Spec):
     """One team member (``GET /users``); only active users may post chat messages."""
 
-    id: Guid | None = Field(None, description="Default: derived from the email (user_id_for).")
+    id: Guid | None = Field(default=None, description="Default: derived from the email (user_id_for).")
     firstName: str | None = ""
     lastName: str | None = ""
     email: Annotated[str, AfterValidator(_email)]
@@ -167,13 +167,13 @@ class UserSpec(Spec):
 class CaseSpec(Spec):
     """One case (InvoiceDto). Any listed InvoiceDto field overrides the sandbox's default verbatim."""
 
-    id: Guid | None = Field(None, description="Default: derived from creditorReference (case_id_for).")
+    id: Guid | None = Field(default=None, description="Default: derived from creditorReference (case_id_for).")
     reference: (
         Annotated[str, AfterValidator(_reference), WithJsonSchema({"type": "string", "pattern": "^[A-Z0-9]{8}$"})]
         | None
-    ) = Field(None, description="Debitura's 8-character reference; default derived from creditorReference.")
+    ) = Field(default=None, description="Debitura's 8-character reference; default derived from creditorReference.")
     creditorReference: Text
-    daysOld: Seconds = Field(30, description="Age in days; drives the case's dates.")
+    daysOld: Seconds = Field(default=30, description="Age in days; drives the case's dates.")
     grossAmount: Seconds = 1250.0
     creditorComments: str | None = None
     claimDescription: str | None = None
@@ -184,7 +184,7 @@ class CaseSpec(Spec):
     totalAddedFees: float | None = None
     currency: str | None = None
     isTestCase: bool | None = None
-    lifecycle: str | None = Field(None, description='The returned (description) form, e.g. "Active".')
+    lifecycle: str | None = Field(default=None, description='The returned (description) form, e.g. "Active".')
     closeCode: str | None = None
     currentEngagementPhase: str | None = None
     claimType: str | None = None
@@ -225,7 +225,7 @@ class CheckedRule(Spec):
 
     seconds: Seconds = Field(description="Seconds from the first check to the solve.")
     rearmAfterSeconds: Seconds | None = Field(
-        None,
+        default=None,
         description="Once a check has seen it solved, the first check this many seconds or more later raises "
         "a fresh copy (new id, created now), which that check already sees. Null: never.",
     )
@@ -238,7 +238,9 @@ class TaskSpec(Spec):
     type: TypeName
     caseId: Guid | None = None
     caseCreditorReference: str | None = None
-    leadId: Guid | None = Field(None, description="SelectQuoteWinner: default derived (a lead task when no case).")
+    leadId: Guid | None = Field(
+        default=None, description="SelectQuoteWinner: default derived (a lead task when no case)."
+    )
     title: str | None = None
     typeLabel: str | None = None
     description: str | None = None
@@ -247,14 +249,14 @@ class TaskSpec(Spec):
     minutesAgo: Seconds | None = None
     dateSolved: Timestamp | None = None
     deadline: Timestamp | None = None
-    solveAfterSeconds: Seconds | None = Field(None, description="Solve this many seconds after load/creation.")
+    solveAfterSeconds: Seconds | None = Field(default=None, description="Solve this many seconds after load/creation.")
     solveAfterChecked: CheckedRule | None = None
-    action: ActionSpec | None = Field(None, description="Absent: the type's default; null: no API action.")
+    action: ActionSpec | None = Field(default=None, description="Absent: the type's default; null: no API action.")
     solutionUrl: str | None = None
     wire: JsonObject | None = Field(
-        None, description="Merged verbatim into the rendered TaskDto (any key, any JSON value)."
+        default=None, description="Merged verbatim into the rendered TaskDto (any key, any JSON value)."
     )
-    wireOmit: list[str] | None = Field(None, description="TaskDto keys left out of the rendered JSON.")
+    wireOmit: list[str] | None = Field(default=None, description="TaskDto keys left out of the rendered JSON.")
 
     def scope(self) -> str:
         """The case reference, case id or "account": part of the default task id."""
@@ -269,9 +271,9 @@ class ChatSpec(Spec):
     caseCreditorReference: str | None = None
     role: Literal[0, 1, 2] = 0
     message: Text
-    userEmail: str | None = Field(None, description="Role 1: a scenario user (default: the first).")
+    userEmail: str | None = Field(default=None, description="Role 1: a scenario user (default: the first).")
     minutesAgo: Seconds = 60
-    isSeen: bool | None = Field(None, description="Default: true for the creditor's own messages.")
+    isSeen: bool | None = Field(default=None, description="Default: true for the creditor's own messages.")
 
 
 # ------------------------------------------------------------------------------------ events
@@ -363,7 +365,9 @@ class ScenarioSpec(Spec):
 
     name: str = "custom"
     description: str | None = None
-    naiveTimestamps: bool = Field(False, description="Emit zone-less timestamps, as the real API sometimes does.")
+    naiveTimestamps: bool = Field(
+        default=False, description="Emit zone-less timestamps, as the real API sometimes does."
+    )
     chatSolveDelaySeconds: Seconds | None = None
     creditor: CreditorSpec = Field(default_factory=CreditorSpec)
     users: list[UserSpec] = Field(

@@ -79,8 +79,9 @@ def bundled_names() -> str:
     return ", ".join(BUNDLED_SCENARIOS) + ", large:N"
 
 
-def resolve_scenario(spec: ScenarioSource, *, allow_files: bool = True) -> dict[str, Any]:
-    """Turn ``demo`` / ``empty`` / ``large:N`` / a path / a dict into a raw scenario dict.
+def resolve_scenario(spec: ScenarioSource, *, allow_files: bool = True) -> Any:
+    """Turn ``demo`` / ``empty`` / ``large:N`` / a path / a dict into raw scenario JSON (a dict, unless a
+    file holds something else: :func:`~.world.build_world` then says it must be an object).
 
     :param spec: a bundled name, ``large:N``, a scenario dict, or (with ``allow_files``) a file path.
     :param allow_files: read files for a :class:`~pathlib.Path` or a string that names no bundled
@@ -114,7 +115,7 @@ def resolve_scenario(spec: ScenarioSource, *, allow_files: bool = True) -> dict[
     )
 
 
-def _load_file(path: Path) -> dict[str, Any]:
+def _load_file(path: Path) -> Any:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

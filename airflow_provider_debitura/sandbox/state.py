@@ -343,23 +343,16 @@ class SandboxState:
         now = self.now()
         for checked in self._checked:
             task = self.tasks.get(checked.task_id)
-            if task is None:
-                continue
-            if case_id is None and (types is None or task.type not in types):
-                continue
-            if case_id is not None and (task.case_id != case_id or (types is not None and task.type not in types)):
+            if task is None or not _asks_for(task, types, case_id):
                 continue
             rule = checked.spec.solveAfterChecked
-            assert rule is not None
-            if task.status != "Open" and checked.clear_seen is None:
-                # This check sees it solved: a gate checking now opens, whatever the re-arm delay.
-                checked.clear_seen = now
-            elif (
-                task.status != "Open"
-                and rule.rearmAfterSeconds is not None
-                and now - checked.clear_seen >= rule.rearmAfterSeconds
-            ):
-                task = self._rearm(checked)
+            if rule is None:  # pragma: no cover - only tasks with a rule are registered
+                continue
+            if task.status != "Open":
+                if checked.clear_seen is None:
+                    checked.clear_seen = now  # this check sees it solved: its gate opens, whatever the re-arm delay
+                elif rule.rearmAfterSeconds is not None and now - checked.clear_seen >= rule.rearmAfterSeconds:
+                    task = self._rearm(checked)
             if task.status == "Open" and task.solve_due is None:
                 self._schedule_solve(task, now + rule.seconds)
 
@@ -827,6 +820,13 @@ class SandboxState:
                 "chats": {cid: [chat_dto(c, self.naive) for c in chats] for cid, chats in self.chats.items()},
                 "events": self._events.to_list(),
             }
+
+
+def _asks_for(task: Task, types: set[str] | None, case_id: str | None) -> bool:
+    """Whether a targeted read asks for ``task``: its case's listing (any or its type), or its type by name."""
+    if case_id is not None:
+        return task.case_id == case_id and (types is None or task.type in types)
+    return types is not None and task.type in types
 
 
 def _chat_message(body: Any) -> str:

@@ -196,7 +196,9 @@ def _case_parties(cref: str, creditor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _case_dto(cid: str, ref: str, spec: CaseSpec, creditor: dict[str, Any], now: datetime, naive: bool) -> dict:
+def _case_dto(
+    cid: str, ref: str, spec: CaseSpec, creditor: dict[str, Any], now: datetime, naive: bool
+) -> dict[str, Any]:
     cref, gross = spec.creditorReference, spec.grossAmount
     created = now - timedelta(days=spec.daysOld)
     dto: dict[str, Any] = {
