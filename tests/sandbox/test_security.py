@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from airflow_provider_debitura.sandbox import SandboxServer, SandboxState
+from airflow_provider_debitura.sandbox import cli
 from airflow_provider_debitura.sandbox.cli import non_loopback_warning
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,10 +69,9 @@ def test_python_api_and_cli_still_read_files(host_files: dict[str, str]) -> None
     assert SandboxState(Path(host_files["scenario"])).scenario_name == "world"
 
 
-@pytest.mark.parametrize("key", ["", "   ", "\t"])
-def test_empty_api_key_is_rejected_on_the_command_line(key: str) -> None:
+def test_empty_api_key_is_rejected_on_the_command_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_debitura.sandbox", "--api-key", key, "--scenario", "empty"],
+        [sys.executable, "-m", "airflow_provider_debitura.sandbox", "--api-key", "", "--scenario", "empty"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -79,6 +79,13 @@ def test_empty_api_key_is_rejected_on_the_command_line(key: str) -> None:
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--api-key must not be empty" in proc.stderr and "Debitura sandbox listening" not in proc.stdout
+
+
+@pytest.mark.parametrize("key", ["   ", "\t"])
+def test_blank_api_key_is_rejected_before_anything_starts(key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--api-key", key, "--scenario", "empty"]) == 2
+    out, err = capsys.readouterr()
+    assert "--api-key must not be empty or blank" in err and out == ""
 
 
 @pytest.mark.parametrize("key", ["", " "])
