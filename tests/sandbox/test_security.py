@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_debitura.sandbox import SandboxServer, SandboxState
-from airflow_provider_debitura.sandbox import cli
+from airflow_provider_debitura.sandbox import SandboxServer, SandboxState, cli
 from airflow_provider_debitura.sandbox.cli import non_loopback_warning
 
 ROOT = Path(__file__).resolve().parents[2]
