@@ -98,10 +98,8 @@ class _Pass:
     """The oldest ``dateCreated`` read so far: a task first seen later must not be newer."""
     problems: list[str] = field(default_factory=list)
     """Checks that failed in a way a re-read can fix (the queue changed in a way the order cannot absorb)."""
-    size_problem: str | None = None
-    """A page size that contradicts ``totalResults``: a problem only if the queue did not move."""
     unordered: str | None = None
-    """A page not sorted oldest first: the API's order is not the one the guarantee needs; no re-read helps."""
+    """A page not sorted oldest first: a task was inserted out of order, or the API does not list oldest first."""
 
     @property
     def quiet(self) -> bool:
@@ -112,8 +110,6 @@ class _Pass:
         """On a quiet queue, the distinct records read must be exactly ``totalResults``."""
         if not self.quiet or self.last_total is None:
             return None
-        if self.size_problem:
-            return self.size_problem
         distinct = len(self.tasks) + len(self.rejected)
         if distinct != self.last_total:
             return f"read {distinct} distinct tasks but the API reported {self.last_total} and nothing moved"
@@ -236,14 +232,6 @@ class TaskListing:
         if total is not None:
             ps.totals.add(total)
             ps.last_total = total
-            expected = min(self.page_size, max(0, total - (number - 1) * self.page_size))
-            if page.raw_count != expected and ps.size_problem is None:
-                ps.size_problem = (
-                    f"page {number} held {page.raw_count} tasks where totalResults {total} means {expected}"
-                )
-        current = page.page.current_page
-        if current is not None and current != number:
-            ps.problems.append(f"asked for page {number}, the API answered page {current}")
         if ps.unordered is None:
             dates = [t.date_created for t in page.tasks]
             if any(later < earlier for earlier, later in itertools.pairwise(dates)):
@@ -251,6 +239,8 @@ class TaskListing:
 
     def _take(self, ps: _Pass, page: TaskPage) -> None:
         floor = ps.floor
+        if floor is not None and page.tasks and all(t.id in ps.tasks for t in page.tasks) and not ps.problems:
+            ps.problems.append("a whole page repeated tasks already read (does the server ignore Page?)")
         for task in page.tasks:
             if task.id in ps.tasks:
                 ps.duplicates += 1
@@ -272,7 +262,7 @@ class TaskListing:
         problem = ps.unordered or (ps.problems[0] if ps.problems else None) or ps.count_problem()
         if problem is None:
             self._finish(ps, verified=True)
-        elif ps.unordered is None and self.rereads < self.max_rereads:
+        elif self.rereads < self.max_rereads:
             self.rereads += 1
             self._passes.append(ps)
             self._start_pass(pages_for(ps.last_total or 0, self.page_size))

@@ -93,8 +93,8 @@ def _seconds(where: str, name: str, value: object, default: float, maximum: floa
         number = math.nan
     if not (math.isfinite(number) and 0 < number <= maximum):
         raise DebituraConfigError(
-            f"{where}: extra {name!r}={value!r} must be a positive, finite number of seconds, at most "
-            f"{maximum:,.0f} (e.g. {default:g})."
+            f"{where}: extra {name!r}={value!r} must be a positive number of seconds (finite, at most "
+            f"{maximum:,.0f}; e.g. {default:g})."
         )
     return number
 
@@ -111,7 +111,7 @@ def _max_attempts(where: str, value: object) -> int:
         number = int(value.strip())
     if not 1 <= number <= MAX_ATTEMPTS_LIMIT:
         raise DebituraConfigError(
-            f"{where}: extra 'max_attempts'={value!r} must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT} "
+            f"{where}: extra 'max_attempts'={value!r} must be a whole number >= 1 and <= {MAX_ATTEMPTS_LIMIT} "
             f"(1 = no retries; default {DEFAULT_MAX_ATTEMPTS})."
         )
     return number
