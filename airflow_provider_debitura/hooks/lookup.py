@@ -92,7 +92,9 @@ class CaseLookup:
         """
         self.requests += 1
         reference = self.selector.creditor_reference or ""
-        if self._page or "/" not in reference:
+        if self._page and self._not_found is not None:  # the server has no GET /cases either
+            raise self._searched_in_vain(f"GET /cases answered 404 too: {exc}") from None
+        if "/" not in reference:
             raise exc
         self._not_found = exc
         self._next_search_page()
@@ -111,13 +113,15 @@ class CaseLookup:
         self._case = case
         self._call = None
 
-    def _searched_in_vain(self) -> DebituraNotFoundError:
+    def _searched_in_vain(self, why: str | None = None) -> DebituraNotFoundError:
         first = self._not_found
         assert first is not None
+        searched = why or (
+            f"the {self._searched:,} newest cases were searched too ({self._page} requests): none has "
+            f"creditorReference {self.selector.creditor_reference!r}"
+        )
         return DebituraNotFoundError(
-            f"{first} The reference contains '/', which some servers cannot route, so the {self._searched:,} "
-            f"newest cases were searched too ({self._page} requests): none has creditorReference "
-            f"{self.selector.creditor_reference!r}.",
+            f"{first}. The reference contains '/', which some servers cannot route; {searched}.",
             method=first.method,
             path=first.path,
             status=404,
