@@ -57,7 +57,10 @@ def _as_utc(value: datetime) -> datetime:
         return value.replace(tzinfo=timezone.utc)
     if value.utcoffset() == _ZERO:  # the common case ("...Z"): runs once per timestamp on every page
         return value
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00: valid text, no UTC instant Python can hold
+        raise ValueError("timestamp is outside the range Python can hold in UTC") from None
 
 
 def _none_to_empty_list(value: object) -> object:
