@@ -115,7 +115,7 @@ def _selector(case_id: str | None, creditor_reference: str | None, case_referenc
     return selector
 
 
-class _DebituraHookBase(BaseHook):  # type: ignore[misc]
+class _DebituraHookBase(BaseHook):
     """Connection handling and the connection form, shared by the sync and the async hook.
 
     :param debitura_conn_id: the Airflow connection (type Debitura): host = Base URL, password = API key.
@@ -208,9 +208,9 @@ class DebituraHook(_DebituraHookBase):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The extra fields of the connection form (Airflow 2 web server)."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import StringField
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget  # type: ignore[import-not-found,unused-ignore]
+        from flask_babel import lazy_gettext  # type: ignore[import-not-found,unused-ignore]
+        from wtforms import StringField  # type: ignore[import-untyped,unused-ignore]
 
         from airflow_provider_debitura.provider_info import CONN_FIELDS
 

@@ -55,6 +55,13 @@ class ApiCall(Generic[T]):
 
     ``idempotent`` decides the retry policy: reads are retried on transient errors, writes only
     when the request provably never reached the server.
+
+    :param method: the HTTP method.
+    :param path: the path, segments already encoded.
+    :param parse: turns the decoded JSON body into the result.
+    :param params: query parameters, in order (repeated keys allowed).
+    :param json_body: the JSON body of a write.
+    :param idempotent: whether the call may be retried freely.
     """
 
     method: str
@@ -66,6 +73,7 @@ class ApiCall(Generic[T]):
 
     @property
     def label(self) -> str:
+        """``METHOD /path``, for messages."""
         return f"{self.method} {self.path}"
 
 
@@ -322,7 +330,11 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 def transport_error(call: ApiCall[Any], exc: httpx.TransportError) -> DebituraError:
     """Classify a failure with no HTTP answer. For a write, only a failure before the request left
-    (connect errors) is safe to retry; anything later is ambiguous."""
+    (connect errors) is safe to retry; anything later is ambiguous.
+
+    :param call: the call that failed.
+    :param exc: the transport failure.
+    """
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if not call.idempotent and not isinstance(exc, _NEVER_SENT):
         return DebituraAmbiguousWriteError(
@@ -337,7 +349,10 @@ def transport_error(call: ApiCall[Any], exc: httpx.TransportError) -> DebituraEr
 
 def is_retryable(call: ApiCall[Any]) -> Callable[[BaseException], bool]:
     """The retry predicate for one call: transient errors for reads; for writes only errors that
-    prove the request was not applied (rate limited, or never sent)."""
+    prove the request was not applied (rate limited, or never sent).
+
+    :param call: the call the predicate is for.
+    """
 
     def predicate(exc: BaseException) -> bool:
         if isinstance(exc, DebituraRateLimitError):
@@ -350,4 +365,8 @@ def is_retryable(call: ApiCall[Any]) -> Callable[[BaseException], bool]:
 
 
 def dumps_body(call: ApiCall[Any]) -> bytes | None:
+    """The encoded JSON body of a write, or None.
+
+    :param call: the call.
+    """
     return None if call.json_body is None else json.dumps(call.json_body).encode()
