@@ -156,11 +156,6 @@ class TaskListing:
         self._result: Listing | None = None
         endpoints.get_tasks_page(page_size=page_size)  # validates page_size before any request
 
-    @property
-    def done(self) -> bool:
-        """True once :meth:`result` is ready."""
-        return self._result is not None
-
     def next_call(self) -> endpoints.ApiCall[TaskPage] | None:
         """The next request to send, or None when the listing is complete."""
         if self._next is None:
@@ -184,7 +179,7 @@ class TaskListing:
             self._on_forward_page(page, requested)
 
     def result(self) -> Listing:
-        """The listing; only once :attr:`done`."""
+        """The listing, once :meth:`next_call` has returned None."""
         if self._result is None:
             raise RuntimeError("listing not finished")
         return self._result
