@@ -8,7 +8,6 @@ checks and the request cost are in ``docs/listing.md``.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -90,6 +89,8 @@ class _Pass:
 
     first_page: int
     tasks: dict[str, Task] = field(default_factory=dict)
+    read_order: list[list[str]] = field(default_factory=list)
+    """The ids first seen on each read, in read order (last page first)."""
     rejected: dict[str, RejectedRecord] = field(default_factory=dict)
     totals: set[int] = field(default_factory=set)
     last_total: int | None = None
@@ -229,24 +230,29 @@ class TaskListing:
             ps.last_total = total
         if ps.unordered is None:
             dates = [t.date_created for t in page.tasks]
-            if any(later < earlier for earlier, later in itertools.pairwise(dates)):
+            if dates != sorted(dates):
                 ps.unordered = f"page {number} is not sorted oldest first, so tasks created meanwhile may be missed"
 
     def _take(self, ps: _Pass, page: TaskPage) -> None:
-        floor = ps.floor
-        if floor is not None and page.tasks and all(t.id in ps.tasks for t in page.tasks) and not ps.problems:
-            ps.problems.append("a whole page repeated tasks already read (does the server ignore Page?)")
+        seen, floor = ps.tasks, ps.floor
+        new: list[str] = []
         for task in page.tasks:
-            if task.id in ps.tasks:
+            if task.id in seen:
                 ps.duplicates += 1
-            elif floor is not None and task.date_created > floor and not ps.problems:
-                ps.problems.append(
-                    f"task {task.id} (created {task.date_created.isoformat()}) appeared among older tasks: "
-                    "the queue changed in a way that can hide a task"
-                )
-            ps.tasks[task.id] = task  # the later read is the fresher copy
-            if ps.floor is None or task.date_created < ps.floor:
-                ps.floor = task.date_created
+            else:
+                new.append(task.id)
+                if floor is not None and task.date_created > floor and not ps.problems:
+                    ps.problems.append(
+                        f"task {task.id} (created {task.date_created.isoformat()}) appeared among older tasks: "
+                        "the queue changed in a way that can hide a task"
+                    )
+            seen[task.id] = task  # the later read is the fresher copy
+        if page.tasks:
+            if floor is not None and not new and not ps.problems:
+                ps.problems.append("a whole page repeated tasks already read (does the server ignore Page?)")
+            oldest = min([t.date_created for t in page.tasks])
+            ps.floor = oldest if floor is None else min(floor, oldest)
+        ps.read_order.append(new)
         for index, record in enumerate(page.rejected):
             key = _rejected_key(record, index + self.pages_read * self.page_size)
             if key in ps.rejected:
@@ -283,19 +289,22 @@ class TaskListing:
     # -- the result ------------------------------------------------------------------------------------
 
     def _finish(self, ps: _Pass, *, verified: bool, reason: str | None = None) -> None:
-        tasks: dict[str, Task] = {}
-        rejected: dict[str, RejectedRecord] = {}
-        # A verified pass stands alone; an unverified result keeps everything any pass read.
-        for earlier in [] if verified else self._passes:
-            tasks.update(earlier.tasks)
-            rejected.update(earlier.rejected)
-        tasks.update(ps.tasks)
-        rejected.update(ps.rejected)
-        total = ps.last_total
         self._next = None
+        if verified:  # the pages read last-first, each oldest first: reversed, they are the API's order
+            tasks = [ps.tasks[i] for ids in reversed(ps.read_order) for i in ids]
+            rejected = list(ps.rejected.values())
+        else:  # everything any pass read, the latest copy of each
+            by_id: dict[str, Task] = {}
+            by_key: dict[str, RejectedRecord] = {}
+            for each in [*self._passes, ps]:
+                by_id.update(each.tasks)
+                by_key.update(each.rejected)
+            tasks = sorted(by_id.values(), key=lambda t: t.date_created)
+            rejected = list(by_key.values())
+        total = ps.last_total
         self._result = Listing(
-            sorted(tasks.values(), key=lambda t: t.date_created),
-            rejected.values(),
+            tasks,
+            rejected,
             verified=verified,
             unverified_reason=reason,
             requests=self.pages_read,
