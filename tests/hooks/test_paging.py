@@ -245,7 +245,7 @@ def test_feed_after_the_end_and_result_before_it_are_errors():
 # -- any churn of removals and appends: the guarantee holds, the cost is bounded --------------------------
 
 
-@settings(max_examples=300, derandomize=True, deadline=None)
+@settings(max_examples=150, derandomize=True, deadline=None, database=None)
 @given(
     size=st.integers(0, 20),
     hint=st.one_of(st.none(), st.integers(1, 9)),
