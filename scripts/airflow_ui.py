@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.standalone import port_is_free  # noqa: E402
-from helpers.ui_demo import GATE_CASE, GATE_DAG, TRIAGE_DAG, ui_demo  # noqa: E402
+from helpers.ui_demo import GATE_CASE, GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def banner(demo, args: argparse.Namespace, started: float) -> None:
+def banner(demo: UiDemo, args: argparse.Namespace, started: float) -> None:
     airflow, sandbox = demo.airflow, demo.sandbox
     say()
     say("=" * 78)
@@ -48,12 +48,12 @@ def banner(demo, args: argparse.Namespace, started: float) -> None:
     say(f"  login: {airflow.username} / {airflow.password}")
     say(f"Debitura sandbox: {sandbox.url}  (connection 'debitura_default'; control plane {sandbox.url}/_sandbox/)")
     say()
-    say(f"  {GATE_DAG}: trigger it (creditor_reference {GATE_CASE}); the gate is 'deferred' for")
-    say(
-        f"     about {args.blocker_delay:.0f} s while an account-level AssignBankAccount blocks the case: read its log."
-    )
-    say(f"  {TRIAGE_DAG}: trigger it to list, auto-reply and route the demo queue.")
-    say("  Admin -> Connections -> debitura_default -> Test: checks the connection (GET /me).")
+    say(f"* {GATE_DAG}: trigger it ({GATE_CASE}). Its gate is 'deferred' for about {args.blocker_delay:.0f} s")
+    say("  while an account-level AssignBankAccount blocks every case: the task's log lists the blocker and")
+    say("  its link; the task's Details -> Extra Links has 'Resolve in Debitura'.")
+    say(f"* {TRIAGE_DAG}: trigger it to list, auto-reply and route the demo queue.")
+    say("  Triggering unpauses it, so its schedule starts a run too: the first run answers the chat tasks.")
+    say("* Admin -> Connections -> debitura_default -> Test: checks the connection (GET /me).")
     say(f"Logs: {airflow.log_path}.  Press Ctrl-C to stop everything.")
     say("=" * 78)
 
