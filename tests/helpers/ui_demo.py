@@ -11,7 +11,7 @@ the browser tests look at.
 The demo scenario's AssignBankAccount clears 5 s after the scenario *loads*, long before anyone triggers the
 gate in a running Airflow. Here it is replaced by a :class:`DemoBlocker`: one open AssignBankAccount that
 clears ``blocker_delay`` seconds after the first gate check on ``INV-1001`` sees it, and is raised again
-once cleared, so every run of the case-gate example visibly waits (state *deferred*, blockers and links in
+30 s after it cleared, so every run of the case-gate example visibly waits (state *deferred*, blockers and links in
 its log). ``blocker_delay=None`` clears it only on ``blocker.solve()`` (the tests take their screenshots first).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +78,24 @@ class DemoBlocker:
         ``None``: only :meth:`solve` clears it.
     :param case: the creditor reference the gate checks (its ``GET /cases/{id}/tasks`` arms the timer).
     :param interval: how often the background thread looks whether to raise a fresh blocker.
+    :param rearm_after: seconds a cleared blocker stays cleared before a fresh one is raised: long enough for
+        a waiting gate (polling every few seconds, then confirming) to see the clear and open.
     """
 
     def __init__(
-        self, sandbox: SandboxServer, delay: float | None = 25.0, case: str = GATE_CASE, interval: float = 1.0
+        self,
+        sandbox: SandboxServer,
+        delay: float | None = 25.0,
+        case: str = GATE_CASE,
+        interval: float = 1.0,
+        rearm_after: float = 30.0,
     ) -> None:
         self.sandbox = sandbox
         self.delay = delay
         self.case_path = f"/cases/{case_id_for(case)}/tasks"
         self.interval = interval
+        self.rearm_after = rearm_after
+        self._cleared_at: float | None = None
         self.task_id: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,7 +119,7 @@ class DemoBlocker:
         return self.task_id is not None and (self.sandbox.state.task(self.task_id) or {}).get("status") == "Open"
 
     def solve(self) -> None:
-        """Clear the current blocker now (it is raised again within ``interval`` while the thread runs)."""
+        """Clear the current blocker now (a fresh one is raised ``rearm_after`` seconds later)."""
         if self.task_id is not None:
             self.sandbox.control("POST", f"/_sandbox/tasks/{self.task_id}/solve").raise_for_status()
 
@@ -122,7 +132,11 @@ class DemoBlocker:
     def _rearm_loop(self) -> None:
         while not self._stop.wait(self.interval):
             with contextlib.suppress(Exception):  # the sandbox is stopping; the next round retries
-                if not self.is_open():
+                if self.is_open():
+                    self._cleared_at = None
+                elif self._cleared_at is None:
+                    self._cleared_at = time.monotonic()
+                elif time.monotonic() - self._cleared_at >= self.rearm_after:
                     self.arm()
 
     def stop(self) -> None:
