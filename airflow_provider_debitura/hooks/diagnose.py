@@ -90,7 +90,12 @@ def _judge(response: httpx.Response, settings: ConnectionSettings) -> tuple[bool
         me = endpoints.parse_response(endpoints.get_me(), response, settings.conn_id)
     except Exception as exc:
         return False, f"{target}: {exc}"
-    return True, f"Connected to {target} as {me.company_name or me.id or 'the API key owner'}."
+    where = (
+        settings.base_url
+        if is_transient_conn_id(settings.conn_id)
+        else f"{settings.base_url}, connection {settings.conn_id!r}"
+    )
+    return True, f"Connected to Debitura as {me.company_name or me.id or 'the API key owner'} ({where})."
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

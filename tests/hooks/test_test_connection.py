@@ -43,7 +43,7 @@ def test_success_names_the_account_the_host_and_the_connection(sandbox, monkeypa
     set_conn(monkeypatch, sandbox)
     ok, message, took = timed_test()
     assert ok and took < DEADLINE
-    assert message.startswith(f"Connected to Debitura at {sandbox.url} (connection 'debitura_default') as ")
+    assert message == f"Connected to Debitura as Nordic Widgets ApS ({sandbox.url}, connection 'debitura_default')."
 
 
 def test_no_scheme_says_add_http_or_https(sandbox, monkeypatch):
