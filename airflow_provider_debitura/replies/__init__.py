@@ -23,7 +23,7 @@ from airflow_provider_debitura.replies.plan import (
     read_cases,
     select_cases,
 )
-from airflow_provider_debitura.replies.post import ChatGateway, Pacer, post_drafts, validate_drafts
+from airflow_provider_debitura.replies.post import ChatGateway, post_drafts, validate_drafts
 from airflow_provider_debitura.replies.render import render_case, render_drafts
 from airflow_provider_debitura.replies.report import ReplyReport, case_label
 from airflow_provider_debitura.replies.rules import (
@@ -58,7 +58,6 @@ __all__ = [
     "ChatGateway",
     "DebituraReplyCasesFailedError",
     "DraftTask",
-    "Pacer",
     "ReplyReport",
     "ReplyTemplateError",
     "Selection",

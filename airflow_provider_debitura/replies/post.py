@@ -2,17 +2,17 @@
 
 Right before posting to a case, its chat history is read again, so a message another run (or a
 person) sent since the draft was made is seen, and the case is skipped. That leaves a race window of
-one request per case instead of the whole read phase (docs/operators.md, docs/reliability.md).
+one request per case instead of the whole read phase. When the message that answered it came from our
+own sender, another run of this integration is answering the same cases ahead of this one: this run
+then leaves the rest to it (and to the next run) instead of racing it case by case. Reasoning and the
+measured before/after table: docs/operators.md, docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
-import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Collection, Sequence
+from typing import Protocol, TypeAlias
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError
 from airflow_provider_debitura.models import ChatMessage, Task
@@ -22,9 +22,10 @@ from airflow_provider_debitura.replies.report import ReplyReport
 from airflow_provider_debitura.replies.rules import find_own_message
 from airflow_provider_debitura.replies.templates import validate_reply
 
-__all__ = ["ChatGateway", "Pacer", "post_drafts", "validate_drafts"]
+__all__ = ["ChatGateway", "post_drafts", "validate_drafts"]
 
 _log = logging.getLogger(__name__)
+Logger: TypeAlias = "logging.Logger | logging.LoggerAdapter[logging.Logger]"
 
 
 class ChatGateway(Protocol):
@@ -55,32 +56,6 @@ class ChatGateway(Protocol):
         """
 
 
-@dataclass
-class Pacer:
-    """Keeps a run behind a concurrent run that answers the same cases in the same order.
-
-    Skipping a case another run just answered is faster than posting to it, so without a pause the
-    trailing run catches up and both post to the next case. After such a skip the run waits about as
-    long as its own posts take (median of the recent ones; before the first post, of its reads).
-
-    :param sleep: the sleep function (a test passes a recorder).
-    :param enabled: False turns the pause off (to measure what it buys).
-    """
-
-    sleep: Callable[[float], None] = time.sleep
-    enabled: bool = True
-    posts: list[float] = field(default_factory=list)
-    reads: list[float] = field(default_factory=list)
-
-    def yield_to_concurrent_writer(self) -> float:
-        """Pause for about one post; returns the seconds paused."""
-        recent = (self.posts or self.reads)[-5:]
-        pause = statistics.median(recent) if recent and self.enabled else 0.0
-        if pause > 0:
-            self.sleep(pause)
-        return pause
-
-
 def validate_drafts(drafts: Sequence[CaseDraft]) -> None:
     """Check every draft's text (visible, at most 10,000 characters) before the first post.
 
@@ -99,8 +74,7 @@ def post_drafts(
     sender: str,
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None = None,
-    pacer: Pacer | None = None,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = _log,
+    log: Logger = _log,
 ) -> None:
     """Post each draft at most once, re-checking its case right before; one case's 404 skips only that case.
 
@@ -115,14 +89,12 @@ def post_drafts(
     :param report: where replies, skips and failures are recorded.
     :param recheck_open_tasks: also re-read each case's open tasks of these types and answer only
         those still open (for drafts that waited, e.g. for a person's approval). None: do not.
-    :param pacer: the pause after a case another run just answered (default: a :class:`Pacer`).
     :param log: where per-case lines go (the operator passes its task logger).
     """
     validate_drafts(drafts)
-    pacer = pacer or Pacer()
-    for draft in drafts:
+    for index, draft in enumerate(drafts):
         try:
-            _post_case(gateway, draft, sender, report, recheck_open_tasks, pacer, log)
+            other_run = _post_case(gateway, draft, sender, report, recheck_open_tasks, log)
         except DebituraAmbiguousWriteError:
             raise
         except Exception as exc:
@@ -132,6 +104,24 @@ def post_drafts(
             status = getattr(exc, "status", None)
             report.fail(draft.case_id, draft.creditor_reference, draft.task_ids, reason, status)
             log.warning("Could not answer case %s: %s", draft.label, reason)
+            continue
+        if other_run is not None:
+            _leave_to_other_run(drafts[index + 1 :], other_run, draft, report, log)
+            return
+
+
+def _leave_to_other_run(
+    rest: Sequence[CaseDraft], answer: ChatMessage, draft: CaseDraft, report: ReplyReport, log: Logger
+) -> None:
+    reason = (
+        f"left to a concurrent run: case {draft.label} was answered at {answer.date_created.isoformat()} by "
+        "another run with the same sender while this one was about to; the next run answers what it missed"
+    )
+    if rest:
+        log.warning("Another run is answering these cases ahead of this one: leaving %d case(s) to it.", len(rest))
+    for other in rest:
+        for task in other.tasks:
+            report.skip(task.id, other.case_id, reason, other.creditor_reference)
 
 
 def _post_case(
@@ -140,32 +130,27 @@ def _post_case(
     sender: str,
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None,
-    pacer: Pacer,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> None:
-    started = time.monotonic()
+    log: Logger,
+) -> ChatMessage | None:
+    """Re-check and post one case; returns the answer of another run of ours when one got there first."""
     chats = gateway.get_chats(draft.case_id)
-    pacer.reads.append(time.monotonic() - started)
     pending = _still_pending(draft, chats, report, log)
     if pending and recheck_open_tasks is not None:
         pending = _still_open(gateway, draft, pending, recheck_open_tasks, report)
     if not pending:
-        if _answered_by_someone_else(draft, chats):
-            pacer.yield_to_concurrent_writer()
-        return
-    started = time.monotonic()
+        return _from_other_run(draft, chats, sender)
     posted = _post_once(gateway, draft, pending, sender, [c.id for c in chats], report, log)
-    pacer.posts.append(time.monotonic() - started)
     if posted is not None:
         report.reply(draft.case_id, draft.creditor_reference, [t.id for t in pending], posted.id)
         log.info("Replied on case %s (message %s) for %d task(s).", draft.label, posted.id, len(pending))
+    return None
 
 
 def _still_pending(
     draft: CaseDraft,
     chats: Sequence[ChatMessage],
     report: ReplyReport,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    log: Logger,
 ) -> list[DraftTask]:
     pending = []
     for task in draft.tasks:
@@ -182,9 +167,14 @@ def _still_pending(
     return pending
 
 
-def _answered_by_someone_else(draft: CaseDraft, chats: Sequence[ChatMessage]) -> bool:
+def _from_other_run(draft: CaseDraft, chats: Sequence[ChatMessage], sender: str) -> ChatMessage | None:
+    """A creditor message that appeared since the draft was made, sent as our own sender: another run of ours."""
     seen = set(draft.seen_chat_ids)
-    return any(c.is_from_creditor and c.id not in seen for c in chats)
+    for chat in chats:
+        email = (chat.user.email if chat.user is not None else None) or ""
+        if chat.is_from_creditor and chat.id not in seen and email.strip().lower() == sender.strip().lower():
+            return chat
+    return None
 
 
 def _still_open(
@@ -208,7 +198,7 @@ def _post_once(
     sender: str,
     known_ids: list[str],
     report: ReplyReport,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    log: Logger,
 ) -> ChatMessage | None:
     try:
         return gateway.post_chat(draft.case_id, draft.message, user_email=sender)
