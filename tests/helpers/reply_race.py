@@ -1,7 +1,8 @@
 """Two reply runs at once: how many cases get two messages, by gap between the two starts.
 
-Both runs (two processes, as on two Airflow workers) answer the same 20 chat cases (one ``ReplyToChat`` task and a partner message each; replied
-tasks stay open, as on the real API) against the sandbox with a latency fault on every request. The
+Both runs (two processes, as on two Airflow workers) answer the same 20 chat cases (one
+``ReplyToChat`` task and a partner message each; replied tasks stay open, as on the real API) against
+the sandbox with a latency fault on every request. The
 second run starts ``gap`` seconds after the first. Duplicates are counted from the sandbox's own chat
 state. Used by ``tests/reliability/test_reply_race.py`` and, as a script, renders the table in
 docs/reliability.md:
