@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,10 @@ from airflow_provider_debitura.validation import as_bool, as_limit, task_status,
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-__all__ = ["DebituraListTasksOperator", "summary_table"]
+__all__ = ["LARGE_XCOM_BYTES", "DebituraListTasksOperator", "summary_table"]
+
+LARGE_XCOM_BYTES = 1_000_000
+"""Above this the operator logs a warning suggesting a smaller shape (it still returns the value)."""
 
 
 class DebituraListTasksOperator(DebituraTaskOperatorBase):
@@ -124,6 +128,15 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         push_solution_url(context, first_human.solution_url if first_human else None)
         value = shape_of(tasks, shape, batch_size)
         self._check_mappable(shape, value, len(tasks))
+        size = len(json.dumps(value))
+        if size > LARGE_XCOM_BYTES:
+            self.log.warning(
+                "The listing is %s bytes of XCom (%d tasks, shape=%r). If a downstream task needs less, "
+                "shape='summary' (a digest), 'ids' (about 40 bytes a task) or a task_types filter keep it small.",
+                f"{size:,}",
+                len(tasks),
+                shape,
+            )
         return value
 
     def _check_mappable(self, shape: str, value: Any, tasks: int) -> None:

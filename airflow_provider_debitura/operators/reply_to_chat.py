@@ -82,7 +82,8 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         self.reply_template = reply_template
         self.reply_templates = dict(reply_templates) if reply_templates is not None else None
         self.user_email = user_email
-        self.dry_run = dry_run
+        # Shadows BaseOperator.dry_run() (kept: the parameter's public name since the first release).
+        self.dry_run = dry_run  # type: ignore[assignment,method-assign]
         self.max_replies = max_replies
 
     def chat_types(self) -> list[str]:
@@ -134,15 +135,40 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         )
         return render_drafts(readings, templates, template_context(context))
 
+    def draft(self, context: Context) -> tuple[list[CaseDraft], ReplyReport]:
+        """Plan and render without posting: the drafts (JSON via ``to_dict``) and the report so far.
+
+        :param context: the Airflow task context.
+        """
+        self.templates()  # template errors fail before any request
+        report = ReplyReport(dry_run=True)
+        with self._hook() as hook:
+            return self.plan_and_render(hook, context, report), report
+
+    def post(
+        self, drafts: Sequence[CaseDraft], *, recheck_open_tasks: bool = True, report: ReplyReport | None = None
+    ) -> ReplyReport:
+        """Post drafts made earlier (possibly edited), exactly once, re-checking each case first.
+
+        :param drafts: the drafts (e.g. ``CaseDraft.from_dict`` of what :meth:`draft` returned).
+        :param recheck_open_tasks: also re-read each case's open chat tasks and answer only those still open.
+        :param report: a report to add to (default: a new one).
+        """
+        report = report or ReplyReport()
+        with self._hook() as hook:
+            sender = hook.sender_email(self.user_email, hook.settings)
+            recheck = self.chat_types() if recheck_open_tasks else None
+            post_drafts(hook, drafts, sender=sender, report=report, recheck_open_tasks=recheck, log=self.log)
+        return report
+
     def execute(self, context: Context) -> dict[str, Any]:
         """Plan, render, then post (or, with ``dry_run``, only report the rendered messages).
 
         :param context: the Airflow task context.
         """
-        self.chat_types()
         self.templates()  # template errors fail before any request
-        report = ReplyReport(dry_run=as_bool("dry_run", self.dry_run))
         as_limit("max_replies", self.max_replies)
+        report = ReplyReport(dry_run=as_bool("dry_run", self.dry_run))
         with self._hook() as hook:
             sender = hook.sender_email(self.user_email, hook.settings)
             try:

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError
 from airflow_provider_debitura.models import ChatMessage, Task
 from airflow_provider_debitura.replies.drafts import CaseDraft, DraftTask
 from airflow_provider_debitura.replies.failures import case_failure
-from airflow_provider_debitura.replies.report import ReplyReport
+from airflow_provider_debitura.replies.report import ReplyReport, TaskLog
 from airflow_provider_debitura.replies.rules import find_own_message
 from airflow_provider_debitura.replies.templates import validate_reply
 
 __all__ = ["ChatGateway", "post_drafts", "validate_drafts"]
 
 _log = logging.getLogger(__name__)
-Logger: TypeAlias = "logging.Logger | logging.LoggerAdapter[logging.Logger]"
 
 
 class ChatGateway(Protocol):
@@ -74,7 +73,7 @@ def post_drafts(
     sender: str,
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None = None,
-    log: Logger = _log,
+    log: TaskLog = _log,
 ) -> None:
     """Post each draft at most once, re-checking its case right before; one case's 404 skips only that case.
 
@@ -111,7 +110,7 @@ def post_drafts(
 
 
 def _leave_to_other_run(
-    rest: Sequence[CaseDraft], answer: ChatMessage, draft: CaseDraft, report: ReplyReport, log: Logger
+    rest: Sequence[CaseDraft], answer: ChatMessage, draft: CaseDraft, report: ReplyReport, log: TaskLog
 ) -> None:
     reason = (
         f"left to a concurrent run: case {draft.label} was answered at {answer.date_created.isoformat()} by "
@@ -130,7 +129,7 @@ def _post_case(
     sender: str,
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None,
-    log: Logger,
+    log: TaskLog,
 ) -> ChatMessage | None:
     """Re-check and post one case; returns the answer of another run of ours when one got there first."""
     chats = gateway.get_chats(draft.case_id)
@@ -150,7 +149,7 @@ def _still_pending(
     draft: CaseDraft,
     chats: Sequence[ChatMessage],
     report: ReplyReport,
-    log: Logger,
+    log: TaskLog,
 ) -> list[DraftTask]:
     pending = []
     for task in draft.tasks:
@@ -198,7 +197,7 @@ def _post_once(
     sender: str,
     known_ids: list[str],
     report: ReplyReport,
-    log: Logger,
+    log: TaskLog,
 ) -> ChatMessage | None:
     try:
         return gateway.post_chat(draft.case_id, draft.message, user_email=sender)

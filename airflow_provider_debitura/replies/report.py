@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_debitura.models import Task
 
-__all__ = ["ReplyReport", "case_label"]
+__all__ = ["ReplyReport", "TaskLog", "case_label"]
+
+
+class TaskLog(Protocol):
+    """What the reply phases log through: a stdlib logger, an adapter, or Airflow's task logger."""
+
+    def info(self, msg: str, /, *args: Any) -> Any:
+        """Log at INFO.
+
+        :param msg: the %-format string.
+        :param args: its arguments.
+        """
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Log at WARNING.
+
+        :param msg: the %-format string.
+        :param args: its arguments.
+        """
 
 
 def case_label(case_id: str, creditor_reference: str | None) -> str:
@@ -131,7 +148,7 @@ class ReplyReport:
             out["rendered"] = self.rendered
         return out
 
-    def log_summary(self, log: logging.Logger) -> None:
+    def log_summary(self, log: TaskLog) -> None:
         """Log one line per skipped task and per failed case, then the totals.
 
         :param log: the task logger.

@@ -114,7 +114,7 @@ def _object_view(obj: Any, attributes: Iterable[str]) -> dict[str, Any]:
     view: dict[str, Any] = {}
     for attribute in attributes:
         try:
-            value = getattr(obj, attribute, None)
+            value: Any = getattr(obj, attribute, None)
             if hasattr(value, "value") and type(value).__module__.startswith("airflow"):  # Airflow enums
                 value = value.value
             view[attribute] = _plain(value)
