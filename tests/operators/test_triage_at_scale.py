@@ -1,7 +1,7 @@
 """The triage example, unmodified, on 5,000 open tasks in a real Airflow (issue 12 items 2 and 3).
 
-``airflow dags test`` against the sandbox's ``large:5000`` (50 pages: 2,940 chat tasks on 980 cases,
-2,060 tasks needing a human). On main the run failed (``tasks_for_humans`` returned 2,100 items, over
+``airflow dags test`` against the sandbox's ``large:5000`` (50 pages: 2,900 chat tasks on 580 cases,
+2,100 tasks needing a human). On main the run failed (``tasks_for_humans`` returned 2,100 items, over
 ``[core] max_map_length``), wrote a 2.7 MB XCom and cost 1,410 requests.
 """
 
