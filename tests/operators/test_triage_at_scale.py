@@ -56,5 +56,6 @@ def test_triage_example_on_5000_open_tasks(airflow_env, sandbox) -> None:
 
     logs = result.output + airflow_env.task_logs(DAG_ID)
     assert "XCom not found" not in logs
-    assert "Replied on case LRG-" in logs  # per-reply lines name the creditor reference ...
+    assert "Replied on case LRG-" in logs  # per-reply lines name the creditor reference and the GUID
+    assert f"{len(human)} Debitura task(s) need a person" in logs  # the digest goes through the task logger
     assert sandbox.api_key not in logs
