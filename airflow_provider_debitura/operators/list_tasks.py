@@ -14,7 +14,7 @@ from airflow_provider_debitura.links import push_solution_url
 from airflow_provider_debitura.models import Task, TaskType
 from airflow_provider_debitura.operators.base import DebituraTaskOperatorBase, scope_label
 from airflow_provider_debitura.operators.list_output import DEFAULT_BATCH_SIZE, mapping_error, shape_of, valid_shape
-from airflow_provider_debitura.operators.listing import list_scope
+from airflow_provider_debitura.operators.listing import describe_rejected, list_scope
 from airflow_provider_debitura.validation import as_bool, as_limit, task_status, task_types
 
 if TYPE_CHECKING:
@@ -118,7 +118,10 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         shape = valid_shape(self.shape)
         batch_size = as_limit("batch_size", self.batch_size) or DEFAULT_BATCH_SIZE
         with self._hook() as hook:
-            _, tasks = list_scope(hook, selector, status=status, types=types, with_account_level=with_account)
+            _, listed = list_scope(hook, selector, status=status, types=types, with_account_level=with_account)
+        if listed.rejected:
+            self.log.warning("%s", describe_rejected(listed.rejected))
+        tasks: list[Task] = list(listed)
         if resolvable_only:
             tasks = [t for t in tasks if t.is_api_resolvable]
         if human_only:

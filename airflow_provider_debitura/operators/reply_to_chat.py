@@ -14,7 +14,7 @@ from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import push_solution_url
 from airflow_provider_debitura.models import TaskType
 from airflow_provider_debitura.operators.base import DebituraTaskOperatorBase, scope_label
-from airflow_provider_debitura.operators.listing import list_scope
+from airflow_provider_debitura.operators.listing import describe_rejected, list_scope
 from airflow_provider_debitura.replies import (
     CaseDraft,
     DebituraReplyCasesFailedError,
@@ -121,7 +121,9 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         max_replies = as_limit("max_replies", self.max_replies)
         selector = self._selector()
         scope_case, tasks = list_scope(hook, selector, status="Open", types=types)
-        selection = select_cases(tasks, types)
+        selection = select_cases(tasks, types, tasks.rejected)
+        if tasks.rejected:
+            self.log.warning("%s", describe_rejected(tasks.rejected))
         self.log.info(
             "%d open chat task(s) on %d case(s) in %s; %d refused.",
             sum(len(c.tasks) for c in selection.candidates),

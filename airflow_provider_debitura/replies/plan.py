@@ -12,12 +12,21 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from airflow_provider_debitura.models import Case, ChatMessage, Task
+from airflow_provider_debitura.models import Case, ChatMessage, RejectedRecord, Task
 from airflow_provider_debitura.replies.failures import case_failure
 from airflow_provider_debitura.replies.report import ReplyReport
 from airflow_provider_debitura.replies.rules import action_refusal, answered_by
 
-__all__ = ["CaseCandidate", "CaseReader", "CaseReading", "Selection", "examine", "read_cases", "select_cases"]
+__all__ = [
+    "CaseCandidate",
+    "CaseReader",
+    "CaseReading",
+    "Selection",
+    "examine",
+    "read_cases",
+    "select_cases",
+    "unreadable_history",
+]
 
 
 class CaseReader(Protocol):
@@ -59,10 +68,12 @@ class Selection:
 
     :param candidates: the cases.
     :param refused: ``(task, reason)`` for each task whose action must not be followed.
+    :param unreadable: task records the listing could not understand (the cases they name are not answered).
     """
 
     candidates: list[CaseCandidate]
     refused: list[tuple[Task, str]]
+    unreadable: list[RejectedRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -88,11 +99,15 @@ class CaseReading:
         return self.candidate.reference
 
 
-def select_cases(tasks: Iterable[Task], types: Collection[str]) -> Selection:
+def select_cases(tasks: Iterable[Task], types: Collection[str], rejected: Iterable[RejectedRecord] = ()) -> Selection:
     """Group the listed chat tasks of ``types`` by case, oldest first; set refused actions aside.
+
+    A case named by a task record that could not be read is not answered (the reply would clear a
+    task nobody read): it is reported as failed, so a person looks.
 
     :param tasks: the open tasks as listed.
     :param types: the chat-driven types this run answers (tasks of other types are ignored).
+    :param rejected: the listing's unreadable records (``Records.rejected``).
     """
     by_case: dict[str, CaseCandidate] = {}
     refused: list[tuple[Task, str]] = []
@@ -103,7 +118,25 @@ def select_cases(tasks: Iterable[Task], types: Collection[str]) -> Selection:
             continue
         case_id = (task.case_id or "").strip().lower()  # a GUID: action_refusal checked it
         by_case.setdefault(case_id, CaseCandidate(case_id)).tasks.append(task)
-    return Selection(list(by_case.values()), refused)
+    unreadable = list(rejected)
+    blocked = {(r.case_id or "").strip().lower() for r in unreadable if r.case_id}
+    return Selection([c for c in by_case.values() if c.case_id not in blocked], refused, unreadable)
+
+
+def unreadable_history(chats: Sequence[ChatMessage]) -> str | None:
+    """Why a case must not be answered from this history (some messages could not be read), or None.
+
+    An unreadable message may be an earlier reply: answering without it risks a second message.
+
+    :param chats: the history as read (``Records`` from the hook carry ``rejected``).
+    """
+    rejected: Sequence[RejectedRecord] = getattr(chats, "rejected", ())
+    if not rejected:
+        return None
+    return (
+        f"{len(rejected)} message(s) of the case's chat history could not be read ({rejected[0].reason}); not "
+        "answering it, since one of them may be an earlier reply"
+    )
 
 
 def examine(
@@ -149,6 +182,12 @@ def read_cases(
     for task, reason in selection.refused:
         report.skip(task.id, task.case_id, reason, task.case_reference)
         report.human(task, reason)
+    for record in selection.unreadable:
+        reason = f"the task record could not be read ({record.reason}); its case is not answered blind"
+        if record.case_id:
+            report.fail(record.case_id.strip().lower(), None, [record.id or "(no id)"], reason, None)
+        else:
+            report.skip(record.id or "(no id)", None, reason)
     readings: list[CaseReading] = []
     for index, candidate in enumerate(selection.candidates):
         if max_replies is not None and len(readings) >= max_replies:
@@ -167,6 +206,10 @@ def read_cases(
 def _read_one(reader: CaseReader, candidate: CaseCandidate, report: ReplyReport, read_case: bool) -> CaseReading | None:
     try:
         chats = reader.get_chats(candidate.case_id)
+        unreadable = unreadable_history(chats)
+        if unreadable is not None:
+            report.fail(candidate.case_id, candidate.reference, [t.id for t in candidate.tasks], unreadable, None)
+            return None
         pending, answered = examine(candidate, chats)
         case = reader.get_case(candidate.case_id) if pending and read_case else None
     except Exception as exc:

@@ -18,6 +18,7 @@ from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError
 from airflow_provider_debitura.models import ChatMessage, Task
 from airflow_provider_debitura.replies.drafts import CaseDraft, DraftTask
 from airflow_provider_debitura.replies.failures import case_failure
+from airflow_provider_debitura.replies.plan import unreadable_history
 from airflow_provider_debitura.replies.report import ReplyReport, TaskLog
 from airflow_provider_debitura.replies.rules import find_own_message
 from airflow_provider_debitura.replies.templates import validate_reply
@@ -133,6 +134,11 @@ def _post_case(
 ) -> ChatMessage | None:
     """Re-check and post one case; returns the answer of another run of ours when one got there first."""
     chats = gateway.get_chats(draft.case_id)
+    unreadable = unreadable_history(chats)
+    if unreadable is not None:
+        report.fail(draft.case_id, draft.creditor_reference, draft.task_ids, unreadable, None)
+        log.warning("Could not answer case %s: %s", draft.label, unreadable)
+        return None
     pending = _still_pending(draft, chats, report, log)
     if pending and recheck_open_tasks is not None:
         pending = _still_open(gateway, draft, pending, recheck_open_tasks, report)

@@ -218,3 +218,39 @@ def test_recheck_open_tasks_answers_only_tasks_still_open() -> None:
     post_drafts(gateway, drafts, sender="ops@example.com", report=report, recheck_open_tasks=TYPES)
     assert [c for c, _, _ in gateway.posted] == [B]
     assert report.skipped[0]["reason"] == "no longer open in Debitura"
+
+
+# ---------------------------------------------------------------------------------- unreadable records
+
+
+def test_a_case_named_by_an_unreadable_task_record_is_not_answered_blind() -> None:
+    from airflow_provider_debitura.models import RejectedRecord
+
+    bad = RejectedRecord(
+        what="task", reason="dateCreated: invalid datetime", id="task-bad", type="ReplyToChat", case_id=A
+    )
+    gateway, report = FakeGateway(), ReplyReport()
+    selection = select_cases([make_task(1, A), make_task(2, B, minutes=1)], TYPES, [bad])
+    readings = read_cases(gateway, selection, report, max_replies=None, read_case=False)
+    assert [r.candidate.case_id for r in readings] == [B]
+    assert [(f["case_id"], f["task_ids"]) for f in report.failed] == [(A, ["task-bad"])]
+    assert ("GET chats", A) not in gateway.calls
+
+
+def test_a_history_with_an_unreadable_message_is_not_answered() -> None:
+    from airflow_provider_debitura.models import Records, RejectedRecord
+
+    gateway = FakeGateway()
+    drafts = _drafts(gateway, A, B)
+    real_get = gateway.get_chats
+
+    def get_chats(case_id: str):
+        chats = real_get(case_id)
+        rejected = [RejectedRecord(what="chat message", reason="role: not an integer")] if case_id == A else []
+        return Records(chats, rejected)
+
+    gateway.get_chats = get_chats  # type: ignore[method-assign]
+    report = ReplyReport()
+    post_drafts(gateway, drafts, sender="ops@example.com", report=report)
+    assert [c for c, _, _ in gateway.posted] == [B]
+    assert report.failed[0]["case_id"] == A and "may be an earlier reply" in report.failed[0]["reason"]
