@@ -49,10 +49,10 @@ def test_triage_example_on_5000_open_tasks(airflow_env, sandbox) -> None:
     assert counters["GET /cases/{id}"] == MAX_REPLIES
     assert counters["GET /cases/{id}/chats"] == 2 * MAX_REPLIES
     assert counters["POST /cases/{id}/chats"] == MAX_REPLIES
-    # the listings: chat types only for the reply operator, every page once per pass for the digest
-    assert counters["GET /tasks"] <= 2 * (chat_pages + all_pages), counters
+    # the listings: chat types only for the reply operator, every page for the digest; each P or P + 1
+    assert counters["GET /tasks"] <= chat_pages + all_pages + 2, counters
     assert counters["total"] == counters["GET /tasks"] + 4 * MAX_REPLIES
-    assert counters["total"] < 400, counters
+    assert counters["total"] < 300, counters  # 1,410 on main
 
     logs = result.output + airflow_env.task_logs(DAG_ID)
     assert "XCom not found" not in logs
