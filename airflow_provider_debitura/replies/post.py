@@ -74,6 +74,7 @@ def post_drafts(
     sender: str,
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None = None,
+    yield_to_other_run: bool | None = None,
     log: TaskLog = _log,
 ) -> None:
     """Post each draft at most once, re-checking its case right before; one case's 404 skips only that case.
@@ -89,8 +90,14 @@ def post_drafts(
     :param report: where replies, skips and failures are recorded.
     :param recheck_open_tasks: also re-read each case's open tasks of these types and answer only
         those still open (for drafts that waited, e.g. for a person's approval). None: do not.
+    :param yield_to_other_run: leave the remaining drafts to another run of ours once one of its messages
+        is found on a case this run was about to answer (it is answering the same cases ahead of this one).
+        Default: True for fresh drafts, False with ``recheck_open_tasks`` (drafts that waited, e.g. for an
+        approval, where an earlier run's message on one case says nothing about the others).
     :param log: where per-case lines go (the operator passes its task logger).
     """
+    if yield_to_other_run is None:
+        yield_to_other_run = recheck_open_tasks is None
     validate_drafts(drafts)
     for index, draft in enumerate(drafts):
         try:
@@ -105,7 +112,7 @@ def post_drafts(
             report.fail(draft.case_id, draft.creditor_reference, draft.task_ids, reason, status)
             log.warning("Could not answer case %s: %s", draft.label, reason)
             continue
-        if other_run is not None:
+        if other_run is not None and yield_to_other_run:
             _leave_to_other_run(drafts[index + 1 :], other_run, draft, report, log)
             return
 

@@ -210,6 +210,17 @@ def test_edited_drafts_are_checked_before_the_first_post() -> None:
     assert gateway.posted == [(A, "Approved text.", "ops@example.com")]
 
 
+def test_drafts_that_waited_do_not_yield_to_an_earlier_run() -> None:
+    gateway = FakeGateway()
+    drafts = _drafts(gateway, A, B)
+    gateway.open_tasks = {A: [make_task(0, A)], B: [make_task(1, B, minutes=1)]}
+    gateway.store(A, "the scheduled run's reply", "ops@example.com")  # while the approval waited
+    report = ReplyReport()
+    post_drafts(gateway, drafts, sender="ops@example.com", report=report, recheck_open_tasks=TYPES)
+    assert [c for c, _, _ in gateway.posted] == [A, B]  # B's approved reply is still sent
+    assert [r["case_id"] for r in report.replied] == [B]
+
+
 def test_recheck_open_tasks_answers_only_tasks_still_open() -> None:
     gateway = FakeGateway()
     drafts = _drafts(gateway, A, B)
