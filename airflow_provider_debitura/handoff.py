@@ -6,9 +6,10 @@ requests (:func:`check_steps`), and driven by :func:`run_check` or :func:`arun_c
 
 Cost of one check, in requests: one ``GET /cases/{id}/tasks`` per distinct case, plus, for tasks with
 no case (account-level, lead or unknown tasks), ``ceil(n / 100)`` for one ``GET /tasks`` listing filtered
-by their types (``n`` = open tasks of those types), read a second and third time (until two passes agree)
-only on the check where such a task looks gone: a listing over a live queue can miss a task, and closing
-a person's request on a miss would be the one wrong answer that matters.
+by their types (``n`` = open tasks of those types). When such a task looks gone and the listing had more than
+one page, it is read again until two passes agree (``2 * ceil(n / 100)`` more): paging over a live queue can
+miss a task, and closing a person's request on a miss is the one wrong answer that matters. One page is one
+snapshot and needs no second read.
 """
 
 from __future__ import annotations
@@ -241,9 +242,10 @@ def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, Hand
     if caseless:
         types = _listing_types(caseless)
         wanted = {str(t["id"]).lower() for t in caseless}
-        found: list[Task] = yield TaskListing(status="Open", types=types)
+        listing = TaskListing(status="Open", types=types)
+        found: list[Task] = yield listing
         seen = {t.id.lower() for t in found if t.is_open}
-        if not wanted <= seen:
+        if not wanted <= seen and (listing.total_results or 0) > listing.page_size:  # one page is one snapshot
             found = yield TaskListing(status="Open", types=types, confirm=True)
             seen = {t.id.lower() for t in found if t.is_open}
         open_ids.update(seen & wanted)

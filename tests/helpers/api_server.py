@@ -14,14 +14,16 @@ The server binds to 127.0.0.1 on a free port and is stopped (its process group) 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from airflow_harness import BIN, AirflowEnv, DagRunResult
@@ -197,3 +199,54 @@ _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_pre
 def run_dag_async(env: AirflowEnv, dag_id: str, **kwargs: Any) -> concurrent.futures.Future[DagRunResult]:
     """``env.run_dag(...)`` in a background thread, so the test can answer while ``airflow dags test`` waits."""
     return _EXECUTOR.submit(env.run_dag, dag_id, **kwargs)
+
+
+# -- a real browser on the api-server's UI (until tests/helpers/browser.py from the UI work is on main) --
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def browser_skip_reason() -> str | None:
+    """Why no browser check can run here (None when it can): Debian's Chromium and Playwright are needed."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    return None
+
+
+@contextlib.contextmanager
+def logged_in_page(api: ApiServer) -> Iterator[Any]:
+    """A headless Chromium page logged in to ``api``'s UI (all-admins login, no password); requests that leave
+    127.0.0.1 are aborted. Playwright gives the launch an empty user-data dir of its own."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.route("**/*", _local_only)
+            page.goto(f"{api.url}/auth/token/login", wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
+
+
+def _local_only(route: Any) -> None:
+    host = urlsplit(route.request.url).hostname or ""
+    if host in ("127.0.0.1", "localhost") or route.request.url.startswith(("data:", "blob:")):
+        route.continue_()
+    else:
+        route.abort()
