@@ -105,7 +105,10 @@ def _one_task(where: str, item: Any) -> dict[str, Any]:
 
 
 def default_subject(tasks: Sequence[Mapping[str, Any]]) -> str:
-    """``"Sign contract: Sign the new agreement (account)"``, or ``"3 Debitura tasks on case INV-1002"``."""
+    """``"Sign contract: Sign the new agreement (account)"``, or ``"3 Debitura tasks on case INV-1002"``.
+
+    :param tasks: the handed-over tasks (handoff dicts).
+    """
     if len(tasks) == 1:
         task = tasks[0]
         kind = task.get("typeLabel") or task.get("type") or "Debitura task"
@@ -167,7 +170,10 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 
 
 def escape_markdown(text: str) -> str:
-    """Text shown as itself: Markdown punctuation escaped, so a title cannot turn into a link or HTML."""
+    """Text shown as itself: Markdown punctuation escaped, so a title cannot turn into a link or HTML.
+
+    :param text: text that came from Debitura.
+    """
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
@@ -176,7 +182,10 @@ def _one_line(text: str) -> str:
 
 
 def solution_link(url: Any) -> str:
-    """A clickable Markdown link for an ``https`` URL; anything else is shown, not linked."""
+    """A clickable Markdown link for an ``https`` URL; anything else is shown, not linked.
+
+    :param url: the task's ``solutionUrl``.
+    """
     if isinstance(url, str) and url.strip():
         parsed = urlparse(url.strip())
         if parsed.scheme == "https" and parsed.netloc:
@@ -187,6 +196,10 @@ def solution_link(url: Any) -> str:
 
 
 def format_deadline(value: Any) -> str | None:
+    """``2026-12-01 09:30 UTC`` from an API timestamp (naive means UTC); None when there is none.
+
+    :param value: the task's ``deadline``.
+    """
     if not value:
         return None
     try:
@@ -214,6 +227,7 @@ class HandoffCheck:
         return not self.still_open
 
     def describe(self) -> str:
+        """One log line: counts, then each open task with its link, then notes."""
         parts = [f"{len(self.still_open)} still open, {len(self.gone)} solved or gone"]
         parts += [f"{t.get('type')} {t['id']}: {t.get('solutionUrl') or '(no solutionUrl)'}" for t in self.still_open]
         return "; ".join(parts + list(self.notes))
@@ -226,8 +240,10 @@ def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, Hand
     """The requests of one check, as a generator: send each step's result (or throw its error) back in.
 
     Case tasks: the case's open tasks (one request, no paging, so no drift); a 404 means the case is gone,
-    and its tasks with it. Tasks without a case: one type-filtered account listing; if one looks gone, a
-    confirming read (two passes that agree) before it counts as gone.
+    and its tasks with it. Tasks without a case: one type-filtered account listing; if one looks gone on a
+    listing of several pages, a confirming read (two passes that agree) before it counts as gone.
+
+    :param tasks: the handed-over tasks (handoff dicts).
     """
     open_ids: set[str] = set()
     notes: list[str] = []
@@ -263,7 +279,11 @@ def _listing_types(tasks: Iterable[Mapping[str, Any]]) -> list[str] | None:
 
 
 def run_check(hook: DebituraHook, tasks: Sequence[Mapping[str, Any]]) -> HandoffCheck:
-    """Drive :func:`check_steps` with a :class:`~airflow_provider_debitura.hooks.debitura.DebituraHook`."""
+    """Drive :func:`check_steps` with a :class:`~airflow_provider_debitura.hooks.debitura.DebituraHook`.
+
+    :param hook: the sync hook (in a worker).
+    :param tasks: the handed-over tasks.
+    """
     steps = check_steps(tasks)
     ok, value = True, None
     while True:
@@ -278,7 +298,11 @@ def run_check(hook: DebituraHook, tasks: Sequence[Mapping[str, Any]]) -> Handoff
 
 
 async def arun_check(hook: DebituraAsyncHook, tasks: Sequence[Mapping[str, Any]]) -> HandoffCheck:
-    """Drive :func:`check_steps` with a :class:`~airflow_provider_debitura.hooks.debitura.DebituraAsyncHook`."""
+    """Drive :func:`check_steps` with a :class:`~airflow_provider_debitura.hooks.debitura.DebituraAsyncHook`.
+
+    :param hook: the async hook (in the triggerer).
+    :param tasks: the handed-over tasks.
+    """
     steps = check_steps(tasks)
     ok, value = True, None
     while True:

@@ -80,7 +80,17 @@ def upsert_request(
     assigned_users: list[Any] | None,
 ) -> None:
     """Create the task instance's HITL request, or re-open it (an earlier answer is cleared): Airflow's own
-    ``upsert_hitl_detail``, as ``HITLOperator.execute`` calls it."""
+    ``upsert_hitl_detail``, as ``HITLOperator.execute`` calls it.
+
+    :param ti_id: the task instance id.
+    :param options: the answers offered.
+    :param subject: the headline.
+    :param body: Markdown details.
+    :param defaults: options taken at the timeout.
+    :param multiple: whether several options may be chosen.
+    :param params: serialized form fields.
+    :param assigned_users: who may answer.
+    """
     from airflow.sdk.execution_time.hitl import upsert_hitl_detail
 
     upsert_hitl_detail(
@@ -96,7 +106,10 @@ def upsert_request(
 
 
 def read_response(ti_id: UUID) -> Any:
-    """The request's response part (``response_received``, ``chosen_options``, ...): as ``HITLTrigger`` reads it."""
+    """The request's response part (``response_received``, ``chosen_options``, ...): as ``HITLTrigger`` reads it.
+
+    :param ti_id: the task instance id.
+    """
     from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
 
     response = get_hitl_detail_content_detail(ti_id=ti_id)
@@ -107,7 +120,12 @@ def read_response(ti_id: UUID) -> Any:
 
 def record_response(ti_id: UUID, *, chosen_options: list[str], params_input: dict[str, Any]) -> Any:
     """Answer the request on Airflow's side, as ``HITLTrigger`` records a timeout default. Airflow refuses
-    (409) when a person has answered first; the caller then reads that answer."""
+    (409) when a person has answered first; the caller then reads that answer.
+
+    :param ti_id: the task instance id.
+    :param chosen_options: the options recorded.
+    :param params_input: the form values recorded.
+    """
     from airflow.sdk.execution_time.hitl import update_hitl_detail_response
 
     response = update_hitl_detail_response(ti_id=ti_id, chosen_options=chosen_options, params_input=params_input)

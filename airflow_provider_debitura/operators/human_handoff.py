@@ -127,6 +127,10 @@ class DebituraHumanHandoffOperator(HITLOperator):
     # -- asking --
 
     def execute(self, context: Context) -> Any:
+        """Check Debitura, then ask about what is still open and defer (or return ``already_cleared``).
+
+        :param context: the Airflow task context.
+        """
         tasks = handoff_tasks("debitura_tasks", self.debitura_tasks)
         check = self._check(tasks)
         if check.cleared:
@@ -192,6 +196,14 @@ class DebituraHumanHandoffOperator(HITLOperator):
         rounds: int = 1,
         checks: int = 0,
     ) -> Any:
+        """Act on the answer (or on Debitura clearing the tasks): see the class docstring.
+
+        :param context: the Airflow task context.
+        :param event: the trigger's event, or Airflow's resume payload of a person's answer.
+        :param tasks: the tasks this round asked about.
+        :param rounds: how many times the request has been asked.
+        :param checks: Debitura checks made so far.
+        """
         # The trigger's event carries the state too: dag.test() resumes with the event alone.
         tasks = event.get("tasks") or tasks or handoff_tasks("debitura_tasks", self.debitura_tasks)
         rounds = int(event.get("rounds") or rounds)
