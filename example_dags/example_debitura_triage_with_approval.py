@@ -1,10 +1,11 @@
 """Triage with people in the loop: tasks only a person can resolve go to Airflow's Required Actions (Airflow 3.1+).
 
 What it shows
-    1. ``list_open_tasks`` (:class:`DebituraListTasksOperator`) puts the open queue into XCom.
-    2. ``auto_reply`` (:class:`DebituraReplyToChatTasksOperator`) answers the chat-driven tasks from templates,
-       exactly once, and reports every task no API call can resolve (SignContract, AssignBankAccount,
-       ReviewPartner, SelectQuoteWinner, CaseValidationNeedsInfo, Generic, and types Debitura adds later).
+    1. ``auto_reply`` (:class:`DebituraReplyToChatTasksOperator`) answers the chat-driven tasks from templates,
+       exactly once.
+    2. ``list_for_people`` (:class:`DebituraListTasksOperator`, ``needs_human_only=True``) lists every task no
+       API call can resolve (SignContract, AssignBankAccount, ReviewPartner, SelectQuoteWinner,
+       CaseValidationNeedsInfo, Generic, and types Debitura adds later), with their full details.
     3. ``one_request_per_case`` groups those tasks: one request per case, one per task without a case.
     4. ``hand_to_a_person`` (:class:`DebituraHumanHandoffOperator`, mapped) puts each group in **Required
        Actions** with the tasks' titles, deadlines, descriptions and a link to resolve them in Debitura, and
@@ -54,7 +55,7 @@ if HITL_AVAILABLE:
         max_active_runs=1,
         tags=["debitura", "example", "human-in-the-loop"],
     ):
-        list_open_tasks = DebituraListTasksOperator(task_id="list_open_tasks")
+        list_for_people = DebituraListTasksOperator(task_id="list_for_people", needs_human_only=True, shape="full")
 
         auto_reply = DebituraReplyToChatTasksOperator(
             task_id="auto_reply",
@@ -67,10 +68,9 @@ if HITL_AVAILABLE:
         )
 
         @task
-        def one_request_per_case(listed: list[dict], report: dict) -> list[list[dict]]:
-            """The listed tasks the reply operator left for a person, one group per case."""
-            for_people = {item["task_id"] for item in report["needs_human"]}
-            return group_tasks_by_case([t for t in listed if t["id"] in for_people])
+        def one_request_per_case(listed: list[dict]) -> list[list[dict]]:
+            """The tasks for people, one group per case (or per task without a case)."""
+            return group_tasks_by_case(listed)
 
         hand_to_a_person = DebituraHumanHandoffOperator.partial(
             task_id="hand_to_a_person",
@@ -79,7 +79,7 @@ if HITL_AVAILABLE:
             response_timeout=timedelta(days=2),
             # assigned_users=[{"id": "alice", "name": "Alice"}],
             # notifiers=[SlackNotifier(slack_conn_id="slack", text="{{ task.subject }} needs you")],
-        ).expand(debitura_tasks=one_request_per_case(list_open_tasks.output, auto_reply.output))
+        ).expand(debitura_tasks=one_request_per_case(list_for_people.output))
 
         @task(trigger_rule="all_done")
         def report(outcomes: list) -> dict:
@@ -91,5 +91,5 @@ if HITL_AVAILABLE:
             print(f"Handoff outcomes: {summary}")
             return summary
 
-        list_open_tasks >> auto_reply
+        auto_reply >> list_for_people
         report(hand_to_a_person.output)

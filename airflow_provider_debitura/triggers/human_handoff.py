@@ -61,6 +61,8 @@ class DebituraHandoffTrigger(BaseTrigger):
     :param note_param: the request's free-text field that receives the "solved in Debitura" note.
     :param checks: Debitura checks already made (carried over from the operator).
     :param rounds: how many times the request has been asked (1, or more after "Done" met an open task).
+    :param carry: the operator's own JSON state, echoed in every event (e.g. the reply drafts of an approval).
+        With no ``tasks``, Debitura is not watched: the trigger waits for the answer or the timeout only.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class DebituraHandoffTrigger(BaseTrigger):
         note_param: str | None = "note",
         checks: int = 0,
         rounds: int = 1,
+        carry: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.ti_id = str(ti_id)
@@ -90,6 +93,7 @@ class DebituraHandoffTrigger(BaseTrigger):
         self.note_param = note_param
         self.checks = int(checks)
         self.rounds = int(rounds)
+        self.carry = None if carry is None else dict(carry)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -106,11 +110,13 @@ class DebituraHandoffTrigger(BaseTrigger):
                 "note_param": self.note_param,
                 "checks": self.checks,
                 "rounds": self.rounds,
+                "carry": self.carry,
             },
         )
 
     def _event(self, payload: dict[str, Any]) -> TriggerEvent:
-        return TriggerEvent({**payload, "checks": self.checks, "rounds": self.rounds, "tasks": self.tasks})
+        state = {"checks": self.checks, "rounds": self.rounds, "tasks": self.tasks, "carry": self.carry}
+        return TriggerEvent({**payload, **state})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = DebituraAsyncHook(self.debitura_conn_id)
@@ -128,13 +134,13 @@ class DebituraHandoffTrigger(BaseTrigger):
                 return answer
             now = time.time()
             timed_out = self.timeout_at is not None and now >= self.timeout_at
-            if timed_out or now >= next_check:
+            if self.tasks and (timed_out or now >= next_check):
                 check = await self._check(hook)
                 next_check = time.time() + self.poll_interval
                 if check is not None and check.cleared:
                     return await self._close(check)
-                if timed_out:
-                    return await self._timeout()
+            if timed_out:
+                return await self._timeout()
             await asyncio.sleep(self._pause(next_check))
 
     def _pause(self, next_check: float) -> float:

@@ -33,7 +33,7 @@ if HITL_AVAILABLE:
     for dag_id, waiting in WAYS.items():
         with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
             listed = DebituraListTasksOperator(
-                task_id="list_tasks", task_types="{{ dag_run.conf.get('types', 'ReviewPartner') }}"
+                task_id="list_tasks", task_types="{{ dag_run.conf.get('types', 'ReviewPartner') }}", shape="full"
             )
             handoff = DebituraHumanHandoffOperator.partial(
                 task_id="handoff", response_poll_interval=1, **waiting
