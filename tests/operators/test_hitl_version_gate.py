@@ -21,11 +21,18 @@ try:
 except ImportError:
     from airflow import DAG
 from airflow_provider_debitura.operators.human_handoff import DebituraHumanHandoffOperator
+from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
 """
 
 DAGS = {
     "handoff_direct": "DebituraHumanHandoffOperator(task_id='h', debitura_tasks={'id': 'T1'})",
     "handoff_mapped": "DebituraHumanHandoffOperator.partial(task_id='h').expand(debitura_tasks=[{'id': 'T1'}])",
+    "reply_approval": "DebituraReplyApprovalOperator(task_id='a', reply_template='Thanks')",
+}
+NEEDS = {
+    "handoff_direct": "DebituraHumanHandoffOperator",
+    "handoff_mapped": "DebituraHumanHandoffOperator",
+    "reply_approval": "DebituraReplyApprovalOperator",
 }
 
 
@@ -46,6 +53,7 @@ def _dagbag(folder):
         "airflow_provider_debitura.triggers.debitura",
         "airflow_provider_debitura.operators.human_handoff",
         "airflow_provider_debitura.triggers.human_handoff",
+        "airflow_provider_debitura.operators.reply_approval",
     ],
 )
 def test_every_module_imports_on_this_airflow(module):
@@ -63,6 +71,7 @@ def test_a_dag_using_the_handoff_operator_fails_at_parse_time_before_3_1(tmp_pat
         assert bag.import_errors == {} and set(bag.dag_ids) == set(DAGS)
         return
     assert bag.dag_ids == [] and len(bag.import_errors) == len(DAGS)
-    for error in bag.import_errors.values():
-        assert "DebituraHumanHandoffOperator needs Airflow 3.1 or newer" in error, error
+    for path, error in bag.import_errors.items():
+        operator = NEEDS[path.rsplit("/", 1)[-1].removesuffix(".py")]
+        assert f"{operator} needs Airflow 3.1 or newer" in error, error
         assert f"this is Airflow {__version__}" in error, error
