@@ -208,6 +208,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
         tasks = event.get("tasks") or tasks or handoff_tasks("debitura_tasks", self.debitura_tasks)
         rounds = int(event.get("rounds") or rounds)
         checks = int(event.get("checks") or checks)
+        push_solution_url(context, next((t["solutionUrl"] for t in tasks if t.get("solutionUrl")), None))
         if event.get(CLEARED_KEY):
             check = HandoffCheck((), tuple(event.get("gone") or tasks), tuple(event.get("notes") or ()))
             self.log.info("Solved in Debitura before anyone answered; the request was closed. %s", check.describe())

@@ -1,5 +1,6 @@
-"""One look through a real browser: Airflow's Required Actions page shows a handoff request waiting, with its
-Debitura link. Headless Debian Chromium driven by Playwright; skipped with the reason where either is missing.
+"""Looks through a real browser: Airflow's Required Actions page shows a handoff request waiting (with its
+Debitura link) and a reply awaiting approval (with its editable reply). Headless Debian Chromium driven by
+Playwright; skipped with the reason where either is missing.
 
 With ``DEBITURA_SAVE_SCREENSHOTS=1`` the screenshots are also written to ``docs/images/`` (how the docs' images
 were made).
@@ -59,3 +60,26 @@ def test_required_actions_page_shows_the_waiting_handoff(airflow_env, sandbox, t
             api.answer(request, ["Can't do"], {"note": "browser check done"})
             result = run.result(timeout=RUN_TIMEOUT)
     assert result.xcom("summarise") == ["cant_do"], result.explain()
+
+
+def test_required_actions_page_shows_a_reply_awaiting_approval(airflow_env, sandbox, tmp_path) -> None:
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with ApiServer(airflow_env) as api:
+        run = run_dag_async(airflow_env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+        [request] = api.wait_for_request("hitl_approval", timeout=RUN_TIMEOUT, run=run)
+        try:
+            with logged_in_page(api) as page:
+                page.goto(f"{api.url}/required_actions", wait_until="networkidle")
+                page.get_by_text(request["subject"]).first.click()
+                page.get_by_text("Could you confirm the debtor's current address?").first.wait_for(timeout=60_000)
+                assert page.get_by_role("button", name="Approve").count() >= 1
+                assert page.get_by_text("Reply to INV-1002").count() >= 1  # the editable field's title
+                page.screenshot(path=tmp_path / "hitl_reply_approval.png", full_page=True)
+                _keep(tmp_path / "hitl_reply_approval.png")
+        finally:
+            api.answer(request, ["Reject"], {k: p["value"] for k, p in request["params"].items()})
+            result = run.result(timeout=RUN_TIMEOUT)
+    assert result.xcom("approve_replies")["outcome"] == "rejected", result.explain()
+    assert sandbox.control("GET", "/counters").json().get("POST /cases/{id}/chats", 0) == 0

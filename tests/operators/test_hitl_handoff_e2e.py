@@ -61,6 +61,7 @@ def test_done_while_still_open_asks_again_then_done(airflow_env, api, sandbox) -
     assert report["outcome"] == "done" and report["rounds"] == 2 and report["still_open"] == []
     assert report["note"] == "Partner reviewed" and report["responded_by"]["name"]
     assert result.xcom("summarise") == ["done"]
+    assert result.xcom("handoff", key="_link_DebituraResolveLink", map_index=0) == review["solutionUrl"]
     assert "but Debitura still shows 1 still open" in result.output + airflow_env.task_logs("hitl_handoff_wait")
     counters = _counters(sandbox)
     # one check before asking, one per "Done" answer; the listing is one page (one request)
