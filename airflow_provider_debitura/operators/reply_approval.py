@@ -268,6 +268,10 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _field_title(draft: CaseDraft) -> str:
+    return f"Reply to {draft.creditor_reference or draft.case_id}"
+
+
 def _param_key(index: int) -> str:
     return f"reply_{index + 1}"
 
@@ -284,7 +288,7 @@ def _reply_params(drafts: Sequence[CaseDraft]) -> Any:
                 type="string",
                 maxLength=10_000,
                 format="multiline",
-                title=f"Reply to {draft.creditor_reference or draft.case_id}",
+                title=_field_title(draft),
                 description="Edit before approving; leave empty to send nothing to this case.",
             )
             for i, draft in enumerate(drafts)
@@ -312,7 +316,8 @@ def approval_body(readings: Sequence[CaseReading], drafts: Sequence[CaseDraft], 
             lines.append(f"**The partner wrote** ({when}):\n\n" + _quote(quote))
         else:
             lines.append("**The partner wrote:** (no partner message in the chat)")
-        lines.append(f"**Reply** (editable below as *{_param_key(index)}*):\n\n" + _quote(draft.message))
+        field = escape_markdown(_field_title(draft))
+        lines.append(f"**Reply** (editable below as *{field}*):\n\n" + _quote(draft.message))
         parts.append("\n\n".join(lines))
     parts.append(
         "**Approve** posts the replies as they stand in the fields below (one message per case; an emptied "
