@@ -288,16 +288,19 @@ def run_check(hook: DebituraHook, tasks: Sequence[Mapping[str, Any]]) -> Handoff
     :param tasks: the handed-over tasks.
     """
     steps = check_steps(tasks)
-    ok, value = True, None
+    value: Any = None
+    error: DebituraNotFoundError | None = None
     while True:
         try:
-            step = steps.send(value) if ok else steps.throw(value)
+            step = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            result: HandoffCheck = stop.value
+            return result
+        value, error = None, None
         try:
-            ok, value = True, hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step)
+            value = hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step)
         except DebituraNotFoundError as exc:
-            ok, value = False, exc
+            error = exc
 
 
 async def arun_check(hook: DebituraAsyncHook, tasks: Sequence[Mapping[str, Any]]) -> HandoffCheck:
@@ -307,13 +310,16 @@ async def arun_check(hook: DebituraAsyncHook, tasks: Sequence[Mapping[str, Any]]
     :param tasks: the handed-over tasks.
     """
     steps = check_steps(tasks)
-    ok, value = True, None
+    value: Any = None
+    error: DebituraNotFoundError | None = None
     while True:
         try:
-            step = steps.send(value) if ok else steps.throw(value)
+            step = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            result: HandoffCheck = stop.value
+            return result
+        value, error = None, None
         try:
-            ok, value = True, await (hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step))
+            value = await (hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step))
         except DebituraNotFoundError as exc:
-            ok, value = False, exc
+            error = exc
