@@ -41,7 +41,7 @@ from typing import Protocol
 from airflow.providers.common.compat.sdk import Variable
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
-from airflow_provider_debitura.models import is_open_status
+from airflow_provider_debitura.models import RejectedRecord, is_open_status
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,17 @@ class WatchFilter:
         if self.types is not None and task.get("type") not in self.types:
             return False
         return self.case_id is None or str(task.get("caseId") or "").lower() == self.case_id
+
+    def may_match(self, record: RejectedRecord) -> bool:
+        """Whether a record the listing could not read might be a task this filter watches.
+
+        :param record: the rejected record (what could still be read of it).
+        """
+        if self.types is not None and not record.type_unreadable and record.type not in self.types:
+            return False
+        if self.case_id is None or record.case_id_unreadable:
+            return True
+        return (record.case_id or "").lower() == self.case_id
 
     def to_json(self) -> dict[str, JsonValue]:
         return {

@@ -36,7 +36,7 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.models import Task
+from airflow_provider_debitura.models import RejectedRecord, Task
 from airflow_provider_debitura.seen_tasks import (
     AirflowSeenTasksStore,
     RoundOutcome,
@@ -65,14 +65,14 @@ class Round:
     :param complete: the listing is known to hold every task open throughout it (default). A listing
         that is not (e.g. a best-effort read) may fire new tasks but never starts a watcher, moves its
         watermark or makes it forget.
-    :param rejected: records the reader could not parse, described for the log (reported once, never fired).
+    :param rejected: records the reader could not parse (reported once if they may match, never fired).
     """
 
     ok: bool
     tasks: Sequence[TaskJson]
     error: str | None = None
     complete: bool = True
-    rejected: Sequence[str] = field(default_factory=tuple)
+    rejected: Sequence[RejectedRecord] = field(default_factory=tuple)
 
     @classmethod
     def failed(cls, error: str) -> Round:
@@ -112,7 +112,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         max_seen: int | None = None,
         store: SeenTasksStore | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseEventTrigger via common.compat
         self.debitura_conn_id = connection_id(debitura_conn_id)
         self.task_types = _validated_types(task_types)
         self.case_id = None if case_id in (None, "") else validate_guid("case_id", str(case_id))
@@ -228,8 +228,10 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         # In a worker thread: a first start or a burst on 20,000 open tasks takes ~0.1 s of CPU, which
         # must not stall the triggerer's event loop (and every gate on it) in one piece.
         outcome = await asyncio.to_thread(tracker.observe, listing.tasks, complete=listing.complete, now=time.time())
-        for text in listing.rejected:
-            tracker.report(text, text, outcome)
+        for record in listing.rejected:
+            if self.watch.may_match(record):
+                what = f"a {record.what} {record.id or 'with no id'} the listing could not read ({record.reason})"
+                tracker.report(f"{record.id}|{record.reason}", what, outcome)
         self._log_outcome(outcome, listing, number)
         self.events_fired += len(outcome.new)
         return outcome.new

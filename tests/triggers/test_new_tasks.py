@@ -22,7 +22,7 @@ from helpers.watcher import Watch, add_task
 
 from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.models import RejectedRecord
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.seen_tasks import (
     ASSET_STATE_KEY,
@@ -32,7 +32,7 @@ from airflow_provider_debitura.seen_tasks import (
     created_epoch,
     watcher_key,
 )
-from airflow_provider_debitura.triggers import new_tasks, shared_poll
+from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger, Round
 
@@ -163,16 +163,37 @@ def api_task(n: int, created: str, type_: str = "ReplyToChat") -> dict[str, Any]
 
 
 async def test_records_the_reader_rejected_are_reported_once_and_never_fire(store):
-    trigger = make(store)
+    trigger = make(store, task_types=["ReplyToChat"])
     trigger._log = RecordingLog()
-    rejected = ["task 7f0c…: dateCreated: not a date"]
-    assert await trigger._process(Round(True, [api_task(1, "2026-01-01T00:00:00Z")], rejected=rejected)) == []
+    bad = RejectedRecord("task", "dateCreated: Input should be a valid datetime", id="7f0c", type="ReplyToChat")
+    other = RejectedRecord("task", "dateCreated: Input should be a valid datetime", id="8e1d", type="SignContract")
+    first = Round(True, [api_task(1, "2026-01-01T00:00:00Z")], rejected=[bad, other])
+    assert await trigger._process(first) == []
     new = api_task(2, "2026-01-01T00:05:00Z")
-    assert await trigger._process(Round(True, [api_task(1, "2026-01-01T00:00:00Z"), new], rejected=rejected)) == [new]
+    assert await trigger._process(Round(True, [api_task(1, "2026-01-01T00:00:00Z"), new], rejected=[bad])) == [new]
     warnings = [text for level, text in trigger._log.lines if level == "warning"]
-    assert warnings == [
-        "Debitura watcher: skipping a record it cannot use (task 7f0c…: dateCreated: not a date); it never fires"
+    assert warnings == [  # once, and only the record that may be a task this watcher watches
+        "Debitura watcher: skipping a record it cannot use (a task 7f0c the listing could not read "
+        "(dateCreated: Input should be a valid datetime)); it never fires"
     ]
+
+
+@pytest.mark.parametrize(
+    ("record", "watched"),
+    [
+        (RejectedRecord("task", "r", type="ReplyToChat", case_id="C1"), True),
+        (RejectedRecord("task", "r", type="SignContract"), False),
+        (RejectedRecord("task", "r", type_unreadable=True, case_id="C1"), True),
+        (RejectedRecord("task", "r", type_unreadable=True), False),  # no case: not this case's
+        (RejectedRecord("task", "r", type="ReplyToChat", case_id="C2"), False),
+        (RejectedRecord("task", "r", type="ReplyToChat", case_id_unreadable=True), True),
+    ],
+)
+def test_which_rejected_records_a_watcher_reports(record, watched):
+    case = "c1"
+    trigger = DebituraNewTasksTrigger(task_types=["ReplyToChat"])
+    watch = type(trigger.watch)(trigger.watch.conn_id, trigger.watch.types, case)
+    assert watch.may_match(record) is watched
 
 
 async def test_an_incomplete_listing_never_becomes_the_baseline(store):
@@ -378,27 +399,27 @@ async def test_malformed_pages_fire_nothing(fail_fast, store):
         await watch.stop()
 
 
-async def test_a_listing_that_keeps_drifting_is_a_failed_round_with_no_events(debitura_conn, store):
-    """The queue changes between pages on every re-read: no consistent listing, so no events, no state change."""
+async def test_a_queue_that_moves_while_it_is_read_fires_each_new_task_once(debitura_conn, store):
+    """Tasks created between the pages of a listing (the core listing completes on a moving queue and may or
+    may not include them): each fires exactly once, in that round or the next."""
     sb = debitura_conn
     sb.control("POST", "/scenario", {"name": "large:150"})  # two pages of 100
-    for count in (1, 3, 5, 7):  # a task appears right after every page 1: page 2 disagrees every time
-        body = {
-            "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": count}},
-            "action": {"type": "addTask", "task": {"type": "SignContract"}},
-        }
-        assert sb.control("POST", "/events", body).status_code == 201
-    trigger = make(store, coalesce=False)
-    already = "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b"
-    trigger.tracker = SeenTracker(
-        trigger.watch, SeenState({already: 1.0}), poll_interval=1, replay_existing=False, now=0
-    )
-    trigger.tracker.dirty = False
-    async with DebituraAsyncHook("debitura_default") as hook:
-        listing = await new_tasks.read_direct(hook, trigger)
-    assert not listing.ok and "kept changing" in (listing.error or "")
-    assert await trigger._process(listing) == []
-    assert trigger.tracker.state.ids == {already: 1.0} and not trigger.tracker.dirty
+    watch = Watch(make(store, coalesce=False))
+    try:
+        await watch.rounds(1)
+        before = {t["id"] for t in sb.state.list_tasks("Open")}
+        for count in (1, 3, 5, 7):  # a task appears right after a page read, four times
+            body = {
+                "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": count}},
+                "action": {"type": "addTask", "task": {"type": "SignContract"}},
+            }
+            assert sb.control("POST", "/events", body).status_code == 201
+        added = lambda: {t["id"] for t in sb.state.list_tasks("Open")} - before  # noqa: E731
+        await watch.until(lambda: len(added()) == 4 and {e["id"] for e in watch.events} == added(), timeout=30)
+        await watch.rounds(3)
+        assert sorted(e["id"] for e in watch.events) == sorted(added())  # each once
+    finally:
+        await watch.stop()
 
 
 async def test_store_failures_never_replay_and_never_lose_a_fired_task(debitura_conn, store):
