@@ -5,7 +5,8 @@
 Starts a Debitura sandbox in a child process (so its CPU does not pollute the figures of the
 "triggerer" side) and runs, in one event loop as a triggerer would, these phases:
 
-1. **poll only** (the baseline): the shared account poll read by a subscriber that does nothing.
+1. **read only** (the baseline): the full read of the open queue that a shared-poll round makes
+   (``DebituraAsyncHook.list_tasks``), and turning its tasks into the JSON a watcher's round carries.
 2. **first start**: a ``DebituraNewTasksTrigger`` on the shared poll meets the full queue, records it
    as backlog, then runs ``--rounds`` steady rounds.
 3. **burst**: a fresh watcher starts on an empty queue, then ``--tasks`` new tasks appear at once: it
@@ -96,9 +97,10 @@ class OneAsset:
 class Phase:
     name: str
     rounds: list[float] = field(default_factory=list)
-    """The watcher's own seconds per round: from the round's snapshot delivered to its state saved."""
+    """The watcher's own seconds per round: from the round's snapshot delivered to its state saved
+    (for the baseline: turning the read's tasks into JSON)."""
     reads: list[float] = field(default_factory=list)
-    """Seconds the shared read took in each of those rounds."""
+    """Seconds of each full read (baseline only)."""
     worst_lag_ms: float = 0.0
     rss_growth_mb: float = 0.0
     events: int = 0
@@ -138,20 +140,21 @@ class Monitor:
         return phase
 
 
-async def poll_only(rounds: int) -> Phase:
-    from airflow_provider_debitura.triggers.shared_poll import subscribe
+async def read_only(rounds: int) -> Phase:
+    """The baseline: the full read a shared-poll round makes, and the JSON a watcher's round carries."""
+    from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 
-    phase = Phase("poll only (baseline)")
-    async with subscribe("debitura_default", 0.5) as poller:
-        await poller.next_snapshot()  # warm-up: the client, the first read
+    phase = Phase("read only (baseline)")
+    async with DebituraAsyncHook("debitura_default") as hook:
+        await hook.list_tasks(status="Open")  # warm-up: the client, the first read
         monitor = Monitor()
         for _ in range(rounds):
-            snapshot = await poller.next_snapshot()
-            assert snapshot.ok, snapshot.error
-            phase.reads.append(poller.last_duration)
-        started = time.monotonic()
-        [task.to_api_dict() for task in snapshot.tasks]  # what the shared-poll adapter hands the watcher
-        phase.rounds.append(time.monotonic() - started)
+            started = time.monotonic()
+            listing = await hook.list_tasks(status="Open")
+            phase.reads.append(time.monotonic() - started)
+            started = time.monotonic()
+            [task.to_api_dict() for task in listing]
+            phase.rounds.append(time.monotonic() - started)
     return await monitor.close(phase)
 
 
@@ -164,7 +167,7 @@ class Timed:
         self.trigger = DebituraNewTasksTrigger(poll_interval=0.5, **kwargs)  # type: ignore[arg-type]
         self.trigger.asset_state_store = OneAsset(slot)
         self.events = 0
-        self.work: list[tuple[float, float]] = []
+        self.work: list[float] = []
         self.windows: list[tuple[float, float]] = []
         """Loop-time windows of the watcher's own work (for the lag attributable to it)."""
         process, persist = self.trigger._process, self.trigger._persist
@@ -177,24 +180,18 @@ class Timed:
 
         async def timed_persist() -> None:
             await persist()
-            poller = self._poller()
             self.windows.append((state["start"], loop.time()))
-            self.work.append((loop.time() - state["start"], poller.last_duration if poller else 0.0))
+            self.work.append(loop.time() - state["start"])
 
         self.trigger._process = timed_process  # type: ignore[method-assign]
         self.trigger._persist = timed_persist  # type: ignore[method-assign]
         self.task = asyncio.get_running_loop().create_task(self._collect())
 
-    def _poller(self):  # type: ignore[no-untyped-def]
-        from airflow_provider_debitura.triggers.shared_poll import active_pollers
-
-        return active_pollers().get("debitura_default")
-
     async def _collect(self) -> None:
         async for _ in self.trigger.run():
             self.events += 1
 
-    async def rounds(self, n: int) -> list[tuple[float, float]]:
+    async def rounds(self, n: int) -> list[float]:
         target = len(self.work) + n
         while len(self.work) < target:
             if self.task.done():
@@ -213,9 +210,7 @@ async def watcher_phase(name: str, watch: Timed, slot: MemorySlot, rounds: int) 
     monitor = Monitor()
     events_before = watch.events
     phase = Phase(name)
-    for total, read in await watch.rounds(rounds):
-        phase.rounds.append(total)
-        phase.reads.append(read)
+    phase.rounds.extend(await watch.rounds(rounds))
     phase.events = watch.events - events_before
     phase.state_bytes = len(slot.values.get(ASSET_STATE_KEY, ""))
     assert watch.trigger.tracker is not None
@@ -263,8 +258,8 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
     phases: list[Phase] = []
     try:
         async with httpx.AsyncClient(base_url=url, timeout=120) as control:
-            phases.append(await poll_only(args.rounds))
-            print(f"  {phases[-1].name}: read {median(phases[-1].reads):.2f} s", flush=True)
+            phases.append(await read_only(args.rounds))
+            print(f"  {phases[-1].name}: {median(phases[-1].reads):.2f} s", flush=True)
 
             slot = MemorySlot()
             watch = Timed(slot)
@@ -300,16 +295,16 @@ def table(phases: list[Phase], tasks: int, memory: tuple[float, float, float]) -
     base = phases[0]
     read = median(base.reads)
     lines = [
-        f"open tasks: {tasks:,}; medians over the phase's rounds; shared read (baseline) {read:.2f} s",
+        f"open tasks: {tasks:,}; medians over the phase's rounds; full read (baseline) {read:.2f} s",
         "",
-        f"{'phase':<28} {'read s':>7} {'watcher s':>9} {'x read':>7} {'lag ms':>7}"
+        f"{'phase':<28} {'watcher s':>9} {'x read':>7} {'lag ms':>7}"
         f" {'RSS +MB':>8} {'events':>7} {'seen ids':>8} {'state B':>8} {'B/task':>7}",
     ]
-    for p in phases:
-        own = median(p.rounds) if p is not base else 0.0
+    for p in phases[1:]:
+        own = median(p.rounds)
         lines.append(
-            f"{p.name:<28} {median(p.reads):>7.2f} {own:>9.3f} {own / read:>7.3f} {p.worst_lag_ms:>7.1f}"
-            f" {p.rss_growth_mb:>8.1f} {p.events:>7} {p.seen_ids:>8} {p.state_bytes:>8} {p.state_bytes / tasks:>7.2f}"
+            f"{p.name:<28} {own:>9.3f} {own / read:>7.3f} {p.worst_lag_ms:>7.1f} {p.rss_growth_mb:>8.1f}"
+            f" {p.events:>7} {p.seen_ids:>8} {p.state_bytes:>8} {p.state_bytes / tasks:>7.2f}"
         )
     backlog_mb, fired_mb, v1_per_id = memory
     burst = phases[3]
@@ -318,14 +313,14 @@ def table(phases: list[Phase], tasks: int, memory: tuple[float, float, float]) -
         "",
         f"state bytes per fired task: {per_fired:.1f} (version-1 format of the same ids: {v1_per_id:.1f}, "
         f"x{v1_per_id / per_fired:.1f})",
-        f"turning the {tasks:,} snapshot tasks into JSON for the watcher (the shared-poll adapter, before the"
-        f" watcher's own time): {median(base.rounds):.3f} s per round",
+        f"baseline: the full read {read:.2f} s (worst loop lag during it {base.worst_lag_ms:.0f} ms, RSS "
+        f"+{base.rss_growth_mb:.0f} MB); its {tasks:,} tasks as JSON (what a round carries when every task "
+        f"matches; the shared-poll adapter's work, before the watcher's own): {median(base.rounds):.3f} s",
         f"memory a watcher keeps between rounds (tracemalloc): {backlog_mb:.1f} MB for {tasks:,} tasks of "
         f"backlog, {fired_mb:.1f} MB for {tasks:,} fired ones",
-        "'watcher s' is the watcher's own time per round, after the shared read: deciding what is new (in a",
-        "worker thread), handing the events to the consumer, saving the state. 'x read' divides it by the",
-        "baseline read. 'lag ms' is the worst oversleep of a 10 ms ticker: during the read for the baseline,",
-        "during the watcher's own work for the other phases (the shared read's own lag is the baseline's).",
+        "'watcher s' is the watcher's own time per round, after the read: deciding what is new (in a worker",
+        "thread), handing the events to the consumer, saving the state. 'x read' divides it by the baseline",
+        "read. 'lag ms' is the worst oversleep of a 10 ms ticker that started during the watcher's own work.",
     ]
     return "\n".join(lines)
 
