@@ -115,7 +115,10 @@ def watcher_key(conn_id: str, task_types: Iterable[str] | None, case_id: str | N
 
 
 def canonical_guid(value: object) -> str | None:
-    """The lower-case 8-4-4-4-12 form of a GUID (braces and hyphens optional), or None when ``value`` is not one."""
+    """The lower-case 8-4-4-4-12 form of a GUID (braces and hyphens optional), or None when ``value`` is not one.
+
+    :param value: a task's ``id`` as the API sent it.
+    """
     if not isinstance(value, str):
         return None
     text = value.strip().strip("{}").lower()
@@ -127,7 +130,10 @@ def canonical_guid(value: object) -> str | None:
 
 
 def created_epoch(value: object) -> float | None:
-    """``dateCreated`` as POSIX seconds (naive means UTC, as elsewhere in this provider); None if unusable."""
+    """``dateCreated`` as POSIX seconds (naive means UTC, as elsewhere in this provider); None if unusable.
+
+    :param value: a task's ``dateCreated`` as the API sent it.
+    """
     if not isinstance(value, str) or not value:
         return None
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
@@ -149,13 +155,19 @@ def _datetime_parser() -> TypeAdapter[datetime]:
 
 
 def encode_ids(ids: Iterable[str]) -> str:
-    """Sorted GUIDs as base64 of their 16 raw bytes each (21.3 characters per id)."""
+    """Sorted GUIDs as base64 of their 16 raw bytes each (21.3 characters per id).
+
+    :param ids: canonical GUIDs (see :func:`canonical_guid`).
+    """
     raw = b"".join(sorted(bytes.fromhex(task_id.replace("-", "")) for task_id in ids))
     return base64.b64encode(raw).decode("ascii")
 
 
 def decode_ids(text: object) -> list[str]:
-    """The inverse of :func:`encode_ids`; raises ValueError for anything it did not write."""
+    """The inverse of :func:`encode_ids`; raises ValueError for anything it did not write.
+
+    :param text: what :func:`encode_ids` returned.
+    """
     if not isinstance(text, str):
         raise ValueError("stored ids are not a string")
     try:
@@ -213,6 +225,7 @@ class WatchFilter:
         return (record.case_id or "").lower() == self.case_id
 
     def to_json(self) -> dict[str, JsonValue]:
+        """The filter as stored in a mark."""
         return {
             "conn": self.conn_id,
             "types": list(self.types) if self.types is not None else None,
@@ -264,6 +277,7 @@ class Mark:
         return created is not None and self.cutoff is not None and created <= self.cutoff and self.watch.matches(task)
 
     def to_json(self) -> dict[str, JsonValue]:
+        """The mark as stored."""
         return {
             **self.watch.to_json(),
             "created": self.created,
@@ -306,6 +320,7 @@ class SeenState:
     """Ids forgotten for absence since this state was loaded: a merge with the stored value must not bring them back."""
 
     def to_json(self) -> dict[str, JsonValue]:
+        """The state as stored: ``{"v": 2, "marks": {...}, "ids": {hour: base64}, "undated": base64}``."""
         buckets: dict[int, list[str]] = defaultdict(list)
         undated: list[str] = []
         for task_id, created in self.ids.items():
@@ -710,19 +725,48 @@ class SeenTasksStore(Protocol):
     trigger then fires nothing until it can). ``save`` returns the size of what it wrote, in bytes.
     """
 
-    async def load(self, watch: WatchFilter) -> SeenState | None: ...
+    async def load(self, watch: WatchFilter) -> SeenState | None:
+        """The stored state ``watch`` reads (None: nothing stored yet).
 
-    async def save(self, watch: WatchFilter, state: SeenState, now: float) -> int: ...
+        :param watch: the watcher's filter.
+        """
+        ...
+
+    async def save(self, watch: WatchFilter, state: SeenState, now: float) -> int:
+        """Write ``state``; returns the bytes written.
+
+        :param watch: the watcher's filter.
+        :param state: what to write (see :meth:`SeenTracker.snapshot`).
+        :param now: local POSIX seconds.
+        """
+        ...
 
 
 class AssetStateSlot(Protocol):
     """The part of Airflow 3.3's ``AssetStateStoreAccessor`` a watcher uses (one watched asset)."""
 
-    async def aget(self, key: str, default: JsonValue = None) -> JsonValue: ...
+    async def aget(self, key: str, default: JsonValue = None) -> JsonValue:
+        """The value under ``key``.
 
-    async def aset(self, key: str, value: JsonValue) -> None: ...
+        :param key: the state key.
+        :param default: returned when nothing is stored.
+        """
+        ...
 
-    async def adelete(self, key: str) -> None: ...
+    async def aset(self, key: str, value: JsonValue) -> None:
+        """Store ``value`` under ``key``.
+
+        :param key: the state key.
+        :param value: a JSON value (not None).
+        """
+        ...
+
+    async def adelete(self, key: str) -> None:
+        """Remove ``key``.
+
+        :param key: the state key.
+        """
+        ...
 
 
 def with_legacy_mark(state: SeenState | None, watch: WatchFilter, now: float) -> SeenState | None:
@@ -738,7 +782,10 @@ def with_legacy_mark(state: SeenState | None, watch: WatchFilter, now: float) ->
 
 
 def dumps(value: JsonValue) -> str:
-    """Compact JSON, as stored."""
+    """Compact JSON, as stored.
+
+    :param value: the JSON value.
+    """
     return json.dumps(value, separators=(",", ":"))
 
 
