@@ -4,8 +4,9 @@ What it shows
     1. An ``Asset`` watched by an ``AssetWatcher`` whose trigger, :class:`DebituraNewTasksTrigger`, runs in
        the triggerer: it polls the open queue (sharing the case gates' account-wide poll), and fires one
        asset event per *newly seen* open task of the watched types, with the task's JSON as the payload.
-       No run for tasks that were already open when the watcher first started; no second run for a task
-       after a triggerer restart (what it has seen is kept in Airflow's metadata DB).
+       No run for tasks that were already open when the watcher first started; never a second run for a
+       task while it stays open, however large the queue, across triggerer restarts and across a change
+       of ``WATCHED_TYPES`` (what it has seen is kept in the asset's state in Airflow's metadata DB).
     2. ``new_tasks`` reads the run's triggering asset events (``triggering_asset_events``; each event's
        ``extra["payload"]`` is a task); ``chat_cases`` and ``for_humans`` split them into cases with a
        chat-driven task (ReplyToChat, ClientInputRequired, MoreInfoNeeded) and tasks a person must resolve.
@@ -23,7 +24,9 @@ For real use
     - Several events that arrive before the scheduler creates a run land in one run: ``new_tasks`` reads
       them all, never just the first event.
     - Swap the ``notify_human`` body for a real notifier (Slack, e-mail, a ticket).
-    - See docs/event-driven.md for first-start and restart behaviour and the limits.
+    - Changing ``WATCHED_TYPES`` and redeploying keeps what was fired: tasks of a newly added type that
+      were already open count as backlog (``replay_existing=True`` fires them), tasks created while the
+      new version deploys fire. See docs/event-driven.md for first start, restarts, filter changes and limits.
 
 Nothing here touches the network at parse time. On Airflow 2.11 (no ``AssetWatcher``) the file defines
 no DAG.

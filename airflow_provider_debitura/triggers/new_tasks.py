@@ -4,61 +4,82 @@ Use it in an ``AssetWatcher`` (Airflow 3): each event becomes an asset event who
 ``{"from_trigger": True, "payload": <the task's camelCase JSON>}``, and a DAG scheduled on the asset
 runs for it. See ``docs/event-driven.md`` and ``example_dags/example_debitura_new_tasks_asset.py``.
 
-Design points (the why):
+Design points (the why; details in ``docs/event-driven.md``):
 
 - **Shared poll.** With ``coalesce=True`` (default) it subscribes to the process-wide account poll
   that the case gates use (:mod:`.shared_poll`): one full ``GET /tasks?status=Open`` read per interval
   per connection per triggerer, however many gates and watchers run there.
-- **Dedup across restarts.** What it has fired for is persisted in Airflow's metadata
-  (:mod:`airflow_provider_debitura.seen_tasks`), never on local disk, so a restarted or moved
-  trigger does not replay the queue.
-- **First start** (nothing persisted yet) records the open queue as the baseline and fires nothing:
-  a watcher reacts to tasks that appear after it started, it does not replay the backlog
+- **What is new** is decided by :class:`~airflow_provider_debitura.seen_tasks.SeenTracker`: seen ids
+  plus a watermark on ``dateCreated``, persisted in Airflow's metadata (never on local disk), so a
+  restarted or moved trigger does not replay the queue, and a task never fires twice while it stays
+  open, at any queue size.
+- **First start** (nothing persisted yet) records the open queue as the baseline and fires nothing
   (``replay_existing=True`` fires for the backlog once instead).
 - **Never crashes.** Errors, inconsistent listings and store failures are logged and retried next
   interval; a round that could not be read consistently fires nothing.
-- **At least once.** Events are yielded before the new state is saved: a crash in between re-fires
-  those tasks after the restart rather than losing them (the reply operator is idempotent).
+- **At least once.** A fired task enters the stored state only 30 s after its event was yielded
+  (:data:`~airflow_provider_debitura.seen_tasks.PERSIST_GRACE`): Airflow stores events asynchronously
+  and drops those of a trigger a redeploy replaced meanwhile, so a crash or a redeploy in that window
+  fires the task again rather than losing it (the reply operator is idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.models import Task, is_open_status
+from airflow_provider_debitura.models import RejectedRecord, Task
 from airflow_provider_debitura.seen_tasks import (
-    DEFAULT_MAX_SEEN,
     AirflowSeenTasksStore,
+    RoundOutcome,
     SeenState,
     SeenTasksStore,
-    watcher_key,
+    SeenTracker,
+    TaskJson,
+    WatchFilter,
 )
 from airflow_provider_debitura.validation import connection_id, positive_seconds, task_types, validate_guid
 
-PRUNE_AFTER_ROUNDS = 3
-"""A seen id is forgotten only after this many consecutive consistent listings without it: one
-listing that misses a task (it should not, but offset paging over a live queue is hard) must not
-make the task fire a second time."""
+EVENT_BATCH = 100
+"""Events handed over between two yields to the event loop."""
+
+EXIT_SAVE_TIMEOUT = 5.0
+"""Seconds a stopping watcher may spend saving its state (a triggerer shutting down must not wait long)."""
 
 
 @dataclass
 class Round:
-    """One poll's answer: every open task the round could see (full JSON), or why it saw nothing."""
+    """One poll's answer: every open task the round could see (JSON), or why it saw nothing.
+
+    :param ok: the listing was read.
+    :param tasks: the open tasks (tasks outside the watcher's filter may be included; they are ignored).
+    :param error: why the round failed.
+    :param complete: the listing is known to hold every task open throughout it (default). A listing
+        that is not (e.g. a best-effort read) may fire new tasks but never starts a watcher, moves its
+        watermark or makes it forget.
+    :param rejected: records the reader could not parse (reported once if they may match, never fired).
+    """
 
     ok: bool
-    tasks: list[dict[str, Any]]
+    tasks: Sequence[TaskJson]
     error: str | None = None
+    complete: bool = True
+    rejected: Sequence[RejectedRecord] = field(default_factory=tuple)
 
     @classmethod
     def failed(cls, error: str) -> Round:
+        """A round that read nothing.
+
+        :param error: why.
+        """
         return cls(False, [], error)
 
 
@@ -70,10 +91,11 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
     :param case_id: only this case (GUID); account-level tasks have no case and never match.
     :param poll_interval: seconds between reads of the queue (the shared poll may read more often
         when a case gate on the same connection asks for a shorter interval).
-    :param replay_existing: on first start (no stored state) fire for every task already open,
-        instead of recording them as the baseline.
+    :param replay_existing: on first start (no stored state), and for what a filter change newly
+        watches, fire for every task already open instead of recording them as the backlog.
     :param coalesce: join the triggerer-wide shared poll (default); False reads on its own.
-    :param max_seen: cap on the stored ids.
+    :param max_seen: deprecated and ignored: the state no longer has a cap (a task never fires twice
+        while it stays open, however many are open).
     :param store: persistence seam, not serialized: tests pass an in-memory store; None
         uses Airflow's metadata (asset state store on 3.3+, else a Variable).
     """
@@ -87,29 +109,42 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         *,
         replay_existing: bool = False,
         coalesce: bool = True,
-        max_seen: int = DEFAULT_MAX_SEEN,
+        max_seen: int | None = None,
         store: SeenTasksStore | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseEventTrigger via common.compat
         self.debitura_conn_id = connection_id(debitura_conn_id)
         self.task_types = _validated_types(task_types)
         self.case_id = None if case_id in (None, "") else validate_guid("case_id", str(case_id))
-        self.poll_interval = positive_seconds("poll_interval", poll_interval)
+        self.poll_interval = float(positive_seconds("poll_interval", poll_interval) or 0)
         self.replay_existing = bool(replay_existing)
         self.coalesce = bool(coalesce)
-        self.max_seen = int(max_seen)
-        if self.max_seen < 1:
-            raise DebituraConfigError(f"max_seen={max_seen!r} must be at least 1.")
+        if max_seen is not None:
+            warnings.warn(
+                "DebituraNewTasksTrigger(max_seen=...) is ignored and will be removed: the watcher keeps every "
+                "open task it has seen at any queue size, in a compact state. Remove the argument.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        self.watch = WatchFilter(
+            self.debitura_conn_id, tuple(self.task_types) if self.task_types is not None else None, self.case_id
+        )
+        self.state_key = self.watch.key
+        """This watcher's mark in the stored state, and its Variable's name on Airflow 3.0-3.2."""
         self.store: SeenTasksStore = store if store is not None else AirflowSeenTasksStore(self)
-        self.state_key = watcher_key(self.debitura_conn_id, self.task_types, self.case_id)
-        self._state: SeenState | None = None
-        self._missing_rounds: dict[str, int] = {}
+        self.tracker: SeenTracker | None = None
+        """The watcher's memory, once its state has loaded."""
         self.rounds = 0
         self.events_fired = 0
+        self.last_save: tuple[int, float] | None = None
+        """Bytes and seconds of the last successful save (for logs, tests and the benchmark)."""
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        # Only configuration, never run-time state: Airflow hashes these kwargs to recognise the
-        # same watcher across DAG parses, so they must not change while it runs.
+        """Only configuration, never run-time state.
+
+        Airflow hashes these kwargs to recognise the same watcher across DAG parses, so they must not
+        change while it runs.
+        """
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
@@ -119,24 +154,22 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
                 "poll_interval": self.poll_interval,
                 "replay_existing": self.replay_existing,
                 "coalesce": self.coalesce,
-                "max_seen": self.max_seen,
             },
         )
 
-    # -- filtering --
+    def matches(self, task: TaskJson) -> bool:
+        """Whether an open task passes this watcher's filter.
 
-    def matches(self, task: Mapping[str, Any]) -> bool:
-        if not is_open_status(task.get("status")):
-            return False
-        if self.task_types is not None and task.get("type") not in self.task_types:
-            return False
-        return self.case_id is None or str(task.get("caseId") or "").lower() == self.case_id
+        :param task: the task's JSON (``status``, ``type`` and ``caseId`` are read).
+        """
+        return self.watch.matches(task)
 
     # -- the loop --
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll forever; yield one event per newly seen open task."""
         self.log.info(
-            "Watching Debitura for new open tasks (connection %r, types %s, case %s, every %g s; state key %r)",
+            "Watching Debitura for new open tasks (connection %r, types %s, case %s, every %g s; mark %r)",
             self.debitura_conn_id,
             ", ".join(self.task_types) if self.task_types is not None else "all",
             self.case_id or "any",
@@ -144,129 +177,151 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
             self.state_key,
         )
         source = _SharedSource(self) if self.coalesce else _DirectSource(self)
-        async with source:
-            while True:
-                try:
-                    listing = await source.next_round()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a bug or a surprise must not kill the watcher
-                    self.log.exception("Debitura watcher: reading the queue failed; trying again next interval")
-                    listing = Round.failed(f"{type(exc).__name__}: {exc}")
-                for event in await self._process(listing):
-                    yield event
-                await self._persist()
-                await source.pause()
+        try:
+            async with source:
+                while True:
+                    try:
+                        listing = await source.next_round()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # a bug or a surprise must not kill the watcher
+                        self.log.exception("Debitura watcher: reading the queue failed; trying again next interval")
+                        listing = Round.failed(f"{type(exc).__name__}: {exc}")
+                    for count, task in enumerate(await self._process(listing), start=1):
+                        yield TriggerEvent(task if isinstance(task, dict) else dict(task))
+                        if count % EVENT_BATCH == 0:
+                            await asyncio.sleep(0)  # a burst of 20,000 must not hold the loop in one piece
+                    await self._persist()
+                    await source.pause()
+        finally:
+            await self._save_on_exit()
 
-    async def _process(self, listing: Round) -> list[TriggerEvent]:
-        """Turn one round into events (and a pending state change); fires nothing when unsure."""
-        self.rounds += 1
+    async def _save_on_exit(self) -> None:
+        """A stopping watcher (a redeploy, a triggerer shutdown) saves how far it got, so that a filter change
+        that follows knows when this filter last listed the queue."""
+        if self.tracker is None:
+            return
+        self.tracker.dirty = True
+        try:
+            await asyncio.wait_for(self._persist(), timeout=EXIT_SAVE_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.log.warning("Debitura watcher: saving its state on exit took over %g s; skipped", EXIT_SAVE_TIMEOUT)
+
+    async def _process(self, listing: Round) -> list[TaskJson]:
+        """Turn one round into the tasks to fire for (and a pending state change); none when unsure."""
+        number = self.rounds + 1
+        try:
+            return await self._events(listing, number)
+        finally:
+            self.rounds = number  # counted once the round is decided (tests wait on it)
+
+    async def _events(self, listing: Round, number: int) -> list[TaskJson]:
         if not listing.ok:
             self.log.warning(
-                "Debitura watcher, round %d: no consistent listing (%s); no events this round",
-                self.rounds,
-                listing.error,
+                "Debitura watcher, round %d: no consistent listing (%s); no events this round", number, listing.error
             )
             return []
-        if self._state is None and not await self._load_state():
+        if self.tracker is None and not await self._load_state():
             return []
-        state = self._state
-        assert state is not None
-        open_matching = {t["id"]: t for t in listing.tasks if t.get("id") and self.matches(t)}
-        first_start = self._first_start
-        self._first_start = False
-        now = time.time()
-        new = [t for task_id, t in open_matching.items() if task_id not in state.ids]
-        new.sort(key=lambda t: (str(t.get("dateCreated") or ""), str(t["id"])))
-        self._dirty = bool(new) or self._dirty
-        for task in new:
-            state.ids[task["id"]] = now
-        self._forget_gone(state, {t["id"] for t in listing.tasks if t.get("id")})
-        for dropped in state.cap(self.max_seen):
-            self._missing_rounds.pop(dropped, None)
-            self._dirty = True
-        if first_start and not self.replay_existing:
+        tracker = self.tracker
+        assert tracker is not None
+        # In a worker thread: a first start or a burst on 20,000 open tasks takes ~0.1 s of CPU, which
+        # must not stall the triggerer's event loop (and every gate on it) in one piece.
+        outcome = await asyncio.to_thread(tracker.observe, listing.tasks, complete=listing.complete, now=time.time())
+        for record in listing.rejected:
+            if self.watch.may_match(record):
+                what = f"a {record.what} {record.id or 'with no id'} the listing could not read ({record.reason})"
+                tracker.report(f"{record.id}|{record.reason}", what, outcome)
+        self._log_outcome(outcome, listing, number)
+        self.events_fired += len(outcome.new)
+        return outcome.new
+
+    def _log_outcome(self, outcome: RoundOutcome, listing: Round, number: int) -> None:
+        for text in outcome.unusable:
+            self.log.warning("Debitura watcher: skipping a record it cannot use (%s); it never fires", text)
+        if outcome.start is not None:
             self.log.info(
-                "Debitura watcher first start: %d open matching task(s) recorded as already seen; "
+                "Debitura watcher %s: %d open matching task(s) recorded as already seen, %d fired; "
                 "events start with the next new task.",
-                len(new),
+                outcome.start,
+                outcome.backlog,
+                len(outcome.new),
             )
-            return []
-        if new:
+        if outcome.new:
             self.log.info(
                 "Debitura watcher, round %d: %d new task(s): %s",
-                self.rounds,
-                len(new),
-                ", ".join(f"{t.get('type')} {t['id']}" for t in new),
+                number,
+                len(outcome.new),
+                ", ".join(f"{t.get('type')} {t.get('id')}" for t in outcome.new[:20])
+                + (f" and {len(outcome.new) - 20} more" if len(outcome.new) > 20 else ""),
             )
         else:
-            self.log.debug(
-                "Debitura watcher, round %d: nothing new (%d open matching)", self.rounds, len(open_matching)
-            )
-        self.events_fired += len(new)
-        return [TriggerEvent(dict(task)) for task in new]
-
-    def _forget_gone(self, state: SeenState, open_ids: set[str]) -> None:
-        for task_id in list(state.ids):
-            if task_id in open_ids:
-                self._missing_rounds.pop(task_id, None)
-                continue
-            misses = self._missing_rounds.get(task_id, 0) + 1
-            if misses >= PRUNE_AFTER_ROUNDS:
-                del state.ids[task_id]
-                self._missing_rounds.pop(task_id, None)
-                self._dirty = True
-            else:
-                self._missing_rounds[task_id] = misses
-
-    _first_start = False
-    _dirty = False
+            self.log.debug("Debitura watcher, round %d: nothing new (%d listed)", number, len(listing.tasks))
 
     async def _load_state(self) -> bool:
         try:
-            stored = await self.store.load(self.state_key)
+            stored = await self.store.load(self.watch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # Without the stored state a restart would replay everything: fire nothing until it loads.
             self.log.warning(
-                "Debitura watcher: could not read its state %r (%s: %s); no events until it can",
-                self.state_key,
+                "Debitura watcher: could not read its state (%s: %s); no events until it can",
                 type(exc).__name__,
                 exc,
             )
             return False
-        if stored is None:
-            self._state = SeenState({})
-            self._first_start = True
-            self._dirty = True
+        tracker = SeenTracker(
+            self.watch,
+            stored if stored is not None else SeenState(),
+            poll_interval=self.poll_interval,
+            replay_existing=self.replay_existing,
+            now=time.time(),
+        )
+        self.tracker = tracker
+        if tracker.start == "resumed":
             self.log.info(
-                "Debitura watcher: no stored state under %r: first start (%s)",
-                self.state_key,
-                "replaying the open queue" if self.replay_existing else "recording a baseline",
+                "Debitura watcher: resumed with %d seen task id(s) and a watermark at %s",
+                len(tracker.state.ids),
+                tracker.mark.cutoff,
             )
         else:
-            self._state = stored
-            self.log.info("Debitura watcher: resumed with %d seen task id(s) from %r", len(stored.ids), self.state_key)
+            self.log.info(
+                "Debitura watcher: %s (%s)",
+                tracker.start,
+                "replaying the open queue" if self.replay_existing else "recording the open queue as backlog",
+            )
         return True
 
     async def _persist(self) -> None:
-        if not self._dirty or self._state is None:
+        tracker = self.tracker
+        now = time.time()
+        if tracker is None or not tracker.save_due(now):
             return
+        tracker.mark.saved = now
+        state = tracker.snapshot(now)
+        started = time.monotonic()
         try:
-            # Shielded: a cancellation (triggerer shutdown) while saving should not leave the events of
-            # this round fired but unrecorded if the write can still finish.
-            await asyncio.shield(self.store.save(self.state_key, self._state))
-            self._dirty = False
+            # Shielded: a cancellation (triggerer shutdown) while saving should not leave the state
+            # half-way if the write can still finish.
+            size = await asyncio.shield(self.store.save(self.watch, state, now))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.log.warning(
-                "Debitura watcher: could not save its state %r (%s: %s); will retry next round",
-                self.state_key,
+                "Debitura watcher: could not save its state (%s: %s); will retry next round",
                 type(exc).__name__,
                 exc,
             )
+            return
+        tracker.dirty = False
+        self.last_save = (size, time.monotonic() - started)
+        self.log.info(
+            "Debitura watcher: state saved (%d seen id(s), %d byte(s), %.0f ms)",
+            len(state.ids),
+            size,
+            self.last_save[1] * 1000,
+        )
 
 
 def _validated_types(values: Sequence[str] | str | None) -> list[str] | None:

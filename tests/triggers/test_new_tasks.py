@@ -1,8 +1,10 @@
 """DebituraNewTasksTrigger against the sandbox (real HTTP): dedup, restarts, filters, errors, serialization.
 
-Persistence goes through the store seam (MemorySeenTasksStore); the Airflow-backed store is exercised
-for real in test_new_tasks_e2e.py. A "restart" here is what the triggerer does: a new instance built
-from the first one's serialized kwargs, finding the state the first one saved.
+Persistence goes through the store seam (MemorySeenTasksStore, shaped like Airflow 3.3's asset state
+store); the Airflow-backed store is exercised for real in test_new_tasks_e2e.py. The pure rules of what
+is new live in test_seen_tasks.py; queues of 10,000+ tasks and odd listings in test_new_tasks_scale.py.
+A "restart" here is what the triggerer does: a new instance built from the first one's serialized kwargs,
+finding the state the first one saved.
 """
 
 from __future__ import annotations
@@ -12,54 +14,30 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from helpers.seen_store import MemorySeenTasksStore
+from helpers.watcher import Watch, add_task
 
+from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.models import RejectedRecord
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.seen_tasks import AirflowSeenTasksStore, SeenState, watcher_key
-from airflow_provider_debitura.triggers import new_tasks, shared_poll
+from airflow_provider_debitura.seen_tasks import (
+    ASSET_STATE_KEY,
+    AirflowSeenTasksStore,
+    SeenState,
+    SeenTracker,
+    created_epoch,
+    watcher_key,
+)
+from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
+from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger, Round
 
 CLASSPATH = "airflow_provider_debitura.triggers.new_tasks.DebituraNewTasksTrigger"
 INTERVAL = 0.15
-
-
-class Watch:
-    """Runs a trigger's ``run()`` in the background and records its events."""
-
-    def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
-        self.trigger = trigger
-        self.events: list[dict[str, Any]] = []
-        self.task = asyncio.get_running_loop().create_task(self._collect())
-
-    async def _collect(self) -> None:
-        async for event in self.trigger.run():
-            self.events.append(event.payload)
-
-    async def rounds(self, n: int = 1, timeout: float = 15) -> None:
-        """Wait until ``n`` more rounds have been processed (and their state saved)."""
-        target = self.trigger.rounds + n
-        await self.until(lambda: self.trigger.rounds >= target and not self.trigger._dirty, timeout)
-
-    async def until(self, condition: Callable[[], bool], timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.task.done():
-                self.task.result()  # surface a crash
-                raise AssertionError("the trigger stopped")
-            assert time.monotonic() < deadline, f"timed out; events={self.events} rounds={self.trigger.rounds}"
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        assert not self.task.done() or self.task.cancelled() or self.task.exception() is None
 
 
 def make(store: MemorySeenTasksStore, **kwargs: Any) -> DebituraNewTasksTrigger:
@@ -73,15 +51,6 @@ def restarted(trigger: DebituraNewTasksTrigger, store: MemorySeenTasksStore) -> 
     return DebituraNewTasksTrigger(**json.loads(json.dumps(kwargs)), store=store)
 
 
-def add_task(sb, type_: str = "ReplyToChat", ref: str | None = "INV-1005") -> dict[str, Any]:
-    body: dict[str, Any] = {"type": type_}
-    if ref is not None:
-        body["caseCreditorReference"] = ref
-    response = sb.control("POST", "/tasks", body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def solve(sb, task_id: str) -> None:
     assert sb.control("POST", f"/tasks/{task_id}/solve", {}).status_code == 200
 
@@ -89,6 +58,12 @@ def solve(sb, task_id: str) -> None:
 @pytest.fixture
 def store() -> MemorySeenTasksStore:
     return MemorySeenTasksStore()
+
+
+@pytest.fixture(autouse=True)
+def no_persist_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fired tasks are stored at once here (the 30 s grace has its own tests), so a restart finds them."""
+    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 0.0)
 
 
 both_modes = pytest.mark.parametrize("coalesce", [True, False], ids=["shared-poll", "direct"])
@@ -105,7 +80,6 @@ def test_serialize_round_trips_and_identity_is_stable():
         poll_interval=30,
         replay_existing=True,
         coalesce=False,
-        max_seen=500,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -150,12 +124,87 @@ def test_state_key_follows_the_filter_not_the_interval():
         ({"case_id": "INV-1005"}, "is not a Debitura case id"),
         ({"poll_interval": 0}, "positive number of seconds"),
         ({"debitura_conn_id": ""}, "must name an Airflow connection"),
-        ({"max_seen": 0}, "max_seen"),
     ],
 )
 def test_bad_parameters_fail_when_the_dag_is_parsed(kwargs, message):
     with pytest.raises(DebituraConfigError, match=message):
         DebituraNewTasksTrigger(**kwargs)
+
+
+def test_max_seen_is_deprecated_ignored_and_not_serialized():
+    with pytest.warns(DeprecationWarning, match="max_seen"):
+        trigger = DebituraNewTasksTrigger(max_seen=500)
+    assert "max_seen" not in trigger.serialize()[1]
+    with pytest.warns(DeprecationWarning):  # a trigger row the previous version stored still loads
+        DebituraNewTasksTrigger(**{**trigger.serialize()[1], "max_seen": 10_000})
+
+
+class RecordingLog:
+    """Stands in for a trigger's logger: keeps (level, message) pairs."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def _record(self, level: str, message: str, *args: object) -> None:
+        self.lines.append((level, message % args if args else message))
+
+    def info(self, message: str, *args: object) -> None:
+        self._record("info", message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        self._record("warning", message, *args)
+
+    def debug(self, message: str, *args: object) -> None:
+        self._record("debug", message, *args)
+
+
+def api_task(n: int, created: str, type_: str = "ReplyToChat") -> dict[str, Any]:
+    return {"id": f"00000000-0000-0000-0000-{n:012d}", "type": type_, "status": "Open", "dateCreated": created}
+
+
+async def test_records_the_reader_rejected_are_reported_once_and_never_fire(store):
+    trigger = make(store, task_types=["ReplyToChat"])
+    trigger._log = RecordingLog()
+    bad = RejectedRecord("task", "dateCreated: Input should be a valid datetime", id="7f0c", type="ReplyToChat")
+    other = RejectedRecord("task", "dateCreated: Input should be a valid datetime", id="8e1d", type="SignContract")
+    first = Round(True, [api_task(1, "2026-01-01T00:00:00Z")], rejected=[bad, other])
+    assert await trigger._process(first) == []
+    new = api_task(2, "2026-01-01T00:05:00Z")
+    assert await trigger._process(Round(True, [api_task(1, "2026-01-01T00:00:00Z"), new], rejected=[bad])) == [new]
+    warnings = [text for level, text in trigger._log.lines if level == "warning"]
+    assert warnings == [  # once, and only the record that may be a task this watcher watches
+        "Debitura watcher: skipping a record it cannot use (a task 7f0c the listing could not read "
+        "(dateCreated: Input should be a valid datetime)); it never fires"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("record", "watched"),
+    [
+        (RejectedRecord("task", "r", type="ReplyToChat", case_id="C1"), True),
+        (RejectedRecord("task", "r", type="SignContract"), False),
+        (RejectedRecord("task", "r", type_unreadable=True, case_id="C1"), True),
+        (RejectedRecord("task", "r", type_unreadable=True), False),  # no case: not this case's
+        (RejectedRecord("task", "r", type="ReplyToChat", case_id="C2"), False),
+        (RejectedRecord("task", "r", type="ReplyToChat", case_id_unreadable=True), True),
+    ],
+)
+def test_which_rejected_records_a_watcher_reports(record, watched):
+    case = "c1"
+    trigger = DebituraNewTasksTrigger(task_types=["ReplyToChat"])
+    watch = type(trigger.watch)(trigger.watch.conn_id, trigger.watch.types, case)
+    assert watch.may_match(record) is watched
+
+
+async def test_an_incomplete_listing_never_becomes_the_baseline(store):
+    trigger = make(store)
+    early = api_task(1, "2026-01-01T00:00:00Z")
+    assert await trigger._process(Round(True, [early], complete=False)) == []
+    assert trigger.tracker is not None and trigger.tracker.start == "first start" and not trigger.tracker.state.ids
+    later = api_task(2, "2026-01-01T00:05:00Z")
+    assert await trigger._process(Round(True, [early, later])) == []  # the first complete listing: backlog
+    third = api_task(3, "2026-01-01T00:06:00Z")
+    assert await trigger._process(Round(True, [early, later, third], complete=False)) == [third]
 
 
 # ------------------------------------------------------------------------------- first start, dedup
@@ -168,8 +217,9 @@ async def test_first_start_records_the_queue_then_fires_once_per_new_task(debitu
     try:
         await watch.rounds(2)
         assert watch.events == []  # the existing queue is the baseline, not a backlog to replay
-        baseline = set(store.values[watch.trigger.state_key]["ids"])
-        assert len(baseline) >= 5
+        newest = max(t["dateCreated"] for t in sb.client().get("/tasks", params={"PageSize": 100}).json()["tasks"])
+        mark = store.state().marks[watch.trigger.state_key]
+        assert mark.cutoff is not None and mark.cutoff >= created_epoch(newest)  # the baseline in one number
 
         task = add_task(sb)
         await watch.until(lambda: len(watch.events) == 1)
@@ -178,7 +228,7 @@ async def test_first_start_records_the_queue_then_fires_once_per_new_task(debitu
         event = watch.events[0]
         assert event == task  # the task's own camelCase JSON, every field
         assert {"caseId", "solutionUrl", "dateCreated", "typeLabel", "action"} <= set(event)
-        assert task["id"] in store.values[watch.trigger.state_key]["ids"]
+        assert task["id"] in store.state().ids
     finally:
         await watch.stop()
 
@@ -237,30 +287,6 @@ async def test_several_new_tasks_in_one_round_fire_in_creation_order(debitura_co
         await watch.stop()
 
 
-async def test_solved_tasks_are_forgotten_after_a_few_rounds_so_the_state_stays_small(debitura_conn, store):
-    sb = debitura_conn
-    watch = Watch(make(store))
-    try:
-        await watch.rounds(1)
-        task = add_task(sb)
-        await watch.until(lambda: len(watch.events) == 1)
-        solve(sb, task["id"])
-        await watch.rounds(new_tasks.PRUNE_AFTER_ROUNDS + 1)
-        assert task["id"] not in store.values[watch.trigger.state_key]["ids"]
-        assert len(watch.events) == 1
-    finally:
-        await watch.stop()
-
-
-def test_state_cap_drops_the_oldest_ids():
-    state = SeenState({f"t{i}": float(i) for i in range(10)})
-    assert state.cap(4) == ["t0", "t1", "t2", "t3", "t4", "t5"]
-    assert sorted(state.ids) == ["t6", "t7", "t8", "t9"]
-    assert SeenState.from_json(json.dumps(state.to_json())).ids == state.ids
-    assert SeenState.from_json({"v": 99, "ids": {}}) is None  # a foreign value is "no state", not a crash
-    assert SeenState.from_json("not json") is None
-
-
 # --------------------------------------------------------------------------------------- filtering
 
 
@@ -275,7 +301,7 @@ async def test_type_filter(debitura_conn, store):
         await watch.until(lambda: len(watch.events) == 2)
         await watch.rounds(2)
         assert {e["id"] for e in watch.events} == {chat["id"], account["id"]}
-        assert ignored["id"] not in store.values[watch.trigger.state_key]["ids"]
+        assert ignored["id"] not in store.state().ids
         account_event = next(e for e in watch.events if e["id"] == account["id"])
         assert account_event == account  # full JSON, not the shared snapshot's compact form
         assert account_event["caseId"] is None and account_event["solutionUrl"]
@@ -373,25 +399,27 @@ async def test_malformed_pages_fire_nothing(fail_fast, store):
         await watch.stop()
 
 
-async def test_a_listing_that_keeps_drifting_is_a_failed_round_with_no_events(debitura_conn, store):
-    """The queue changes between pages on every re-read: no consistent listing, so no events, no state change."""
-    from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-
+async def test_a_queue_that_moves_while_it_is_read_fires_each_new_task_once(debitura_conn, store):
+    """Tasks created between the pages of a listing (the core listing completes on a moving queue and may or
+    may not include them): each fires exactly once, in that round or the next."""
     sb = debitura_conn
     sb.control("POST", "/scenario", {"name": "large:150"})  # two pages of 100
-    for count in (1, 3, 5, 7):  # a task appears right after every page 1: page 2 disagrees every time
-        body = {
-            "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": count}},
-            "action": {"type": "addTask", "task": {"type": "SignContract"}},
-        }
-        assert sb.control("POST", "/events", body).status_code == 201
-    trigger = make(store, coalesce=False)
-    trigger._state = SeenState({"already": 1.0})
-    async with DebituraAsyncHook("debitura_default") as hook:
-        listing = await new_tasks.read_direct(hook, trigger)
-    assert not listing.ok and "kept changing" in (listing.error or "")
-    assert await trigger._process(listing) == []
-    assert trigger._state.ids == {"already": 1.0} and not trigger._dirty
+    watch = Watch(make(store, coalesce=False))
+    try:
+        await watch.rounds(1)
+        before = {t["id"] for t in sb.state.list_tasks("Open")}
+        for count in (1, 3, 5, 7):  # a task appears right after a page read, four times
+            body = {
+                "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": count}},
+                "action": {"type": "addTask", "task": {"type": "SignContract"}},
+            }
+            assert sb.control("POST", "/events", body).status_code == 201
+        added = lambda: {t["id"] for t in sb.state.list_tasks("Open")} - before  # noqa: E731
+        await watch.until(lambda: len(added()) == 4 and {e["id"] for e in watch.events} == added(), timeout=30)
+        await watch.rounds(3)
+        assert sorted(e["id"] for e in watch.events) == sorted(added())  # each once
+    finally:
+        await watch.stop()
 
 
 async def test_store_failures_never_replay_and_never_lose_a_fired_task(debitura_conn, store):
@@ -405,7 +433,7 @@ async def test_store_failures_never_replay_and_never_lose_a_fired_task(debitura_
         task = add_task(sb)
         await watch.until(lambda: len(watch.events) == 1)
         await watch.rounds(3)
-        assert task["id"] in store.values[watch.trigger.state_key]["ids"]  # saved once the store recovered
+        assert task["id"] in store.state().ids  # saved once the store recovered
         assert [e["id"] for e in watch.events] == [task["id"]]
     finally:
         await watch.stop()
@@ -443,6 +471,8 @@ async def test_shares_the_case_gates_poll(debitura_conn, store):
 
 
 class FakeAccessor:
+    """Shaped like Airflow 3.3's AssetStateStoreAccessor (values stored as JSON, as the metadata DB does)."""
+
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
 
@@ -453,6 +483,9 @@ class FakeAccessor:
         assert value is not None
         self.values[key] = json.loads(json.dumps(value))
 
+    async def adelete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 class FakeAccessors:
     """Shaped like Airflow 3.3's AssetStateStoreAccessors for a watcher feeding two assets."""
@@ -462,32 +495,61 @@ class FakeAccessors:
         self._by_uri: dict[str, FakeAccessor] = {}
 
 
-async def test_airflow_store_uses_every_watched_assets_state_and_merges_them():
-    trigger = DebituraNewTasksTrigger()
+T_A = "0d258f0a-0095-5475-b994-802a390bd8dc"
+T_B = "1d258f0a-0095-5475-b994-802a390bd8dc"
+
+
+async def test_airflow_store_keeps_one_value_per_asset_and_merges_every_watched_asset():
+    trigger = DebituraNewTasksTrigger(task_types=["ReplyToChat"])
     store = AirflowSeenTasksStore(trigger)
     assert store.backend == "variable"  # outside an asset watcher
     a, b = FakeAccessor({}), FakeAccessor({})
     trigger.asset_state_store = FakeAccessors(a=a, b=b)
     assert store.backend == "asset_state_store"
-    assert await store.load("k") is None
-    a.values["k"] = {"v": 1, "ids": {"t1": 5}}
-    b.values["k"] = {"v": 1, "ids": {"t2": 6}}
-    merged = await store.load("k")
-    assert merged is not None and merged.ids == {"t1": 5.0, "t2": 6.0}  # a newly added asset replays nothing
-    await store.save("k", merged)
-    assert a.values["k"] == b.values["k"] == {"v": 1, "ids": {"t1": 5.0, "t2": 6.0}}
+    assert await store.load(trigger.watch) is None
+    other = DebituraNewTasksTrigger(task_types=["SignContract"])
+    await AirflowSeenTasksStore(FakeHolder(FakeAccessors(a=a))).save(
+        other.watch, SeenState({T_A: 5.0}, {other.state_key: mark(other)}), now=10.0
+    )
+    b.values[ASSET_STATE_KEY] = SeenState({T_B: 6.0}, {trigger.state_key: mark(trigger)}).to_json()
+    merged = await store.load(trigger.watch)
+    assert merged is not None and set(merged.ids) == {T_A, T_B}  # a newly added asset replays nothing
+    await store.save(trigger.watch, merged, now=11.0)
+    assert set(a.values) == set(b.values) == {ASSET_STATE_KEY}  # one key per asset, whatever the filter
+    for accessor in (a, b):
+        saved = SeenState.from_json(accessor.values[ASSET_STATE_KEY])
+        assert saved is not None and set(saved.marks) == {trigger.state_key, other.state_key}
+
+
+async def test_airflow_store_migrates_a_version_1_state_and_deletes_its_old_key():
+    trigger = DebituraNewTasksTrigger(task_types=["ReplyToChat"])
+    accessor = FakeAccessor({trigger.state_key: {"v": 1, "ids": {T_A: 5.0}}})
+    trigger.asset_state_store = FakeAccessors(a=accessor)
+    store = AirflowSeenTasksStore(trigger)
+    state = await store.load(trigger.watch)
+    assert state is not None and state.ids == {T_A: None} and trigger.state_key in state.marks  # resumes
+    await store.save(trigger.watch, state, now=20.0)
+    assert set(accessor.values) == {ASSET_STATE_KEY}  # the old per-filter key is gone
+
+
+class FakeHolder:
+    def __init__(self, stores: FakeAccessors) -> None:
+        self.asset_state_store = stores
+
+
+def mark(trigger: DebituraNewTasksTrigger):
+    tracker = SeenTracker(trigger.watch, SeenState(), poll_interval=60, replay_existing=False, now=1.0)
+    return tracker.mark
 
 
 async def test_airflow_store_falls_back_to_a_variable_off_the_event_loop(monkeypatch):
-    from airflow_provider_debitura import seen_tasks
-
     calls: list[tuple[str, Any]] = []
     loop_thread = threading.get_ident()
 
     def fake_get(key: str) -> Any:
         assert threading.get_ident() != loop_thread  # never a sync SDK call on the loop
         calls.append(("get", key))
-        return json.dumps({"v": 1, "ids": {"t": 1}})
+        return json.dumps({"v": 1, "ids": {T_A: 1}})
 
     def fake_set(key: str, value: str) -> None:
         assert threading.get_ident() != loop_thread
@@ -495,8 +557,10 @@ async def test_airflow_store_falls_back_to_a_variable_off_the_event_loop(monkeyp
 
     monkeypatch.setattr(seen_tasks, "_variable_get", fake_get)
     monkeypatch.setattr(seen_tasks, "_variable_set", fake_set)
-    store = AirflowSeenTasksStore(DebituraNewTasksTrigger())
-    state = await store.load("key")
-    assert state is not None and state.ids == {"t": 1.0}
-    await store.save("key", state)
-    assert calls == [("get", "key"), ("set", {"v": 1, "ids": {"t": 1.0}})]
+    trigger = DebituraNewTasksTrigger()
+    store = AirflowSeenTasksStore(trigger)
+    state = await store.load(trigger.watch)
+    assert state is not None and state.ids == {T_A: None} and trigger.state_key in state.marks
+    await store.save(trigger.watch, state, now=5.0)
+    assert [c[0] for c in calls] == ["get", "set"] and calls[0][1] == trigger.state_key  # one Variable per filter
+    assert SeenState.from_json(calls[1][1]) == state
