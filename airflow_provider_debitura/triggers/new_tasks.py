@@ -27,12 +27,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.gate import CASE_ID, ID, TYPE
+from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.models import Task, is_open_status
 from airflow_provider_debitura.seen_tasks import (
     DEFAULT_MAX_SEEN,
@@ -41,6 +44,8 @@ from airflow_provider_debitura.seen_tasks import (
     SeenTasksStore,
     watcher_key,
 )
+from airflow_provider_debitura.triggers.shared_poll import warm_client
+from airflow_provider_debitura.triggers.sources import SharedQueueSource
 from airflow_provider_debitura.validation import connection_id, positive_seconds, task_types, validate_guid
 
 PRUNE_AFTER_ROUNDS = 3
@@ -277,6 +282,7 @@ def _validated_types(values: Sequence[str] | str | None) -> list[str] | None:
 
 
 # ------------------------------------------------------------------------------------------ sources
+# The adapters from the snapshot-source seam (:mod:`.sources`) to the watcher's rounds.
 
 
 class _DirectSource:
@@ -284,13 +290,9 @@ class _DirectSource:
 
     def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
         self.trigger = trigger
-        self.hook: Any = None
+        self.hook = DebituraAsyncHook(trigger.debitura_conn_id)
 
     async def __aenter__(self) -> _DirectSource:
-        from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-        from airflow_provider_debitura.triggers.shared_poll import warm_client
-
-        self.hook = DebituraAsyncHook(self.trigger.debitura_conn_id)
         await warm_client(self.hook)
         return self
 
@@ -304,7 +306,7 @@ class _DirectSource:
         await asyncio.sleep(self.trigger.poll_interval)
 
 
-async def read_direct(hook: Any, trigger: DebituraNewTasksTrigger) -> Round:
+async def read_direct(hook: DebituraAsyncHook, trigger: DebituraNewTasksTrigger) -> Round:
     try:
         if trigger.case_id is not None:
             tasks: Iterable[Task] = await hook.get_case_tasks(trigger.case_id, status="Open", types=trigger.task_types)
@@ -318,44 +320,39 @@ async def read_direct(hook: Any, trigger: DebituraNewTasksTrigger) -> Round:
 
 
 class _SharedSource:
-    """Adapter from the case gates' shared account poll (``gate.AccountSnapshot``, which carries every open
-    task it read) to the watcher's rounds: no read of its own, only the tasks that match the filter are
-    turned into JSON."""
+    """The watcher's rounds from the connection's shared poll (one read of the whole queue per round it asks
+    for, shared with the case gates due then), at the watcher's own ``poll_interval``: a gate polling
+    faster on the same connection does not make the watcher's rounds faster."""
 
     def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
         self.trigger = trigger
-        self._subscription: Any = None
-        self.poller: Any = None
+        self.source = SharedQueueSource(trigger.debitura_conn_id, trigger.poll_interval, records=True)
+        self._not_before: float | None = None
         self._last_failed = False
 
     async def __aenter__(self) -> _SharedSource:
-        from airflow_provider_debitura.triggers.shared_poll import subscribe
-
-        self._subscription = subscribe(self.trigger.debitura_conn_id, self.trigger.poll_interval)
-        self.poller = await self._subscription.__aenter__()
+        await self.source.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._subscription.__aexit__(*exc)
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.source.__aexit__(exc_type, exc, tb)
 
     async def pause(self) -> None:
-        # ``next_snapshot`` already waits for the poller's next interval; the short pause after a
-        # failed round only keeps a poller that fails instantly (e.g. a crashed loop) from spinning.
+        # The source already waits for the watcher's next interval; the short pause after a failed round only
+        # keeps a poller that fails instantly (e.g. a crashed loop) from spinning.
         if self._last_failed:
             await asyncio.sleep(min(1.0, self.trigger.poll_interval))
 
     async def next_round(self) -> Round:
-        snapshot = await self.poller.next_snapshot()
-        if getattr(snapshot, "direct", False):
-            # The poller skipped the shared read this interval (only for subscribers that declared a
-            # direct check; this one does not, but a skipped round must still be read, not lost).
-            listing = await read_direct(self.poller.hook, self.trigger)
-            self._last_failed = not listing.ok
-            return listing
+        snapshot = await self.source.next_snapshot(self._not_before)
+        if snapshot is None:  # no deadline was given, so this cannot happen
+            return Round.failed("the shared poll stopped")
+        self._not_before = snapshot.started + self.trigger.poll_interval
         self._last_failed = not snapshot.ok
         if not snapshot.ok:
             return Round.failed(snapshot.error or "the shared account poll failed")
         trigger = self.trigger
-        return Round(
-            True, [t.to_api_dict() for t in snapshot.tasks if trigger.matches({"type": t.type, "caseId": t.case_id})]
-        )
+        wanted = [t[ID] for t in snapshot.tasks if trigger.matches({"type": t[TYPE], "caseId": t[CASE_ID]})]
+        return Round(True, snapshot.records(wanted) if wanted else [])

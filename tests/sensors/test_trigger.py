@@ -100,12 +100,12 @@ async def test_shared_poll_picks_up_a_rotated_key(sandbox, monkeypatch, case_ids
 
     good = sandbox.conn_json()
     monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(json.loads(good) | {"password": "revoked-key-1"}))
-    async with subscribe("debitura_default", 0.2) as poller:
-        first = await poller.next_snapshot()
-        assert not first.ok and first.fatal and "401" in first.error
+    async with subscribe("debitura_default", 0.2) as subscription:
+        first = await subscription.next_snapshot()
+        assert first is not None and not first.ok and "401" in first.error
         monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", good)
-        second = await poller.next_snapshot()
-        assert second.ok and second.total > 0
+        second = await subscription.next_snapshot()
+        assert second is not None and second.ok and second.total > 0
 
 
 async def test_deadline_yields_timeout(debitura_conn, case_ids):
