@@ -199,12 +199,15 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             if case is not None and not self._progress.case_id:  # the lookup failed at the first check
                 self._progress.case_id, self._progress.label = case.id, self._progress.label or case.label
             return self._progress
-        # Reschedule mode: each try is a fresh process; Airflow 3 says how many checks came before.
-        prior = int(context.get("task_reschedule_count") or 0) if hasattr(context, "get") else 0
+        # Reschedule mode: each try is a fresh process. Airflow 3 says how many checks came before (2.11 does
+        # not: there, the first check's blockers are known only if the task state store kept them).
+        count = context.get("task_reschedule_count") if hasattr(context, "get") else None
+        prior = int(count or 0)
         first = memory.get(_first_key(context)) if memory.available else None
+        first_check = not self.reschedule or (count is not None and prior == 0)
         self._progress = GateProgress(
             case.id if case else "", case.label if case else None, prior,
-            first if isinstance(first, list) else None, record_first=prior == 0 or memory.available,
+            first if isinstance(first, list) else None, record_first=first_check or memory.available,
         )  # fmt: skip
         return self._progress
 
