@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_debitura import gate
-from airflow_provider_debitura.gate import GateProgress, GateSpec, GateState
+from airflow_provider_debitura.gate import AccountSnapshot, GateProgress, GateSpec, GateState
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.triggers.sources import DirectGateSource, SharedGateSource, SnapshotSource
 from airflow_provider_debitura.validation import case_selector
@@ -159,27 +160,25 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
             if self.coalesce
             else DirectGateSource(self.debitura_conn_id, spec)
         )
-        async with source:
-            return await self._poll(source, spec)
-
-    async def _poll(self, source: SnapshotSource, spec: GateSpec) -> TriggerEvent:
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            return self._timeout_event()
         loop = asyncio.get_running_loop()
-        not_before = None if self.progress.checks == 0 else loop.time() + self._interval()
-        while True:
-            remaining = self._remaining()
-            if remaining is not None and remaining <= 0:
-                return self._timeout_event()
-            snapshot = await source.next_snapshot(not_before, self.end_time)
-            if snapshot is None:
-                return self._timeout_event()
-            verdict = snapshot.verdict_for(spec)
-            level, message = self.progress.note(verdict, quiet_unchanged=True)
-            getattr(self.log, level)(message)
-            if verdict.state is GateState.FAILED:
-                return self._event("error", message=gate.failure_message(self.progress.name, verdict))
-            if verdict.is_unblocked:
-                return self._event("success", **self.progress.record())
-            not_before = snapshot.started + self._interval()
+        first = None if self.progress.checks == 0 else loop.time() + self._interval()
+        async with source:
+            event = await source.follow(functools.partial(self._step, spec), first, self.end_time)
+        return self._timeout_event() if event is None else event
+
+    def _step(self, spec: GateSpec, snapshot: AccountSnapshot) -> TriggerEvent | float:
+        """One check: count and log it; the final event, or the loop time of the next check."""
+        verdict = snapshot.verdict_for(spec)
+        level, message = self.progress.note(verdict, quiet_unchanged=True)
+        getattr(self.log, level)(message)
+        if verdict.state is GateState.FAILED:
+            return self._event("error", message=gate.failure_message(self.progress.name, verdict))
+        if verdict.is_unblocked:
+            return self._event("success", **self.progress.record())
+        return snapshot.started + self._interval()
 
     async def _look_up(self) -> TriggerEvent | None:
         """Resolve the reference the sensor could not (its lookup failed transiently): check again every

@@ -89,6 +89,33 @@ class _Listed(str):
         return str(self)
 
 
+class ListedIds:
+    """The listing's id objects, kept from one full read to the next.
+
+    The listing state machine holds one object per task for the whole read, and Python's collector tracks
+    each (a ``str`` subclass is tracked, a ``str`` is not). New ones every read would be promoted to the
+    oldest generation every round (5,000 for 5,000 open tasks) and bring on a full collection of the
+    triggerer's heap every few rounds; kept, only the tasks that are new since the last read cost anything.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, _Listed] = {}
+        self._seen: dict[str, _Listed] = {}
+
+    def __call__(self, task_id: str) -> _Listed:
+        listed = self._ids.get(task_id) or _Listed(task_id)
+        self._seen[task_id] = listed
+        return listed
+
+    def begin(self) -> None:
+        """Before a read."""
+        self._seen = {}
+
+    def forget_unseen(self) -> None:
+        """After a read: drop the ids that read did not list."""
+        self._ids, self._seen = self._seen, {}
+
+
 @dataclass(frozen=True)
 class _ListingPage:
     page: PageInfo
@@ -129,14 +156,21 @@ def _verified(listing: TaskListing) -> bool:
 
 
 async def read_queue(
-    hook: DebituraAsyncHook, *, keep_pages: bool = False, keep_going: Callable[[int], bool] | None = None
+    hook: DebituraAsyncHook,
+    *,
+    keep_pages: bool = False,
+    keep_going: Callable[[int], bool] | None = None,
+    listed: ListedIds | None = None,
 ) -> QueueRead:
     """Read every open task of the account once, as compact records (never raises for a failed read).
 
     :param hook: the connection's async hook.
     :param keep_pages: also keep each page's records as JSON text (for subscribers that need full records).
     :param keep_going: called with ``totalResults`` after page 1; False stops there (``abandoned``).
+    :param listed: the id objects of earlier reads, to reuse (see :class:`ListedIds`).
     """
+    listed = listed if listed is not None else ListedIds()
+    listed.begin()
     listing = TaskListing(status="Open")
     result = QueueRead()
     seen: dict[str, CompactTask | Rejected] = {}
@@ -146,7 +180,7 @@ async def read_queue(
             result.requests += 1
             answer = cast(TaskPageBatch, await hook.run(compact_page_call(call, keep_text=keep_pages)))
             _collect(answer, seen, texts)
-            listing.feed(cast(TaskPage, _ListingPage(answer.page, [_Listed(i) for i in answer.batch.ids])))
+            listing.feed(cast(TaskPage, _ListingPage(answer.page, [listed(i) for i in answer.batch.ids])))
             if result.requests == 1 and keep_going is not None and not keep_going(answer.page.total_results):
                 result.total, result.abandoned = answer.page.total_results, True
                 return result
@@ -158,6 +192,7 @@ async def read_queue(
             await hook.reset_connection()  # a rotated key takes effect without a triggerer restart
         result.error = exc
         return result
+    listed.forget_unseen()
     result.total, result.verified = listing.total_results, _verified(listing)
     result.batch = _batch(ids, seen)
     result.pages = tuple(texts[page] for page in sorted(texts))

@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec, GateState
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.triggers.reads import QueueRead, drive_direct, pages_for, read_queue
+from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, drive_direct, pages_for, read_queue
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+Step = Callable[[AccountSnapshot], float | R]
+"""A follower's per-round function: a float (loop time of the next round it wants) or its final outcome."""
 
 MAX_CONCURRENT_READS = 8
 """Direct reads in flight at once, per connection and event loop (a cleared account-level blocker makes
@@ -126,7 +130,8 @@ class SharedAccountPoller:
         self.conn_id = conn_id
         self.hook = hook_factory(conn_id)
         self._members: dict[int, _Member] = {}
-        self._waiting: dict[int, asyncio.Future[AccountSnapshot | None]] = {}
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._steps: dict[int, Step[Any]] = {}
         self._not_before: dict[int, float] = {}
         self._deadline: dict[int, float] = {}
         self._next_token = 0
@@ -135,6 +140,7 @@ class SharedAccountPoller:
         self._rounds_since_size = 0
         self._plan_text: str | None = None
         self._busy = False
+        self._listed = ListedIds()
         self.snapshots = 0
         """Rounds delivered."""
         self.shared_reads = 0
@@ -185,11 +191,9 @@ class SharedAccountPoller:
     def leave(self, token: int) -> bool:
         """Drop a subscriber; True when it was the last one."""
         self._members.pop(token, None)
-        fut = self._waiting.pop(token, None)
+        fut = self._forget(token)
         if fut is not None and not fut.done():
             fut.cancel()
-        self._not_before.pop(token, None)
-        self._deadline.pop(token, None)
         return not self._members
 
     def _ensure_running(self) -> None:
@@ -198,24 +202,35 @@ class SharedAccountPoller:
                 self._run(), name=f"debitura-shared-poll-{self.conn_id}"
             )
 
-    async def wait(self, token: int, not_before: float | None, deadline: float | None) -> AccountSnapshot | None:
-        """The first round that starts at or after ``not_before`` (loop time; None: the next one), or None
-        once ``deadline`` (wall clock) has passed."""
+    def ask(
+        self, token: int, not_before: float | None, deadline: float | None, step: Step[R] | None = None
+    ) -> asyncio.Future[Any]:
+        """A future for the first round that starts at or after ``not_before`` (loop time; None: the next one);
+        its result is None once ``deadline`` (wall clock) has passed.
+
+        With ``step``, the poller calls ``step(snapshot)`` after each round the subscriber is due for: a float
+        means "again at the first round at or after that loop time", anything else resolves the future. A
+        gate that stays blocked then costs no object per round at all: no future, no task wake-up, nothing
+        for the garbage collector to age (docs/gates.md).
+        """
         loop = asyncio.get_running_loop()
         self._ensure_running()  # a crashed loop must not strand anybody
-        fut: asyncio.Future[AccountSnapshot | None] = loop.create_future()
+        self._forget(token)  # one question at a time per subscriber
+        fut: asyncio.Future[Any] = loop.create_future()
         self._waiting[token] = fut
         self._not_before[token] = loop.time() if not_before is None else not_before
         if deadline is not None:
             self._deadline[token] = loop.time() + (deadline - time.time())
+        if step is not None:
+            self._steps[token] = step
         self._wake.set()
-        try:
-            return await fut
-        finally:
-            if self._waiting.get(token) is fut:
-                del self._waiting[token]
-            self._not_before.pop(token, None)
-            self._deadline.pop(token, None)
+        return fut
+
+    def _forget(self, token: int) -> asyncio.Future[Any] | None:
+        self._not_before.pop(token, None)
+        self._deadline.pop(token, None)
+        self._steps.pop(token, None)
+        return self._waiting.pop(token, None)
 
     # -- the loop --
 
@@ -226,7 +241,9 @@ class SharedAccountPoller:
             while self._members:
                 now = loop.time()
                 self._expire(now)
-                asking = [t for t, fut in self._waiting.items() if not fut.done()]
+                for token in [t for t, fut in self._waiting.items() if fut.done()]:  # cancelled meanwhile
+                    self._forget(token)
+                asking = list(self._waiting)
                 start_at = max([next_start, min(self._not_before[t] for t in asking)]) if asking else _NEVER
                 if start_at > now + _TOLERANCE:
                     await self._sleep_until(min([start_at, *(self._deadline.get(t, _NEVER) for t in asking)]))
@@ -236,10 +253,15 @@ class SharedAccountPoller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not leave subscribers waiting forever
-            log.exception("Debitura shared poll loop for %r failed", self.conn_id)
+            log.exception("Debitura shared poll loop for %r failed; restarting it in 1 s", self.conn_id)
             self._deliver_now(
                 list(self._waiting), AccountSnapshot.failed(f"shared poll loop failed: {exc}", time.time())
             )
+            asyncio.get_running_loop().call_later(1.0, self._restart)
+
+    def _restart(self) -> None:
+        if self._members:
+            self._ensure_running()
 
     async def _sleep_until(self, when: float) -> None:
         self._wake.clear()
@@ -253,7 +275,7 @@ class SharedAccountPoller:
 
     def _expire(self, now: float) -> None:
         for token in [t for t, at in self._deadline.items() if at <= now]:
-            fut = self._waiting.get(token)
+            fut = self._forget(token)
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
@@ -282,7 +304,7 @@ class SharedAccountPoller:
         if not plan.full and pages is not None and cost < pages and not probe:
             return await self._direct(plan, taken_at)
         keep_going = None if plan.full else (lambda total: pages_for(total) <= cost)
-        read = await read_queue(self.hook, keep_pages=plan.records, keep_going=keep_going)
+        read = await read_queue(self.hook, keep_pages=plan.records, keep_going=keep_going, listed=self._listed)
         self._requests += read.requests
         if read.total is not None:
             self.open_total, self._rounds_since_size = read.total, 0
@@ -351,9 +373,25 @@ class SharedAccountPoller:
 
     def _deliver_now(self, tokens: list[int], snapshot: AccountSnapshot) -> None:
         for token in tokens:
-            fut = self._waiting.get(token)
-            if fut is not None and not fut.done():
+            fut, step = self._waiting.get(token), self._steps.get(token)
+            if fut is None or fut.done():
+                self._forget(token)
+                continue
+            if step is None:
+                self._forget(token)
                 fut.set_result(snapshot)
+                continue
+            try:
+                outcome = step(snapshot)
+            except Exception as exc:  # the subscriber's own error, raised in its own task
+                self._forget(token)
+                fut.set_exception(exc)
+                continue
+            if isinstance(outcome, float):
+                self._not_before[token] = outcome  # still waiting, same future
+            else:
+                self._forget(token)
+                fut.set_result(outcome)
 
     async def aclose(self) -> None:
         """Stop the loop and close the HTTP client; cancellation of the caller still propagates."""
@@ -370,33 +408,75 @@ def _snapshot_of(read: QueueRead, taken_at: float) -> AccountSnapshot:
 
 
 class Subscription:
-    """A subscriber's handle on the shared poll (from :func:`subscribe`)."""
+    """A subscriber's handle on the shared poll; an async context manager (use :func:`subscribe`).
 
-    def __init__(self, poller: SharedAccountPoller, token: int) -> None:
-        self.poller = poller
-        self.token = token
+    Joining happens on entry, leaving on exit: the last subscriber out stops the poll and closes its HTTP
+    client (shielded, so a cancelled subscriber still releases the pool; its own cancellation propagates).
+    A class rather than a generator-based context manager: one object fewer per gate for the collector.
+    """
+
+    __slots__ = ("_member", "conn_id", "poller", "token")
+
+    def __init__(self, conn_id: str, member: _Member) -> None:
+        self.conn_id = conn_id
+        self._member = member
+        self.poller: SharedAccountPoller | None = None
+        self.token = 0
+
+    async def __aenter__(self) -> Subscription:
+        pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
+        poller = pollers.get(self.conn_id)
+        if poller is None:
+            poller = pollers[self.conn_id] = SharedAccountPoller(self.conn_id)
+        self.poller, self.token = poller, poller.join(self._member)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        poller = self._poller
+        self.poller = None
+        if poller.leave(self.token):
+            pollers = _POLLERS.get(asyncio.get_running_loop(), {})
+            if pollers.get(self.conn_id) is poller:
+                del pollers[self.conn_id]
+            await asyncio.shield(poller.aclose())
+
+    @property
+    def _poller(self) -> SharedAccountPoller:
+        if self.poller is None:
+            raise RuntimeError("use the subscription as an async context manager (async with subscribe(...))")
+        return self.poller
 
     @property
     def hook(self) -> DebituraAsyncHook:
         """The connection's shared hook (one HTTP pool for every subscriber)."""
-        return self.poller.hook
+        return self._poller.hook
 
-    async def next_snapshot(
+    def next_snapshot(
         self, not_before: float | None = None, deadline: float | None = None
-    ) -> AccountSnapshot | None:
-        """The first round that starts at or after ``not_before``; None once ``deadline`` has passed.
+    ) -> asyncio.Future[AccountSnapshot | None]:
+        """Await it: the first round that starts at or after ``not_before``; None once ``deadline`` has passed.
 
         :param not_before: event-loop time (``loop.time()``); None: the next round.
         :param deadline: wall-clock time (``time.time()``); None: no deadline.
         """
-        return await self.poller.wait(self.token, not_before, deadline)
+        return self._poller.ask(self.token, not_before, deadline)
+
+    def follow(
+        self, step: Step[R], not_before: float | None = None, deadline: float | None = None
+    ) -> asyncio.Future[R | None]:
+        """Await it: ``step(snapshot)`` runs after every round this subscriber is due for, until it returns
+        something other than a float (the loop time of the next round it wants); that is the result. None
+        once ``deadline`` has passed; an exception ``step`` raises is raised here.
+
+        :param step: the per-round function (synchronous, quick: it runs in the poller's fan-out).
+        :param not_before: event-loop time of the first round; None: the next round.
+        :param deadline: wall-clock time; None: no deadline.
+        """
+        return self._poller.ask(self.token, not_before, deadline, step)
 
 
-@contextlib.asynccontextmanager
-async def subscribe(
-    conn_id: str, interval: float, *, gate: GateSpec | None = None, records: bool = False
-) -> AsyncIterator[Subscription]:
-    """Join the shared poll of ``conn_id`` on the running loop for the duration of the block.
+def subscribe(conn_id: str, interval: float, *, gate: GateSpec | None = None, records: bool = False) -> Subscription:
+    """Join the shared poll of ``conn_id`` on the running loop for the duration of an ``async with`` block.
 
     :param conn_id: the Airflow connection id.
     :param interval: the subscriber's interval in seconds; rounds come at the shortest interval of all.
@@ -405,21 +485,7 @@ async def subscribe(
     :param records: (whole-queue subscribers) keep each page's records as JSON for
         :meth:`~airflow_provider_debitura.gate.AccountSnapshot.records`.
     """
-    loop = asyncio.get_running_loop()
-    pollers = _POLLERS.setdefault(loop, {})
-    poller = pollers.get(conn_id)
-    if poller is None:
-        poller = pollers[conn_id] = SharedAccountPoller(conn_id)
-    token = poller.join(_Member(float(interval), gate, records))
-    try:
-        yield Subscription(poller, token)
-    finally:
-        if poller.leave(token):
-            if pollers.get(conn_id) is poller:
-                del pollers[conn_id]
-            # Shielded so a cancelled subscriber still releases the connection pool; its own cancellation
-            # is not swallowed.
-            await asyncio.shield(poller.aclose())
+    return Subscription(conn_id, _Member(float(interval), gate, records))
 
 
 def active_pollers() -> dict[str, SharedAccountPoller]:

@@ -1,8 +1,10 @@
 """Where a trigger gets what it reads each round: on its own (direct) or from the connection's shared poll.
 
 One seam for the case-gate trigger and the new-task watcher. A source is an async context manager with
-one method, ``next_snapshot(not_before, deadline)``, returning an
-:class:`~airflow_provider_debitura.gate.AccountSnapshot` (or None once the deadline has passed):
+two methods: ``next_snapshot(not_before, deadline)`` returns an
+:class:`~airflow_provider_debitura.gate.AccountSnapshot` (or None once the deadline has passed), and
+``follow(step, not_before, deadline)`` calls a synchronous ``step(snapshot)`` after every round until it
+returns a result (what the case gate uses: a blocked gate then costs nothing per round):
 
 ===============================  ==========================================================================
 :class:`DirectGateSource`        one gate reads its own case and the account-level tasks (``coalesce=False``)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable
 from dataclasses import replace
 from types import TracebackType
 from typing import Protocol
@@ -28,7 +30,14 @@ from typing import Protocol
 from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.triggers.reads import drive_direct
-from airflow_provider_debitura.triggers.shared_poll import Subscription, connection_slots, subscribe, warm_client
+from airflow_provider_debitura.triggers.shared_poll import (
+    R,
+    Step,
+    Subscription,
+    connection_slots,
+    subscribe,
+    warm_client,
+)
 
 
 class SnapshotSource(Protocol):
@@ -40,9 +49,13 @@ class SnapshotSource(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    async def next_snapshot(
+    def next_snapshot(
         self, not_before: float | None = None, deadline: float | None = None
-    ) -> AccountSnapshot | None: ...
+    ) -> Awaitable[AccountSnapshot | None]: ...
+
+    def follow(
+        self, step: Step[R], not_before: float | None = None, deadline: float | None = None
+    ) -> Awaitable[R | None]: ...
 
 
 class DirectGateSource:
@@ -87,37 +100,64 @@ class DirectGateSource:
         await drive_direct(self.hook, reads, connection_slots(self.conn_id))
         return replace(reads.snapshot(taken_at), started=started)
 
+    async def follow(self, step: Step[R], not_before: float | None = None, deadline: float | None = None) -> R | None:
+        """Check at ``not_before`` and call ``step`` with each snapshot until it returns a result (not a float,
+        which is the loop time of the next check); None once ``deadline`` has passed.
+
+        :param step: the per-check function.
+        :param not_before: event-loop time of the first check; None: now.
+        :param deadline: wall-clock deadline; None: none.
+        """
+        while True:
+            snapshot = await self.next_snapshot(not_before, deadline)
+            if snapshot is None:
+                return None
+            outcome = step(snapshot)
+            if not isinstance(outcome, float):
+                return outcome
+            not_before = outcome
+
 
 class _Subscribed:
     """A source backed by a subscription to the connection's shared poll."""
 
-    def __init__(self, subscription: AbstractAsyncContextManager[Subscription]) -> None:
-        self._context = subscription
-        self._subscription: Subscription | None = None
+    __slots__ = ("subscription",)
 
-    @property
-    def subscription(self) -> Subscription:
-        assert self._subscription is not None, "use the source as an async context manager"
-        return self._subscription
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
 
     async def __aenter__(self) -> _Subscribed:
-        self._subscription = await self._context.__aenter__()
+        await self.subscription.__aenter__()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._context.__aexit__(exc_type, exc, tb)
+        await self.subscription.__aexit__(exc_type, exc, tb)
 
-    async def next_snapshot(
+    def next_snapshot(
         self, not_before: float | None = None, deadline: float | None = None
-    ) -> AccountSnapshot | None:
-        """The first shared round that starts at or after ``not_before``; None once ``deadline`` has passed.
+    ) -> Awaitable[AccountSnapshot | None]:
+        """Await it: the first shared round that starts at or after ``not_before``; None once ``deadline`` has
+        passed. (A future, not a coroutine: one object per gate per round, see docs/gates.md.)
 
         :param not_before: event-loop time; None: the next round.
         :param deadline: wall-clock deadline; None: none.
         """
-        return await self.subscription.next_snapshot(not_before, deadline)
+        return self.subscription.next_snapshot(not_before, deadline)
+
+    def follow(
+        self, step: Step[R], not_before: float | None = None, deadline: float | None = None
+    ) -> Awaitable[R | None]:
+        """Await it: the shared poll calls ``step(snapshot)`` after every round this subscriber is due for,
+        until it returns a result (not a float: the loop time of the next round wanted); None once
+        ``deadline`` has passed. A blocked gate costs no task wake-up and no object per round.
+
+        :param step: the per-round function (synchronous and quick: it runs in the poll's fan-out).
+        :param not_before: event-loop time of the first round; None: the next round.
+        :param deadline: wall-clock deadline; None: none.
+        """
+        return self.subscription.follow(step, not_before, deadline)
 
 
 class SharedGateSource(_Subscribed):
@@ -127,6 +167,8 @@ class SharedGateSource(_Subscribed):
     :param spec: the gate.
     :param interval: the gate's poll interval in seconds.
     """
+
+    __slots__ = ()
 
     def __init__(self, conn_id: str, spec: GateSpec, interval: float) -> None:
         super().__init__(subscribe(conn_id, interval, gate=spec))
@@ -139,6 +181,8 @@ class SharedQueueSource(_Subscribed):
     :param interval: the subscriber's poll interval in seconds.
     :param records: keep the full task records (``snapshot.records()``), not only the compact tasks.
     """
+
+    __slots__ = ()
 
     def __init__(self, conn_id: str, interval: float, *, records: bool = True) -> None:
         super().__init__(subscribe(conn_id, interval, records=records))
