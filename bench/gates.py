@@ -117,6 +117,7 @@ async def child(url: str, gates: int, interval: float, rounds: int) -> Result:
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as control:
         await _warm_up(case_id_for, DebituraCaseUnblockedTrigger)
+        await _settled(control)  # a request the warm-up left in flight must not land in round 1
         await control.delete("/_sandbox/requests")
         triggers = [
             DebituraCaseUnblockedTrigger(
@@ -175,6 +176,16 @@ async def _warm_up(case_id_for: Any, trigger_class: Any) -> None:
     await asyncio.sleep(3)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _settled(control: Any) -> None:
+    last = None
+    for _ in range(60):
+        total = (await control.get("/_sandbox/counters")).json().get("total", 0)
+        if total == last:
+            return
+        last = total
+        await asyncio.sleep(0.5)
 
 
 async def _sample_rounds(control: Any, active_pollers: Any, gates: int, rounds: int, result: Result) -> int:
