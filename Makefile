@@ -8,7 +8,7 @@ AIRFLOW_VERSION ?= 3.3.2
 AIRFLOW2_VERSION ?= 2.11.2
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-airflow3 test-airflow2 lint format sandbox bench clean
+.PHONY: demo airflow test test-airflow3 test-airflow2 lint format sandbox bench clean
 
 # uv comes from PyPI into the venv itself, so nothing has to be installed by hand first.
 define make_venv
@@ -26,6 +26,12 @@ $(VENV2)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/demo.py
+
+# The example DAGs in the Airflow UI against the sandbox (Airflow on 127.0.0.1:8080, sandbox on :8765).
+# Other ports: make airflow AIRFLOW_ARGS="--port 8081 --sandbox-port 8766". Ctrl-C stops everything.
+AIRFLOW_ARGS ?=
+airflow: $(VENV)/.installed
+	$(VENV)/bin/python scripts/airflow_ui.py $(AIRFLOW_ARGS)
 
 test: lint test-airflow3 test-airflow2
 
@@ -52,4 +58,4 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/gates.py
 
 clean:
-	rm -rf $(VENV) $(VENV2) .airflow-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) .airflow-demo .airflow-ui .pytest_cache .ruff_cache

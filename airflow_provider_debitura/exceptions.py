@@ -19,7 +19,6 @@ __all__ = [
     "DebituraAuthError",
     "DebituraConfigError",
     "DebituraError",
-    "DebituraInconsistentListingError",
     "DebituraMalformedResponseError",
     "DebituraNotFoundError",
     "DebituraRateLimitError",
@@ -42,8 +41,13 @@ class DebituraConfigError(DebituraError, ValueError):
 
 
 class DebituraRequestError(DebituraError):
-    """A request went wrong: every such error names the ``method`` and ``path`` it was for, and the HTTP
-    ``status`` when there was an answer (None for transport failures)."""
+    """A request went wrong; the error names the ``method``, the ``path`` and the HTTP ``status``.
+
+    :param message: what went wrong and what to do.
+    :param method: the HTTP method of the call.
+    :param path: the path of the call.
+    :param status: the HTTP status, or None when there was no answer (transport failure).
+    """
 
     def __init__(self, message: str, *, method: str, path: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -53,7 +57,14 @@ class DebituraRequestError(DebituraError):
 
 
 class DebituraApiError(DebituraRequestError):
-    """The API answered with an error status."""
+    """The API answered with an error status.
+
+    :param message: what went wrong and what to do.
+    :param method: the HTTP method of the call.
+    :param path: the path of the call.
+    :param status: the HTTP status.
+    :param api_error: the parsed error body, if it was one.
+    """
 
     status: int
 
@@ -83,12 +94,29 @@ class DebituraValidationError(DebituraApiError):
 
 
 class DebituraRateLimitError(DebituraApiError):
-    """429: the key's request budget (2,000/min, 20,000/h, 100,000/day) is spent."""
+    """429: the key's request budget (2,000/min, 20,000/h, 100,000/day) is spent.
+
+    :param message: what went wrong.
+    :param retry_after: seconds the server asked to wait, if it said.
+    :param method: the HTTP method of the call.
+    :param path: the path of the call.
+    :param status: the HTTP status (429).
+    :param api_error: the parsed error body, if it was one.
+    """
 
     transient = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
-        super().__init__(message, **kwargs)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        method: str,
+        path: str,
+        status: int,
+        api_error: ApiError | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, status=status, api_error=api_error)
         self.retry_after = retry_after
 
 
@@ -110,17 +138,17 @@ class DebituraMalformedResponseError(DebituraRequestError):
     transient = True
 
 
-class DebituraInconsistentListingError(DebituraError):
-    """The queue kept changing while it was paged through, so no consistent listing was read."""
-
-    transient = True
-
-
 class DebituraAmbiguousWriteError(DebituraRequestError):
     """A write (chat post) failed in a way that leaves unknown whether the server applied it.
 
     The chat endpoint takes no Idempotency-Key, so blindly retrying could post a message twice.
     Read the case's chat history to find out, then decide.
+
+    :param message: what went wrong.
+    :param method: the HTTP method of the call.
+    :param path: the path of the call.
+    :param cause: the transport error, if that was the failure.
+    :param status: the HTTP status, if there was an answer.
     """
 
     def __init__(

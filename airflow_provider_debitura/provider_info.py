@@ -10,16 +10,14 @@ from typing import Any
 
 PACKAGE = "airflow_provider_debitura"
 
-UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port", "login"],
-    "relabeling": {"host": "Base URL", "password": "API key"},
-    "placeholders": {
-        "host": "https://customer-api.debitura.com",
-        "password": "Creditor API key (Creditor Portal → API keys)",
-        "extra": '{"user_email": "ops@example.com"}',
-    },
-}
+# The hook's defaults (hooks/settings.py), repeated here because this module must not import the hook;
+# tests/test_provider_info.py fails when the two disagree.
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_RETRY_DEADLINE = 120.0
 
+# Every field has a concrete default where the hook has one: Airflow 3's form writes each field into the
+# extra, and an empty one as null (which the hook reads as "not set").
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "user_email": {
         "label": "Chat sender email",
@@ -29,12 +27,49 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "auth_type": {
         "label": "Auth type",
         "description": "api_key sends the XApiKey header; bearer sends Authorization: Bearer (referral partners).",
-        "schema": {"type": ["string", "null"], "enum": ["api_key", "bearer", None], "default": "api_key"},
+        "schema": {"type": ["string", "null"], "enum": ["api_key", "bearer"], "default": "api_key"},
     },
     "timeout": {
         "label": "Timeout (seconds)",
-        "description": "Per-request timeout. Default 30.",
-        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "description": f"Per-request timeout. Default {DEFAULT_TIMEOUT:g}.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_TIMEOUT},
+    },
+    "max_attempts": {
+        "label": "Attempts per read",
+        "description": f"Tries of a read on timeouts, 429 and 5xx (1 = no retries). Default {DEFAULT_MAX_ATTEMPTS}.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": DEFAULT_MAX_ATTEMPTS},
+    },
+    "retry_deadline": {
+        "label": "Retry budget (seconds)",
+        "description": f"Time a read may spend retrying, waits included. Default {DEFAULT_RETRY_DEADLINE:g}.",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "default": DEFAULT_RETRY_DEADLINE},
+    },
+    "allow_insecure_http": {
+        "label": "Allow plain http",
+        "description": "Send the API key over http:// to a host that is not loopback (never for the real API).",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
+}
+
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    # Port stays visible: Airflow 3.3's Test button sends `port: 0` for a connection without one, and the API
+    # answers 400 ("host or port differs from the stored connection"); a stored port makes Test work, and the
+    # edit form keeps it only while the field is shown. docs/ui.md has the details.
+    "hidden-fields": ["schema", "login"],
+    "relabeling": {"host": "Base URL", "password": "API key", "port": "Port"},
+    "placeholders": {
+        "host": "https://customer-api.debitura.com",
+        "port": "443 (needed by the Test button on Airflow 3.3)",
+        "password": "Creditor API key (Creditor Portal → API keys)",
+        "extra": '{"user_email": "ops@example.com"}',
+        # Airflow 2 shows the extras as text fields: say what to type and what an empty one means.
+        "user_email": "ops@example.com",
+        "auth_type": "api_key (default) or bearer",
+        "timeout": f"{DEFAULT_TIMEOUT:g} (default)",
+        "max_attempts": f"{DEFAULT_MAX_ATTEMPTS} (default)",
+        "retry_deadline": f"{DEFAULT_RETRY_DEADLINE:g} (default)",
+        "allow_insecure_http": "false (default) or true",
     },
 }
 

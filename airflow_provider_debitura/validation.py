@@ -14,6 +14,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
@@ -28,6 +29,11 @@ _TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
 def validate_guid(name: str, value: str) -> str:
+    """The canonical form of a case GUID, or a config error that names the reference parameters instead.
+
+    :param name: the parameter, for the error.
+    :param value: the value given.
+    """
     try:
         return str(uuid.UUID(str(value).strip()))
     except (ValueError, AttributeError, TypeError):
@@ -40,7 +46,12 @@ def validate_guid(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class CaseSelector:
-    """Exactly one way of naming a case."""
+    """Exactly one way of naming a case.
+
+    :param case_id: Debitura's case GUID.
+    :param creditor_reference: the creditor's own reference.
+    :param case_reference: Debitura's 8-character reference.
+    """
 
     case_id: str | None = None
     creditor_reference: str | None = None
@@ -48,6 +59,7 @@ class CaseSelector:
 
     @property
     def description(self) -> str:
+        """``name='value'`` of the identifier given, for messages."""
         for name in ("case_id", "creditor_reference", "case_reference"):
             value = getattr(self, name)
             if value:
@@ -62,7 +74,13 @@ def case_selector(
     *,
     required: bool = True,
 ) -> CaseSelector | None:
-    """Validate that exactly one of the three case parameters is given (or none, when not required)."""
+    """Validate that exactly one of the three case parameters is given (or none, when not required).
+
+    :param case_id: Debitura's case GUID.
+    :param creditor_reference: the creditor's own reference.
+    :param case_reference: Debitura's 8-character reference.
+    :param required: whether giving none is an error.
+    """
     given = {
         name: str(value).strip()
         for name, value in (
@@ -89,8 +107,12 @@ def case_selector(
 
 
 def task_types(name: str, values: Iterable[str] | str | None) -> list[str] | None:
-    """Validate a task-type filter. Known types pass; a near-miss of a known type fails with a
-    suggestion; other well-formed names pass with a warning, since Debitura adds types over time."""
+    """Validate a task-type filter: known types pass, a near-miss fails with a suggestion, other
+    well-formed names pass with a warning (Debitura adds types over time).
+
+    :param name: the parameter, for messages.
+    :param values: the types (a list, or one comma/space separated string), or None for no filter.
+    """
     if values is None:
         return None
     if isinstance(values, str):
@@ -127,6 +149,11 @@ def task_types(name: str, values: Iterable[str] | str | None) -> list[str] | Non
 
 
 def task_status(name: str, value: str | None) -> str | None:
+    """A task status filter, in the API's spelling (``Open``, ``Solved``), case-insensitively.
+
+    :param name: the parameter, for the error.
+    :param value: the value given, or None for no filter.
+    """
     if value is None:
         return None
     allowed = [s.value for s in TaskStatus]
@@ -138,6 +165,10 @@ def task_status(name: str, value: str | None) -> str | None:
 
 
 def connection_id(value: object) -> str:
+    """A non-empty connection id.
+
+    :param value: the value given.
+    """
     if not isinstance(value, str) or not value.strip():
         raise DebituraConfigError(
             f"debitura_conn_id={value!r} must name an Airflow connection, e.g. 'debitura_default'."
@@ -145,13 +176,18 @@ def connection_id(value: object) -> str:
     return value.strip()
 
 
-def positive_seconds(name: str, value: float | int | None, *, allow_none: bool = False) -> float | None:
+def positive_seconds(name: str, value: float | timedelta | str | None, *, allow_none: bool = False) -> float | None:
+    """A positive number of seconds (a number, numeric text or a ``timedelta``), or None when allowed.
+
+    :param name: the parameter, for the error.
+    :param value: the value given.
+    :param allow_none: whether None passes (as None).
+    """
     if value is None and allow_none:
         return None
-    if hasattr(value, "total_seconds"):
-        value = value.total_seconds()
+    seconds: object = value.total_seconds() if isinstance(value, timedelta) else value
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(seconds)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         number = float("nan")
     if not number > 0:
@@ -164,7 +200,11 @@ _FALSE = {"false", "0", "no", "n", "off", "", "none"}
 
 
 def as_bool(name: str, value: Any) -> bool:
-    """A boolean parameter. Template fields render to strings ("True"), so those are accepted too."""
+    """A boolean parameter. Template fields render to strings ("True"), so those are accepted too.
+
+    :param name: the parameter, for the error.
+    :param value: the value given.
+    """
     if isinstance(value, bool):
         return value
     if value is None:
@@ -178,7 +218,11 @@ def as_bool(name: str, value: Any) -> bool:
 
 
 def as_limit(name: str, value: Any) -> int | None:
-    """A whole number >= 0, or None for "no limit" (also from a rendered template: "None", "")."""
+    """A whole number >= 0, or None for "no limit" (also from a rendered template: "None", "").
+
+    :param name: the parameter, for the error.
+    :param value: the value given.
+    """
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
         return None
     if isinstance(value, bool):
@@ -197,7 +241,10 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs
 
 def has_visible_text(text: str) -> bool:
     """True when ``text`` holds at least one character a reader can see: whitespace, zero-width
-    spaces and joiners, byte-order marks and other format or control characters do not count."""
+    spaces and joiners, byte-order marks and other format or control characters do not count.
+
+    :param text: the text.
+    """
     return any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
 
 

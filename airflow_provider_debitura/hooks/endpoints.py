@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from airflow_provider_debitura.exceptions import (
     DebituraAmbiguousWriteError,
@@ -30,23 +30,23 @@ from airflow_provider_debitura.exceptions import (
     DebituraTransportError,
     DebituraValidationError,
 )
+from airflow_provider_debitura.hooks.settings import is_transient_conn_id
 from airflow_provider_debitura.models import (
     ApiError,
     Case,
+    CasePage,
     ChatMessage,
     Creditor,
+    Records,
     Task,
     TaskPage,
     UserPage,
+    parse_records,
 )
-from airflow_provider_debitura.validation import MAX_CHAT_MESSAGE_LENGTH  # noqa: F401  (re-exported)
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
-
-_tasks_adapter = TypeAdapter(list[Task])
-_chats_adapter = TypeAdapter(list[ChatMessage])
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,13 @@ class ApiCall(Generic[T]):
 
     ``idempotent`` decides the retry policy: reads are retried on transient errors, writes only
     when the request provably never reached the server.
+
+    :param method: the HTTP method.
+    :param path: the path, segments already encoded.
+    :param parse: turns the decoded JSON body into the result.
+    :param params: query parameters, in order (repeated keys allowed).
+    :param json_body: the JSON body of a write.
+    :param idempotent: whether the call may be retried freely.
     """
 
     method: str
@@ -66,6 +73,7 @@ class ApiCall(Generic[T]):
 
     @property
     def label(self) -> str:
+        """``METHOD /path``, for messages."""
         return f"{self.method} {self.path}"
 
 
@@ -81,47 +89,101 @@ def _filters(status: str | None, types: Sequence[str] | None) -> tuple[tuple[str
     return tuple(params)
 
 
+def _page_size(page_size: int) -> str:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size={page_size} must be between 1 and {MAX_PAGE_SIZE}")
+    return str(page_size)
+
+
+def _case_tasks(body: object) -> Records[Task]:
+    return parse_records(Task, body, "task")
+
+
+def _chat_history(body: object) -> Records[ChatMessage]:
+    return parse_records(ChatMessage, body, "chat message")
+
+
 def get_me() -> ApiCall[Creditor]:
+    """``GET /me``: the account of the API key."""
     return ApiCall("GET", "/me", Creditor.model_validate)
 
 
 def get_tasks_page(
     *, status: str | None = "Open", types: Sequence[str] | None = None, page: int = 1, page_size: int = 100
 ) -> ApiCall[TaskPage]:
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page_size={page_size} must be between 1 and {MAX_PAGE_SIZE}")
-    params = (*_filters(status, types), ("Page", str(page)), ("PageSize", str(page_size)))
+    """``GET /tasks``: one page of the account queue (unreadable records in ``TaskPage.rejected``).
+
+    :param status: the ``status`` filter.
+    :param types: the ``type`` filter (repeated query key).
+    :param page: 1-based page number.
+    :param page_size: tasks per page, 1 to 100.
+    """
+    params = (*_filters(status, types), ("Page", str(page)), ("PageSize", _page_size(page_size)))
     return ApiCall("GET", "/tasks", TaskPage.from_api, params=params)
 
 
 def get_case_tasks(
     case_id: str, *, status: str | None = "Open", types: Sequence[str] | None = None
-) -> ApiCall[list[Task]]:
-    return ApiCall(
-        "GET",
-        f"/cases/{_seg(case_id)}/tasks",
-        lambda body: _tasks_adapter.validate_python(body or []),
-        params=_filters(status, types),
-    )
+) -> ApiCall[Records[Task]]:
+    """``GET /cases/{id}/tasks``: a case's tasks (a bare array; unreadable records in ``.rejected``).
+
+    :param case_id: the case GUID.
+    :param status: the ``status`` filter.
+    :param types: the ``type`` filter.
+    """
+    return ApiCall("GET", f"/cases/{_seg(case_id)}/tasks", _case_tasks, params=_filters(status, types))
 
 
 def get_case(case_id: str) -> ApiCall[Case]:
+    """``GET /cases/{id}``.
+
+    :param case_id: the case GUID.
+    """
     return ApiCall("GET", f"/cases/{_seg(case_id)}", Case.model_validate)
 
 
 def get_case_by_creditor_reference(creditor_reference: str) -> ApiCall[Case]:
+    """``GET /cases/by-creditor-reference/{ref}``, the reference encoded as one path segment (``/`` is ``%2F``).
+
+    :param creditor_reference: the creditor's own reference.
+    """
     return ApiCall("GET", f"/cases/by-creditor-reference/{_seg(creditor_reference)}", Case.model_validate)
 
 
 def get_case_by_reference(case_reference: str) -> ApiCall[Case]:
+    """``GET /cases/case-reference/{ref}``.
+
+    :param case_reference: Debitura's 8-character reference.
+    """
     return ApiCall("GET", f"/cases/case-reference/{_seg(case_reference)}", Case.model_validate)
 
 
-def get_chats(case_id: str) -> ApiCall[list[ChatMessage]]:
-    return ApiCall("GET", f"/cases/{_seg(case_id)}/chats", lambda body: _chats_adapter.validate_python(body or []))
+def get_cases_page(*, page: int = 1, page_size: int = 100, sort: str = "DateCreated:desc") -> ApiCall[CasePage]:
+    """``GET /cases``: one page of the account's cases (unreadable records in ``CasePage.rejected``).
+
+    :param page: 1-based page number.
+    :param page_size: cases per page, 1 to 100.
+    :param sort: the ``Sort`` parameter, e.g. ``DateCreated:desc``.
+    """
+    params = (("Page", str(page)), ("PageSize", _page_size(page_size)), ("Sort", sort))
+    return ApiCall("GET", "/cases", CasePage.from_api, params=params)
+
+
+def get_chats(case_id: str) -> ApiCall[Records[ChatMessage]]:
+    """``GET /cases/{id}/chats``: the whole chat history (unreadable messages in ``.rejected``).
+
+    :param case_id: the case GUID.
+    """
+    return ApiCall("GET", f"/cases/{_seg(case_id)}/chats", _chat_history)
 
 
 def post_chat(case_id: str, message: str, user_email: str) -> ApiCall[ChatMessage]:
+    """``POST /cases/{id}/chats``: a write, never retried once it may have reached the server.
+
+    :param case_id: the case GUID.
+    :param message: the checked message text.
+    :param user_email: the sender, a member of the key's team.
+    """
     return ApiCall(
         "POST",
         f"/cases/{_seg(case_id)}/chats",
@@ -132,7 +194,14 @@ def post_chat(case_id: str, message: str, user_email: str) -> ApiCall[ChatMessag
 
 
 def get_users(*, page: int = 1, page_size: int = 100) -> ApiCall[UserPage]:
-    return ApiCall("GET", "/users", UserPage.model_validate, params=(("Page", str(page)), ("PageSize", str(page_size))))
+    """``GET /users``: one page of the key's team.
+
+    :param page: 1-based page number.
+    :param page_size: users per page, 1 to 100.
+    """
+    return ApiCall(
+        "GET", "/users", UserPage.from_api, params=(("Page", str(page)), ("PageSize", _page_size(page_size)))
+    )
 
 
 # --- responses -------------------------------------------------------------------------------------
@@ -183,7 +252,14 @@ _STATUS_CLASSES: dict[int, type[DebituraApiError]] = {
 
 
 def error_for_status(call: ApiCall[Any], response: httpx.Response, conn_id: str) -> DebituraError:
+    """The error for a non-2xx answer: the class by status, the message with what the server said.
+
+    :param call: the call that was answered.
+    :param response: the answer.
+    :param conn_id: the Airflow connection, named in auth errors.
+    """
     status = response.status_code
+    name = "the connection under test" if is_transient_conn_id(conn_id) else f"Airflow connection {conn_id!r}"
     api_error = _api_error(response)
     said = api_error.summary() if api_error else ""
     if not said and response.content and "json" not in response.headers.get("content-type", ""):
@@ -191,9 +267,9 @@ def error_for_status(call: ApiCall[Any], response: httpx.Response, conn_id: str)
     message = f"Debitura API {call.label} answered HTTP {status}" + (f": {said}" if said else "")
     if status in (401, 403):
         message += (
-            f". Check the API key (password) and auth_type of Airflow connection {conn_id!r}"
+            f". Check the API key (password field) and the auth_type extra of {name}"
             if status == 401
-            else f". The key of Airflow connection {conn_id!r} lacks permission for this call"
+            else f". The key of {name} lacks permission for this call"
         )
     if status >= 500 and not call.idempotent:
         return DebituraAmbiguousWriteError(
@@ -202,15 +278,26 @@ def error_for_status(call: ApiCall[Any], response: httpx.Response, conn_id: str)
             path=call.path,
             status=status,
         )
-    kwargs = {"method": call.method, "path": call.path, "status": status, "api_error": api_error}
     if status == 429:
-        return DebituraRateLimitError(message, retry_after=_retry_after(response, api_error), **kwargs)
+        return DebituraRateLimitError(
+            message,
+            retry_after=_retry_after(response, api_error),
+            method=call.method,
+            path=call.path,
+            status=status,
+            api_error=api_error,
+        )
     cls = _STATUS_CLASSES.get(status) or (DebituraServerError if status >= 500 else DebituraApiError)
-    return cls(message, **kwargs)
+    return cls(message, method=call.method, path=call.path, status=status, api_error=api_error)
 
 
 def parse_response(call: ApiCall[T], response: httpx.Response, conn_id: str) -> T:
-    """Turn an HTTP answer into the call's result or the right :class:`DebituraError`."""
+    """Turn an HTTP answer into the call's result or the right :class:`DebituraError`.
+
+    :param call: the call that was answered.
+    :param response: the answer.
+    :param conn_id: the Airflow connection, named in auth errors.
+    """
     if not response.is_success:
         raise error_for_status(call, response, conn_id)
     try:
@@ -218,7 +305,11 @@ def parse_response(call: ApiCall[T], response: httpx.Response, conn_id: str) -> 
         return call.parse(body)
     except (ValueError, UnicodeDecodeError, ValidationError) as exc:
         content_type = response.headers.get("content-type", "no content type")
-        detail = exc.errors(include_url=False)[:3] if isinstance(exc, ValidationError) else str(exc)[:200]
+        detail = (
+            exc.errors(include_url=False, include_input=False)[:3]
+            if isinstance(exc, ValidationError)
+            else str(exc)[:200]
+        )
         message = (
             f"Debitura API {call.label} answered HTTP {response.status_code} with a body that is not the "
             f"documented JSON ({content_type}): {detail}"
@@ -239,7 +330,11 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 def transport_error(call: ApiCall[Any], exc: httpx.TransportError) -> DebituraError:
     """Classify a failure with no HTTP answer. For a write, only a failure before the request left
-    (connect errors) is safe to retry; anything later is ambiguous."""
+    (connect errors) is safe to retry; anything later is ambiguous.
+
+    :param call: the call that failed.
+    :param exc: the transport failure.
+    """
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if not call.idempotent and not isinstance(exc, _NEVER_SENT):
         return DebituraAmbiguousWriteError(
@@ -254,7 +349,10 @@ def transport_error(call: ApiCall[Any], exc: httpx.TransportError) -> DebituraEr
 
 def is_retryable(call: ApiCall[Any]) -> Callable[[BaseException], bool]:
     """The retry predicate for one call: transient errors for reads; for writes only errors that
-    prove the request was not applied (rate limited, or never sent)."""
+    prove the request was not applied (rate limited, or never sent).
+
+    :param call: the call the predicate is for.
+    """
 
     def predicate(exc: BaseException) -> bool:
         if isinstance(exc, DebituraRateLimitError):
@@ -267,4 +365,8 @@ def is_retryable(call: ApiCall[Any]) -> Callable[[BaseException], bool]:
 
 
 def dumps_body(call: ApiCall[Any]) -> bytes | None:
+    """The encoded JSON body of a write, or None.
+
+    :param call: the call.
+    """
     return None if call.json_body is None else json.dumps(call.json_body).encode()

@@ -1,28 +1,139 @@
-"""Reading the whole account queue consistently while it changes underneath.
+"""Reading the whole account queue while it moves: the sans-IO listing that both hooks drive.
 
-``GET /tasks`` pages by offset over a live queue: a task solved on page 1 while page 2 is being
-read shifts every later task up by one, so a naive page loop silently skips one. This module is
-the sans-IO state machine that both hooks drive: it asks for pages, checks every page against the
-first (``totalResults``, page sizes, duplicates, the final count) and restarts from page 1 when
-the queue moved. One change escapes those checks: a task solved on an earlier page while another is
-created leaves every count intact. ``confirm=True`` closes that hole by reading the queue until two
-passes return the same ids (twice the requests for a multi-page queue; what the operators use). The
-case gates' shared poll reads once and instead confirms every "unblocked" with a direct check.
+Pages are read from the last to the first, so a task solved meanwhile shifts the tasks still to be
+read onto pages already read (a harmless duplicate, dropped by id) instead of past the reader; new
+tasks are appended at the end and shift nothing still to be read. The guarantee, the proof, the
+checks and the request cost are in ``docs/listing.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from airflow_provider_debitura.exceptions import DebituraInconsistentListingError
 from airflow_provider_debitura.hooks import endpoints
-from airflow_provider_debitura.models import Task, TaskPage
+from airflow_provider_debitura.models import Records, RejectedRecord, Task, TaskPage
 
-DEFAULT_MAX_RESTARTS = 3
+DEFAULT_MAX_REREADS = 1
+"""Passes added when a check fails (order or count); after them the result is returned unverified."""
+
+MAX_FORWARD_PAGES = 1_000
+"""Bound on a listing of a server that reports no ``totalResults`` (100,000 tasks at 100 per page)."""
+
+
+class Listing(Records[Task]):
+    """The tasks of one listing (a list, oldest first) and what is known about how they were read.
+
+    :param tasks: the tasks, each once.
+    :param rejected: records that could not be understood (``models.RejectedRecord``).
+    :param verified: every check held, so the guarantee holds: every task open for the whole listing is
+        in it exactly once. False: complete as far as the listing could tell, but a check failed.
+    :param unverified_reason: why ``verified`` is False.
+    :param requests: ``GET /tasks`` requests made.
+    :param total: ``totalResults`` of the last page read (page 1), the queue size at the end.
+    :param pages: pages of ``page_size`` that ``total`` fills: the ``pages_hint`` for the next listing.
+    :param duplicates: repeats dropped (tasks shifted onto a page already read).
+    :param rereads: passes added because a check failed.
+    """
+
+    def __init__(
+        self,
+        tasks: Iterable[Task] = (),
+        rejected: Iterable[RejectedRecord] = (),
+        *,
+        verified: bool = True,
+        unverified_reason: str | None = None,
+        requests: int = 0,
+        total: int | None = None,
+        pages: int = 1,
+        duplicates: int = 0,
+        rereads: int = 0,
+    ) -> None:
+        super().__init__(tasks, rejected)
+        self.verified = verified
+        self.unverified_reason = unverified_reason
+        self.requests = requests
+        self.total = total
+        self.pages = pages
+        self.duplicates = duplicates
+        self.rereads = rereads
+
+    def summary(self) -> str:
+        """One line for logs: size, requests, and what was dropped, rejected or not verified."""
+        parts = [f"{len(self)} tasks in {self.requests} requests"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} repeats dropped")
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} unreadable records skipped")
+        if self.rereads:
+            parts.append(f"{self.rereads} re-read(s)")
+        if not self.verified:
+            parts.append(f"NOT verified: {self.unverified_reason}")
+        return ", ".join(parts)
+
+
+def pages_for(total: int, page_size: int) -> int:
+    """Pages needed for ``total`` records (at least 1).
+
+    :param total: the number of records.
+    :param page_size: records per page.
+    """
+    return max(1, math.ceil(total / page_size))
+
+
+@dataclass
+class _Pass:
+    """One read of every page, from ``first_page`` down to page 1."""
+
+    first_page: int
+    tasks: dict[str, Task] = field(default_factory=dict)
+    read_order: list[list[str]] = field(default_factory=list)
+    """The ids first seen on each read, in read order (last page first)."""
+    rejected: dict[str, RejectedRecord] = field(default_factory=dict)
+    totals: set[int] = field(default_factory=set)
+    last_total: int | None = None
+    duplicates: int = 0
+    floor: datetime | None = None
+    """The oldest ``dateCreated`` read so far: a task first seen later must not be newer."""
+    problems: list[str] = field(default_factory=list)
+    """Checks that failed in a way a re-read can fix (the queue changed in a way the order cannot absorb)."""
+    unordered: str | None = None
+    """A page not sorted oldest first: a task was inserted out of order, or the API does not list oldest first."""
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing moved that the listing could see: one ``totalResults`` throughout and no repeats."""
+        return len(self.totals) <= 1 and self.duplicates == 0
+
+    def count_problem(self) -> str | None:
+        """On a quiet queue, the distinct records read must be exactly ``totalResults``."""
+        if not self.quiet or self.last_total is None:
+            return None
+        distinct = len(self.tasks) + len(self.rejected)
+        if distinct != self.last_total:
+            return f"read {distinct} distinct tasks but the API reported {self.last_total} and nothing moved"
+        return None
+
+
+def _rejected_key(record: RejectedRecord, index: int) -> str:
+    return f"id:{record.id}" if record.id else f"page-record:{index}:{record.reason}"
 
 
 class TaskListing:
-    """Drive with ``while (call := listing.next_call()) is not None: listing.feed(send(call))``."""
+    """The sans-IO state machine of one listing of ``GET /tasks``.
+
+    Drive it with ``while (call := listing.next_call()) is not None: listing.feed(send(call))``, then
+    ``listing.result()``. The first request is page ``pages_hint`` (default 1): when its ``totalResults``
+    confirms the hint it is the first page of the pass, otherwise it only tells the size.
+
+    :param status: the ``status`` filter (None: the API's default, Open).
+    :param types: the ``type`` filter.
+    :param page_size: tasks per request (1 to 100).
+    :param pages_hint: how many pages the queue had last time (``Listing.pages``); saves the size probe.
+    :param max_rereads: passes added when a check fails before the result is returned unverified.
+    """
 
     def __init__(
         self,
@@ -30,96 +141,175 @@ class TaskListing:
         status: str | None = "Open",
         types: Sequence[str] | None = None,
         page_size: int = endpoints.MAX_PAGE_SIZE,
-        max_restarts: int = DEFAULT_MAX_RESTARTS,
-        confirm: bool = False,
+        pages_hint: int | None = None,
+        max_rereads: int = DEFAULT_MAX_REREADS,
     ) -> None:
         self.status = status
         self.types = tuple(types or ())
         self.page_size = page_size
-        self.max_restarts = max_restarts
-        self.confirm = confirm
-        self.restarts = 0
+        self.max_rereads = max_rereads
         self.pages_read = 0
-        self.last_restart_reason: str | None = None
-        self._previous_pass: frozenset[str] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._page = 1
-        self._total: int | None = None
-        self._tasks: dict[str, Task] = {}
-        self._done = False
+        self.rereads = 0
+        self._mode = "probe"
+        self._next: int | None = max(1, int(pages_hint or 1))
+        self._pass: _Pass | None = None
+        self._passes: list[_Pass] = []
+        self._result: Listing | None = None
+        endpoints.get_tasks_page(page_size=page_size)  # validates page_size before any request
 
     def next_call(self) -> endpoints.ApiCall[TaskPage] | None:
-        if self._done:
+        """The next request to send, or None when the listing is complete."""
+        if self._next is None:
             return None
-        return endpoints.get_tasks_page(status=self.status, types=self.types, page=self._page, page_size=self.page_size)
+        return endpoints.get_tasks_page(status=self.status, types=self.types, page=self._next, page_size=self.page_size)
 
     def feed(self, page: TaskPage) -> None:
+        """Take the answer to the last :meth:`next_call`.
+
+        :param page: the parsed page.
+        """
+        requested = self._next
+        if requested is None:
+            raise RuntimeError("feed() after the listing finished")
         self.pages_read += 1
-        drift = self._drift(page)
-        if drift:
-            self._restart(drift)
-            return
-        for task in page.tasks:
-            self._tasks[task.id] = task
-        last_page = page.page.current_page >= page.page.total_pages or len(page.tasks) < self.page_size
-        if not last_page:
-            self._page += 1
-            return
-        if len(self._tasks) != self._total:
-            self._restart(f"read {len(self._tasks)} distinct tasks but the API reported {self._total}")
-            return
-        if self.confirm and self._page > 1:
-            self._confirm_pass()
-            return
-        self._done = True
-
-    def _confirm_pass(self) -> None:
-        """One task solved on an earlier page while another is created leaves every count intact yet
-        shifts a task past the reader. Only a second pass with the same ids proves the listing whole."""
-        ids = frozenset(self._tasks)
-        if ids == self._previous_pass:
-            self._done = True
-            return
-        if self._previous_pass is not None:
-            self._restart("two passes over the queue read different tasks")
+        if self._mode == "probe":
+            self._on_first(page, requested)
+        elif self._mode == "pass":
+            self._on_pass_page(page, requested)
         else:
-            self._reset()
-        self._previous_pass = ids
+            self._on_forward_page(page, requested)
 
-    def _drift(self, page: TaskPage) -> str | None:
-        total = page.page.total_results
-        if self._total is None:
-            self._total = total
-        elif total != self._total:
-            return f"totalResults changed from {self._total} to {total} between pages"
-        expected = min(self.page_size, max(0, total - (self._page - 1) * self.page_size))
-        if len(page.tasks) != expected:
-            return f"page {self._page} held {len(page.tasks)} tasks where {expected} were expected"
-        if any(task.id in self._tasks for task in page.tasks):
-            return f"page {self._page} repeated tasks already read"
-        return None
-
-    def _restart(self, reason: str) -> None:
-        if self.restarts >= self.max_restarts:
-            raise DebituraInconsistentListingError(
-                f"The Debitura task queue kept changing while it was read ({reason}; "
-                f"{self.restarts} re-reads); no consistent listing. Try again later."
-            )
-        self.restarts += 1
-        self.last_restart_reason = reason
-        self._reset()
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def total_results(self) -> int | None:
-        return self._total
-
-    def result(self) -> list[Task]:
-        if not self._done:
+    def result(self) -> Listing:
+        """The listing, once :meth:`next_call` has returned None."""
+        if self._result is None:
             raise RuntimeError("listing not finished")
-        return list(self._tasks.values())
+        return self._result
+
+    # -- the first answer: the size ------------------------------------------------------------------
+
+    def _on_first(self, page: TaskPage, requested: int) -> None:
+        total = page.page.total_results
+        if total is None or total < 0:
+            self._mode = "forward"
+            self._pass = _Pass(first_page=1)
+            if requested == 1:
+                self._on_forward_page(page, 1)
+            else:
+                self._next = 1
+            return
+        if total == 0:  # one atomic answer: nothing was open at that instant, so nothing was open throughout
+            self._pass = _Pass(first_page=1, totals={0}, last_total=0)
+            self._finish(self._pass, verified=True)
+            return
+        last = pages_for(total, self.page_size)
+        self._start_pass(last)
+        if requested == last:
+            self._on_pass_page(page, requested)
+
+    def _start_pass(self, first_page: int) -> None:
+        self._mode = "pass"
+        self._pass = _Pass(first_page=first_page)
+        self._next = first_page
+
+    # -- a pass, last page first -----------------------------------------------------------------------
+
+    def _on_pass_page(self, page: TaskPage, number: int) -> None:
+        ps = self._pass
+        assert ps is not None
+        self._check_page(ps, page, number)
+        self._take(ps, page)
+        if number > 1:
+            self._next = number - 1
+        else:
+            self._end_pass(ps)
+
+    def _check_page(self, ps: _Pass, page: TaskPage, number: int) -> None:
+        total = page.page.total_results
+        if total is not None:
+            ps.totals.add(total)
+            ps.last_total = total
+        if ps.unordered is None:
+            dates = [t.date_created for t in page.tasks]
+            if dates != sorted(dates):
+                ps.unordered = f"page {number} is not sorted oldest first, so tasks created meanwhile may be missed"
+
+    def _take(self, ps: _Pass, page: TaskPage) -> None:
+        seen, floor = ps.tasks, ps.floor
+        new: list[str] = []
+        for task in page.tasks:
+            if task.id in seen:
+                ps.duplicates += 1
+            else:
+                new.append(task.id)
+                if floor is not None and task.date_created > floor and not ps.problems:
+                    ps.problems.append(
+                        f"task {task.id} (created {task.date_created.isoformat()}) appeared among older tasks: "
+                        "the queue changed in a way that can hide a task"
+                    )
+            seen[task.id] = task  # the later read is the fresher copy
+        if page.tasks:
+            if floor is not None and not new and not ps.problems:
+                ps.problems.append("a whole page repeated tasks already read (does the server ignore Page?)")
+            oldest = min([t.date_created for t in page.tasks])
+            ps.floor = oldest if floor is None else min(floor, oldest)
+        ps.read_order.append(new)
+        for index, record in enumerate(page.rejected):
+            key = _rejected_key(record, index + self.pages_read * self.page_size)
+            if key in ps.rejected:
+                ps.duplicates += 1
+            ps.rejected[key] = record
+
+    def _end_pass(self, ps: _Pass) -> None:
+        problem = ps.unordered or (ps.problems[0] if ps.problems else None) or ps.count_problem()
+        if problem is None:
+            self._finish(ps, verified=True)
+        elif self.rereads < self.max_rereads:
+            self.rereads += 1
+            self._passes.append(ps)
+            self._start_pass(pages_for(ps.last_total or 0, self.page_size))
+        else:
+            self._finish(ps, verified=False, reason=problem)
+
+    # -- no totalResults: forward, unverified ----------------------------------------------------------
+
+    def _on_forward_page(self, page: TaskPage, number: int) -> None:
+        ps = self._pass
+        assert ps is not None
+        before = len(ps.tasks) + len(ps.rejected)
+        self._take(ps, page)
+        ps.problems.clear()  # no order promise is made in this mode
+        new = len(ps.tasks) + len(ps.rejected) - before
+        if page.raw_count < self.page_size or new == 0 or number >= MAX_FORWARD_PAGES:
+            self._finish(
+                ps, verified=False, reason="the API reported no totalResults, so the listing cannot be checked"
+            )
+        else:
+            self._next = number + 1
+
+    # -- the result ------------------------------------------------------------------------------------
+
+    def _finish(self, ps: _Pass, *, verified: bool, reason: str | None = None) -> None:
+        self._next = None
+        if verified:  # the pages read last-first, each oldest first: reversed, they are the API's order
+            tasks = [ps.tasks[i] for ids in reversed(ps.read_order) for i in ids]
+            rejected = list(ps.rejected.values())
+        else:  # everything any pass read, the latest copy of each
+            by_id: dict[str, Task] = {}
+            by_key: dict[str, RejectedRecord] = {}
+            for each in [*self._passes, ps]:
+                by_id.update(each.tasks)
+                by_key.update(each.rejected)
+            tasks = sorted(by_id.values(), key=lambda t: t.date_created)
+            rejected = list(by_key.values())
+        total = ps.last_total
+        self._result = Listing(
+            tasks,
+            rejected,
+            verified=verified,
+            unverified_reason=reason,
+            requests=self.pages_read,
+            total=total,
+            pages=pages_for(total or 0, self.page_size),
+            duplicates=ps.duplicates,
+            rereads=self.rereads,
+        )

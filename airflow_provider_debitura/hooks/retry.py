@@ -26,7 +26,11 @@ BACKOFF_MAX = 30.0
 
 
 class wait_retry_after_or_backoff:
-    """Honour the server's ``retryAfter`` on a 429; otherwise capped exponential backoff with jitter."""
+    """Honour the server's ``retryAfter`` on a 429; otherwise capped exponential backoff with jitter.
+
+    :param initial: the first backoff, in seconds.
+    :param maximum: the longest backoff, in seconds.
+    """
 
     def __init__(self, initial: float = BACKOFF_INITIAL, maximum: float = BACKOFF_MAX) -> None:
         self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
@@ -46,7 +50,11 @@ def _log_retry(retry_state: RetryCallState) -> None:
 
 
 def retry_kwargs(call: ApiCall[Any], settings: ConnectionSettings) -> dict[str, Any]:
-    """Stop after ``max_attempts`` or before a wait would pass ``retry_deadline``; re-raise the last error."""
+    """Stop after ``max_attempts`` or before a wait would pass ``retry_deadline``; re-raise the last error.
+
+    :param call: the call (its idempotency decides what is retried).
+    :param settings: the connection settings (attempts and deadline).
+    """
     return {
         "retry": retry_if_exception(is_retryable(call)),
         "stop": stop_after_attempt(settings.max_attempts) | stop_before_delay(settings.retry_deadline),

@@ -1,23 +1,57 @@
 """Connection settings, read once from an Airflow connection and validated before any request.
 
-Shared by the sync and the async hook: they differ only in how they fetch the connection.
+Shared by the sync and the async hook: they differ only in how they fetch the connection. Every
+error names the field to fix and never echoes the API key.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.validation import positive_seconds
 
 DEFAULT_BASE_URL = "https://customer-api.debitura.com"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_DEADLINE = 120.0
 AUTH_TYPES = ("api_key", "bearer")
+MAX_TIMEOUT = 3_600.0
+MAX_RETRY_DEADLINE = 86_400.0
+MAX_ATTEMPTS_LIMIT = 100
+
+_TRANSIENT_ID = re.compile(r"[A-Za-z0-9]{8}")
+
+
+def is_transient_conn_id(conn_id: str) -> bool:
+    """Whether ``conn_id`` is the throwaway id Airflow's UI gives a connection it tests.
+
+    The UI's Test button (Airflow 2.x and 3.x) stores the form under a random 8-character id from
+    ``get_random_string()`` in ``AIRFLOW_CONN_<ID>`` for the duration of the test; a saved connection
+    id is what users chose. Heuristic: 8 letters and digits, at least one upper-case letter, and
+    defined in the environment.
+
+    :param conn_id: the connection id the hook was built with.
+    """
+    return (
+        _TRANSIENT_ID.fullmatch(conn_id) is not None
+        and any(c.isupper() for c in conn_id)
+        and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
+    )
+
+
+def connection_label(conn_id: str) -> str:
+    """How messages name a connection: its id, or "The connection under test" for the UI's throwaway id.
+
+    :param conn_id: the connection id.
+    """
+    return "The connection under test" if is_transient_conn_id(conn_id) else f"Connection {conn_id!r}"
 
 
 def _is_loopback(hostname: str | None) -> bool:
@@ -31,27 +65,102 @@ def _is_loopback(hostname: str | None) -> bool:
         return False
 
 
-def _truthy(value: Any) -> bool:
+def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"))
 
 
-def read_extra(extra: dict[str, Any], name: str, conn_type: str = "debitura") -> Any:
-    """Read an extra field, also in the ``extra__<conn_type>__<name>`` form older UIs wrote."""
+def read_extra(extra: Mapping[str, Any], name: str, conn_type: str = "debitura") -> Any:
+    """Read an extra field, also in the ``extra__<conn_type>__<name>`` form older UIs wrote.
+
+    :param extra: the connection's extra, as a dict.
+    :param name: the field name.
+    :param conn_type: the connection type of the legacy prefix.
+    """
     value = extra.get(name)
     if value in (None, ""):
         value = extra.get(f"extra__{conn_type}__{name}")
     return None if value == "" else value
 
 
-def _positive_float(conn_id: str, name: str, value: Any, default: float) -> float:
+def _seconds(where: str, name: str, value: object, default: float, maximum: float) -> float:
     if value is None:
         return default
-    return positive_seconds(f"Connection {conn_id!r}: extra {name!r}", value)
+    if hasattr(value, "total_seconds"):
+        value = value.total_seconds()
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and 0 < number <= maximum):
+        raise DebituraConfigError(
+            f"{where}: extra {name!r}={value!r} must be a positive number of seconds (finite, at most "
+            f"{maximum:,.0f}; e.g. {default:g})."
+        )
+    return number
+
+
+def _max_attempts(where: str, value: object) -> int:
+    if value is None:
+        return DEFAULT_MAX_ATTEMPTS
+    number = -1
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if not 1 <= number <= MAX_ATTEMPTS_LIMIT:
+        raise DebituraConfigError(
+            f"{where}: extra 'max_attempts'={value!r} must be a whole number >= 1 and <= {MAX_ATTEMPTS_LIMIT} "
+            f"(1 = no retries; default {DEFAULT_MAX_ATTEMPTS})."
+        )
+    return number
+
+
+def _api_key(where: str, password: str | None) -> str:
+    """The key as sent in a header: no surrounding blanks, printable ASCII only (no part of it is echoed)."""
+    api_key = (password or "").strip()
+    if not api_key:
+        raise DebituraConfigError(
+            f"{where} has no API key. Put the Debitura API key in the connection's password field (Creditor "
+            "Portal → API keys: https://app.debitura.com/CreditorApiKey)."
+        )
+    for position, char in enumerate(api_key, start=1):
+        if not " " <= char <= "~":
+            kind = "a non-ASCII character" if ord(char) > 127 else "a control character (e.g. a line break or tab)"
+            raise DebituraConfigError(
+                f"{where}: the API key (password field) contains {kind} at position {position} of "
+                f"{len(api_key)}, which an HTTP header cannot carry. Copy the key again from the Creditor Portal "
+                "and paste it without extra characters."
+            )
+    return api_key
+
+
+def _auth_type(where: str, extra: Mapping[str, Any]) -> str:
+    raw = read_extra(extra, "auth_type") or "api_key"
+    auth_type = str(raw).strip().lower()
+    if auth_type not in AUTH_TYPES:
+        raise DebituraConfigError(
+            f"{where}: extra 'auth_type'={raw!r} is not one of {AUTH_TYPES}. Use 'api_key' for a creditor API "
+            "key (XApiKey header) or 'bearer' for a referral-partner JWT."
+        )
+    return auth_type
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Everything a client needs to talk to Debitura. ``repr`` hides the key."""
+    """Everything a client needs to talk to Debitura. ``repr`` hides the key.
+
+    :param conn_id: the Airflow connection id.
+    :param base_url: scheme, host and port; no path.
+    :param api_key: the key (or bearer token), printable ASCII.
+    :param auth_type: ``api_key`` (``XApiKey`` header) or ``bearer``.
+    :param user_email: the default chat sender.
+    :param timeout: seconds per HTTP phase (connect, read, write, pool).
+    :param max_attempts: tries per read (1 = no retries).
+    :param retry_deadline: seconds after which no further retry starts.
+    :param scheme_assumed: the host had no ``http://``/``https://``, so https was assumed.
+    """
 
     conn_id: str
     base_url: str
@@ -61,9 +170,11 @@ class ConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_deadline: float = DEFAULT_RETRY_DEADLINE
+    scheme_assumed: bool = False
 
     @property
     def auth_headers(self) -> dict[str, str]:
+        """The header that carries the key."""
         if self.auth_type == "bearer":
             return {"Authorization": f"Bearer {self.api_key}"}
         return {"XApiKey": self.api_key}
@@ -75,76 +186,120 @@ class ConnectionSettings:
         *,
         host: str | None,
         password: str | None,
-        extra: dict[str, Any] | None,
+        extra: Mapping[str, Any] | None,
         schema: str | None = None,
         port: int | None = None,
-        overrides: dict[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> ConnectionSettings:
-        extra = dict(extra or {})
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                extra[key] = value
+        """Validate an Airflow connection's fields; raise :class:`DebituraConfigError` naming the field to fix.
 
-        api_key = (password or "").strip()
-        if not api_key:
-            raise DebituraConfigError(
-                f"Connection {conn_id!r} has no API key. Put the Debitura API key in the connection's "
-                "password field (Creditor Portal → API keys: https://app.debitura.com/CreditorApiKey)."
-            )
-
-        base_url = _base_url(conn_id, host, schema, port, _truthy(read_extra(extra, "allow_insecure_http")))
-
-        auth_type = (read_extra(extra, "auth_type") or "api_key").strip().lower()
-        if auth_type not in AUTH_TYPES:
-            raise DebituraConfigError(
-                f"Connection {conn_id!r}: extra 'auth_type'={auth_type!r} is not one of {AUTH_TYPES}. "
-                "Use 'api_key' for a creditor API key (XApiKey header) or 'bearer' for a referral-partner JWT."
-            )
-
-        max_attempts_raw = read_extra(extra, "max_attempts")
-        try:
-            max_attempts = DEFAULT_MAX_ATTEMPTS if max_attempts_raw is None else int(max_attempts_raw)
-        except (TypeError, ValueError):
-            max_attempts = 0
-        if max_attempts < 1:
-            raise DebituraConfigError(
-                f"Connection {conn_id!r}: extra 'max_attempts'={max_attempts_raw!r} must be a whole number "
-                f">= 1 (1 = no retries; default {DEFAULT_MAX_ATTEMPTS})."
-            )
-
+        :param conn_id: the connection id (named in errors, unless it is the UI's throwaway test id).
+        :param host: the Base URL field.
+        :param password: the API key field.
+        :param extra: the extra fields.
+        :param schema: the URI form's scheme, when the host came without one.
+        :param port: the port field.
+        :param overrides: hook arguments that win over the extras (None values are ignored).
+        """
+        where = connection_label(conn_id)
+        merged = dict(extra or {})
+        merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        api_key = _api_key(where, password)
+        base_url, scheme_assumed = base_url_of(
+            where, host, schema, port, _truthy(read_extra(merged, "allow_insecure_http"))
+        )
         return cls(
             conn_id=conn_id,
             base_url=base_url,
             api_key=api_key,
-            auth_type=auth_type,
-            user_email=read_extra(extra, "user_email"),
-            timeout=_positive_float(conn_id, "timeout", read_extra(extra, "timeout"), DEFAULT_TIMEOUT),
-            max_attempts=max_attempts,
-            retry_deadline=_positive_float(
-                conn_id, "retry_deadline", read_extra(extra, "retry_deadline"), DEFAULT_RETRY_DEADLINE
+            auth_type=_auth_type(where, merged),
+            user_email=read_extra(merged, "user_email"),
+            timeout=_seconds(where, "timeout", read_extra(merged, "timeout"), DEFAULT_TIMEOUT, MAX_TIMEOUT),
+            max_attempts=_max_attempts(where, read_extra(merged, "max_attempts")),
+            retry_deadline=_seconds(
+                where,
+                "retry_deadline",
+                read_extra(merged, "retry_deadline"),
+                DEFAULT_RETRY_DEADLINE,
+                MAX_RETRY_DEADLINE,
             ),
+            scheme_assumed=scheme_assumed,
         )
 
 
-def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | None, allow_http: bool) -> str:
-    host = (host or "").strip().rstrip("/")
-    if not host:
-        return DEFAULT_BASE_URL
-    if "://" not in host:
+def _netloc(hostname: str, port: int | None) -> str:
+    name = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 literal needs its brackets back
+    return f"{name}:{port}" if port else name
+
+
+def _valid_port(where: str, port: object) -> int | None:
+    if port in (None, "", 0, "0"):
+        return None  # Airflow 3's form sends 0 for the hidden Port field
+    try:
+        number = int(str(port))
+    except ValueError:
+        number = -1
+    if not 1 <= number <= 65_535:
+        raise DebituraConfigError(f"{where}: port {port!r} is not a TCP port (1 to 65535); leave it empty.")
+    return number
+
+
+def base_url_of(where: str, host: str | None, schema: str | None, port: object, allow_http: bool) -> tuple[str, bool]:
+    """The validated base URL, and whether its scheme was assumed (the host had none).
+
+    :param where: how errors name the connection.
+    :param host: the Base URL field.
+    :param schema: the URI form's scheme, when the host came without one.
+    :param port: the port field (0 and empty mean none).
+    :param allow_http: the ``allow_insecure_http`` extra.
+    """
+    text = (host or "").strip()
+    if not text:
+        return DEFAULT_BASE_URL, False
+    assumed = "://" not in text
+    if assumed:
         # Airflow's URI form splits "https://x" into conn_type/host; the scheme then lives in `schema`.
         scheme = schema if schema in ("http", "https") else "https"
-        host = f"{scheme}://{host}"
-    parts = urlsplit(host)
+        assumed = scheme == "https" and schema != "https"
+        bare = text.strip("[]")
+        text = f"{scheme}://[{bare}]" if _is_ipv6(bare) else f"{scheme}://{text}"
+    parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise DebituraConfigError(
+            f"{where}: Base URL (host) must not carry a user name or password; put the API key in the password "
+            "field and give the URL as scheme://host[:port]."
+        )
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise DebituraConfigError(f"{where}: Base URL (host) {host!r} has an invalid port.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DebituraConfigError(
-            f"Connection {conn_id!r}: host {host!r} is not an http(s) URL. "
-            f"Use the API's base URL, e.g. {DEFAULT_BASE_URL!r}."
+            f"{where}: Base URL (host) {host!r} is not an http(s) URL. Use the API's base URL, "
+            f"e.g. {DEFAULT_BASE_URL!r}."
         )
-    if port and not parts.port:
-        host = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
+    _no_path(where, host, parts.path, parts.query, parts.fragment)
+    url = f"{parts.scheme}://{_netloc(parts.hostname, parts.port or _valid_port(where, port))}"
     if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_http:
         raise DebituraConfigError(
-            f"Connection {conn_id!r}: host {host!r} uses plain http to a non-loopback host, which would send "
-            "the API key unencrypted. Use https, or set extra 'allow_insecure_http': true if you really mean it."
+            f"{where}: Base URL (host) {url!r} uses plain http to a non-loopback host, which would send the API "
+            "key unencrypted. Use https, or set extra 'allow_insecure_http': true if you really mean it."
         )
-    return host
+    return url, assumed
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
+
+
+def _no_path(where: str, host: str | None, path: str, query: str, fragment: str) -> None:
+    if path.rstrip("/") or query or fragment:
+        shown = path.rstrip("/") + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+        raise DebituraConfigError(
+            f"{where}: Base URL (host) {host!r} has a path or query ({shown!r}), but the Debitura API has no path "
+            f"prefix (no /v1): every call would go to the wrong place. Use scheme://host[:port] only, e.g. "
+            f"{DEFAULT_BASE_URL!r}."
+        )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_debitura.operators.debitura import (
-    DebituraListTasksOperator,
-    DebituraReplyToChatTasksOperator,
-)
+from airflow_provider_debitura.operators.list_tasks import DebituraListTasksOperator
+from airflow_provider_debitura.operators.reply_to_chat import DebituraReplyToChatTasksOperator
 
 __all__ = ["DebituraListTasksOperator", "DebituraReplyToChatTasksOperator"]

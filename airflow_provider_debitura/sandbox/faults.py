@@ -31,6 +31,17 @@ class FaultError(ValueError):
 
 @dataclass
 class FaultRule:
+    """One fault rule (see ``docs/sandbox.md``, "Fault rules").
+
+    :param kind: one of :data:`FAULT_KINDS`.
+    :param method: the method it applies to, None for any.
+    :param path: the path prefix it applies to, None for every API path.
+    :param remaining: how many more requests it applies to, None for no limit.
+    :param probability: the chance it applies to a matching request.
+    :param params: the kind's parameters.
+    :param applied: how often it applied.
+    """
+
     kind: str
     method: str | None = None
     path: str | None = None
@@ -40,6 +51,11 @@ class FaultRule:
     applied: int = 0
 
     def matches(self, method: str, path: str) -> bool:
+        """Whether the rule (still) applies to this request.
+
+        :param method: the request's method.
+        :param path: the request's path.
+        """
         if self.remaining is not None and self.remaining <= 0:
             return False
         if self.method is not None and self.method != method:
@@ -47,6 +63,7 @@ class FaultRule:
         return self.path is None or path.startswith(self.path)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as ``GET /_sandbox/faults`` shows it."""
         return {
             "kind": self.kind,
             "method": self.method,
@@ -64,6 +81,11 @@ def _fail(where: str, msg: str) -> None:
 
 
 def parse_rule(spec: Any, where: str) -> FaultRule:
+    """Validate one rule's JSON.
+
+    :param spec: the rule's JSON.
+    :param where: its path, for errors (``rules[2]``).
+    """
     if not isinstance(spec, dict):
         _fail(where, "must be an object")
     kind = spec.get("kind")
@@ -122,7 +144,7 @@ def parse_rule(spec: Any, where: str) -> FaultRule:
 
 
 class FaultSet:
-    """The active rules plus a seeded RNG, so probabilistic faults replay identically."""
+    """The active rules plus a seeded RNG, so probabilistic faults replay identically (no parameters)."""
 
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
@@ -131,6 +153,10 @@ class FaultSet:
 
     @staticmethod
     def parse(spec: Any) -> tuple[int | None, list[FaultRule]]:
+        """Validate a ``PUT /_sandbox/faults`` body: its seed and rules.
+
+        :param spec: the body.
+        """
         if not isinstance(spec, dict):
             raise FaultError("faults: body must be an object {seed?, rules: [...]}")
         unknown = sorted(set(spec) - {"seed", "rules"})
@@ -145,15 +171,25 @@ class FaultSet:
         return seed, [parse_rule(r, f"rules[{i}]") for i, r in enumerate(rules)]
 
     def replace(self, seed: int | None, rules: list[FaultRule]) -> None:
+        """Replace every rule and reseed the RNG.
+
+        :param seed: the RNG seed (None: 0).
+        :param rules: the new rules.
+        """
         self.seed = seed
         self.rules = rules
         self._rng = random.Random(seed if seed is not None else 0)
 
     def clear(self) -> None:
+        """Remove every rule."""
         self.replace(None, [])
 
     def pick(self, method: str, path: str) -> tuple[float, FaultRule | None]:
-        """Latency to add (ms) and the first non-latency rule that fires, consuming counts."""
+        """Latency to add (ms) and the first non-latency rule that fires, consuming counts.
+
+        :param method: the request's method.
+        :param path: the request's path.
+        """
         latency = 0.0
         for rule in self.rules:
             if not rule.matches(method, path):
@@ -170,4 +206,5 @@ class FaultSet:
         return latency, None
 
     def to_dict(self) -> dict[str, Any]:
+        """The rules as ``GET /_sandbox/faults`` shows them."""
         return {"seed": self.seed, "rules": [r.to_dict() for r in self.rules]}

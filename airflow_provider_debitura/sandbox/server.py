@@ -44,6 +44,10 @@ class _Server(uvicorn.Server):
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback name or address.
+
+    :param host: a host name or IP address (brackets allowed).
+    """
     if host == "localhost":
         return True
     try:
@@ -57,6 +61,18 @@ class SandboxServer:
 
     Use as a context manager (or ``start()``/``stop()``). ``port=0`` lets the OS pick a free
     port; the bound port is known as soon as ``start()`` returns.
+
+    :param scenario: a bundled name (``demo``, ``demo-ui``, ``empty``, ``large:N``), a scenario dict,
+        or a file path (a :class:`~pathlib.Path`, or a string that names no bundled scenario).
+    :param api_key: the key clients must send (non-empty).
+    :param host: interface to bind (loopback by default).
+    :param port: port to bind; 0 picks a free one.
+    :param chat_solve_delay_seconds: delay before a creditor message solves tasks.
+    :param rate_limit_per_minute: requests per minute per key; None: off.
+    :param retry_after_header: send ``Retry-After`` with 429s.
+    :param encoded_slash: ``"decode"`` (default) or ``"keep"``: how ``%2F`` in a reference lookup is read.
+    :param log_level: uvicorn log level.
+    :param startup_timeout: seconds to wait for the server to accept connections.
     """
 
     def __init__(
@@ -69,6 +85,7 @@ class SandboxServer:
         chat_solve_delay_seconds: float | None = None,
         rate_limit_per_minute: int | None = None,
         retry_after_header: bool = False,
+        encoded_slash: str = "decode",
         log_level: str = "warning",
         startup_timeout: float = 10.0,
     ) -> None:
@@ -83,6 +100,7 @@ class SandboxServer:
             chat_solve_delay_seconds=chat_solve_delay_seconds,
             rate_limit_per_minute=rate_limit_per_minute,
             retry_after_header=retry_after_header,
+            encoded_slash=encoded_slash,
         )
         self.app = create_app(self.state)
         self._server: _Server | None = None
@@ -111,6 +129,7 @@ class SandboxServer:
         return sock
 
     def start(self) -> SandboxServer:
+        """Bind and serve on a background thread; returns once connections are accepted."""
         if self._thread is not None:
             raise RuntimeError("SandboxServer already started")
         # Bind ourselves so the real port is known before uvicorn runs, even for port=0.
@@ -178,6 +197,7 @@ class SandboxServer:
 
     @property
     def port(self) -> int:
+        """The bound port (known once started)."""
         if self._port is None:
             raise RuntimeError("SandboxServer is not started")
         return self._port
@@ -195,6 +215,7 @@ class SandboxServer:
         return f"http://{host}:{self.port}"
 
     def conn_dict(self) -> dict[str, Any]:
+        """An Airflow connection (as a dict) for this sandbox."""
         extra: dict[str, Any] = {}
         email = self.state.first_user_email
         if email:
@@ -206,7 +227,12 @@ class SandboxServer:
         return json.dumps(self.conn_dict())
 
     def control(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        """Call a control-plane operation; ``path`` may omit the ``/_sandbox`` prefix."""
+        """Call a control-plane operation; ``path`` may omit the ``/_sandbox`` prefix.
+
+        :param method: HTTP method.
+        :param path: the operation's path.
+        :param json: the JSON body, if any.
+        """
         if not path.startswith("/"):
             path = "/" + path
         if not (path == "/_sandbox" or path.startswith("/_sandbox/")):
@@ -222,5 +248,8 @@ class SandboxServer:
         return httpx.Client(base_url=self.url, headers=headers, **kwargs)
 
     def reset(self, scenario: str | Path | dict[str, Any] | None = "empty") -> None:
-        """Same as ``POST /_sandbox/reset`` without the HTTP round trip."""
+        """Same as ``POST /_sandbox/reset`` without the HTTP round trip (and files allowed).
+
+        :param scenario: as for the constructor.
+        """
         self.state.reset(scenario)

@@ -19,7 +19,7 @@ with DAG(
     catchup=False,
     params={"ref": "INV-1003", "resolvable": "true"},
 ):
-    every_task = DebituraListTasksOperator(task_id="list_tasks")
+    every_task = DebituraListTasksOperator(task_id="list_tasks")  # compact records (the default shape)
 
     @task
     def describe(debitura_task: dict) -> str:

@@ -31,6 +31,6 @@ with DAG(
 
     @task
     def summarise(report: dict) -> dict:
-        return {key: len(report[key]) for key in ("replied", "skipped", "needs_human")}
+        return {key: len(report[key]) for key in ("replied", "skipped", "needs_human", "failed")}
 
     summarise(reply.output)

@@ -12,7 +12,6 @@ from airflow_provider_debitura.exceptions import (
     DebituraAmbiguousWriteError,
     DebituraAuthError,
     DebituraConfigError,
-    DebituraInconsistentListingError,
     DebituraMalformedResponseError,
     DebituraNotFoundError,
     DebituraRateLimitError,
@@ -80,7 +79,25 @@ def test_list_tasks_follows_every_page(hook, sandbox):
     tasks = hook.list_tasks()
     assert len(tasks) == 250 == len({t.id for t in tasks})
     assert all(isinstance(t, Task) and t.status == "Open" for t in tasks)
-    assert counters(sandbox)["GET /tasks"] == 3  # PageSize=100
+    assert tasks.verified and tasks.pages == 3 and tasks.total == 250
+    assert counters(sandbox)["GET /tasks"] == 4  # page 1 tells the size, then pages 3, 2, 1 (PageSize=100)
+    log = sandbox.control("GET", "/_sandbox/requests").json()
+    assert [dict(p.split("=") for p in r["query"].split("&"))["Page"] for r in log] == ["1", "3", "2", "1"]
+
+
+def test_a_right_pages_hint_saves_the_size_request(hook, sandbox):
+    load(sandbox, "large:250")
+    assert len(hook.list_tasks(pages_hint=3)) == 250
+    assert counters(sandbox)["GET /tasks"] == 3
+    sandbox.control("DELETE", "/_sandbox/requests")
+    assert len(hook.list_tasks(pages_hint=2)) == 250  # the queue grew past the hint: one request more
+    assert counters(sandbox)["GET /tasks"] == 4
+
+
+def test_a_queue_of_one_page_costs_one_request(hook, sandbox):
+    tasks = hook.list_tasks()
+    assert len(tasks) == 6 and tasks.verified and tasks.pages == 1
+    assert counters(sandbox)["GET /tasks"] == 1
 
 
 def test_type_and_status_filters_are_sent_repeated(hook, sandbox):
@@ -107,14 +124,15 @@ def test_tasks_solved_between_pages_are_neither_skipped_nor_duplicated(hook, san
             "action": {"type": "solveTask", "taskId": victim.id},
         },
     )
-    after = hook.list_tasks()
+    after = hook.list_tasks(pages_hint=3)
     ids = [t.id for t in after]
     assert len(ids) == len(set(ids)) == 249
     assert set(ids) == {t.id for t in before} - {victim.id}
-    assert counters(sandbox)["GET /tasks"] > 3  # it noticed and re-read
+    assert after.verified and after.duplicates == 1  # the task shifted onto page 2 was read twice, kept once
+    assert counters(sandbox)["GET /tasks"] == 3  # no re-read
 
 
-def test_queue_that_never_settles_raises_instead_of_returning_holes(hook, sandbox):
+def test_queue_that_never_settles_still_completes(hook, sandbox):
     load(sandbox, "large:250")
     tasks = hook.list_tasks()
     for i, task in enumerate(tasks[:6]):
@@ -122,12 +140,15 @@ def test_queue_that_never_settles_raises_instead_of_returning_holes(hook, sandbo
             "POST",
             "/_sandbox/events",
             json={
-                "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": 1 + 2 * i}},
+                "at": {"afterRequests": {"method": "GET", "path": "/tasks", "count": 1 + i}},
                 "action": {"type": "solveTask", "taskId": task.id},
             },
         )
-    with pytest.raises(DebituraInconsistentListingError, match="kept changing"):
-        hook.list_tasks()
+    sandbox.control("DELETE", "/_sandbox/requests")
+    listing = hook.list_tasks()
+    survivors = {t.id for t in tasks[6:]}
+    assert survivors <= {t.id for t in listing} and len(listing) == len({t.id for t in listing})
+    assert listing.verified and counters(sandbox)["GET /tasks"] == 4
 
 
 def test_case_lookups_and_case_tasks(hook):
@@ -343,15 +364,21 @@ def open_ids(sandbox) -> set[str]:
     return {t["id"] for t in sandbox.state.list_tasks("Open")}
 
 
-def test_solve_and_create_between_pages_is_caught_by_a_confirming_read(hook, sandbox):
+def test_solve_and_create_between_pages_miss_nothing(hook, sandbox):
+    """Every count stays the same, yet the pass reads page 2 before page 1: the task shifted onto page 1 is
+    read (twice), nothing open throughout is missed."""
     victim = solve_and_create_between_pages(hook, sandbox)
-    assert victim in open_ids(sandbox)  # the events have not fired yet
-    confirmed = {t.id for t in hook.list_tasks(confirm=True)}
-    assert confirmed == open_ids(sandbox) and victim not in confirmed and len(confirmed) == 150
+    sandbox.control("DELETE", "/_sandbox/requests")
+    open_before = open_ids(sandbox)
+    listing = hook.list_tasks(pages_hint=2)
+    open_after = open_ids(sandbox)
+    ids = [t.id for t in listing]
+    assert len(ids) == len(set(ids))
+    assert (open_before & open_after) <= set(ids) <= (open_before | open_after)
+    assert victim in open_before and victim not in open_after
+    assert listing.verified and counters(sandbox)["GET /tasks"] == 2
 
 
-def test_a_single_pass_has_that_hole(hook, sandbox):
-    """The same change against a single pass: this is why the operators confirm (and gates re-check)."""
-    victim = solve_and_create_between_pages(hook, sandbox)
-    single = {t.id for t in hook.list_tasks()}
-    assert single != open_ids(sandbox) and victim in single
+def test_confirm_is_deprecated_and_has_no_effect(hook, sandbox):
+    with pytest.warns(DeprecationWarning, match="confirm"):
+        assert len(hook.list_tasks(confirm=True)) == 6

@@ -37,7 +37,7 @@ def counters(sandbox) -> dict[str, int]:
 
 
 def test_account_scope_returns_every_open_task_as_api_json(debitura_conn) -> None:
-    tasks, xcom = run()
+    tasks, xcom = run(shape="full")
     json.dumps(tasks)  # XCom-safe
     assert sorted(t["type"] for t in tasks) == sorted(
         [
@@ -75,7 +75,7 @@ def test_solved_tasks_after_a_reply(debitura_conn) -> None:
     case_id = debitura_conn.state.case_id("INV-1002")
     with debitura_conn.client() as client:
         client.post(f"/cases/{case_id}/chats", json={"message": "Done", "userEmail": "ops@example.com"})
-    tasks, _ = run(status="solved")
+    tasks, _ = run(status="solved", shape="full")
     assert [(t["type"], t["status"], t["caseId"]) for t in tasks] == [("ReplyToChat", "Solved", case_id)]
 
 
@@ -151,7 +151,10 @@ def test_template_fields_cover_every_parameter() -> None:
         "task_types",
         "status",
         "api_resolvable_only",
+        "needs_human_only",
         "include_account_level",
+        "shape",
+        "batch_size",
     }
 
 

@@ -254,3 +254,11 @@ def test_find_own_message_matches_new_creditor_message_with_our_text() -> None:
     assert found is not None and found.id == "new"
     assert find_own_message(after, "Other text", not_before=T0, known_ids=["old"]) is None
     assert find_own_message(before, "Hello", not_before=T0, known_ids=["old"]) is None
+
+
+@pytest.mark.parametrize("case_id", ["..", ".", "x/../y", "%2e%2e", CASE.replace("-", ""), "{" + CASE + "}", " "])
+def test_a_case_id_that_is_not_a_guid_is_refused(case_id: str) -> None:
+    """On main a task with caseId '..' and the template path was followed: the post went to '/cases/../chats',
+    which httpx normalises to POST /chats, outside any case."""
+    refusal = action_refusal(make_task(case_id=case_id))
+    assert refusal is not None and ("not a GUID" in refusal or "no caseId" in refusal)

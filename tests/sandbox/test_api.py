@@ -265,14 +265,43 @@ def test_chat_post_bad_json_and_content_type(api: httpx.Client) -> None:
 # ------------------------------------------------------------------------------- time
 
 
-def test_account_task_solves_after_five_seconds(sb: SandboxServer, api: httpx.Client) -> None:
-    assert "AssignBankAccount" in {t["type"] for t in _open(api)}
+def test_demo_blocker_clears_five_seconds_after_the_first_gate_check(sb: SandboxServer, api: httpx.Client) -> None:
+    """One rule everywhere: not 5 s after load, but 5 s after the first check that asks for it."""
+    sb.state.advance_clock(60)  # a long-running sandbox: nobody has checked yet
+    assert "AssignBankAccount" in {t["type"] for t in _open(api)}  # a full listing is not a check
+    api.get(f"/cases/{case_id_for('INV-1001')}/tasks")  # the gate's first request: the case's own tasks
+    gate_read = {"status": "Open", "type": ["SignContract", "AssignBankAccount"], "PageSize": 100}
+    assert [t["type"] for t in api.get("/tasks", params=gate_read).json()["tasks"]] == ["AssignBankAccount"]
     sb.state.advance_clock(4.5)
-    assert "AssignBankAccount" in {t["type"] for t in _open(api)}
+    assert [t["type"] for t in api.get("/tasks", params=gate_read).json()["tasks"]] == ["AssignBankAccount"]
     sb.state.advance_clock(1)
-    assert "AssignBankAccount" not in {t["type"] for t in _open(api)}
+    assert api.get("/tasks", params=gate_read).json()["tasks"] == []
     solved = _open(api, status="Solved", type="AssignBankAccount")[0]
     assert solved["dateSolved"] > solved["dateCreated"]
+    sb.state.advance_clock(3600)
+    assert api.get("/tasks", params=gate_read).json()["tasks"] == []  # demo: never raised again
+
+
+def test_demo_ui_blocker_is_raised_again_on_a_later_run(sb: SandboxServer, api: httpx.Client) -> None:
+    sb.reset("demo-ui")
+    gate_read = {"status": "Open", "type": ["SignContract", "AssignBankAccount"], "PageSize": 100}
+
+    def blockers() -> list[str]:
+        return [t["id"] for t in api.get("/tasks", params=gate_read).json()["tasks"]]
+
+    first = blockers()
+    assert len(first) == 1
+    sb.state.advance_clock(5)
+    assert blockers() == []  # the gate's confirming read sees it cleared (and opens)
+    sb.state.advance_clock(19)
+    assert blockers() == []  # a run within 20 s of that does not wait
+    sb.state.advance_clock(21)
+    second = blockers()  # a run 20 s or more later: a fresh blocker, seen by that very read
+    assert len(second) == 1 and second != first
+    assert sb.state.task(second[0])["dateCreated"] > sb.state.task(first[0])["dateSolved"]
+    sb.state.advance_clock(5)
+    assert blockers() == []
+    assert len(_open(api, status="Solved", type="AssignBankAccount")) == 2
 
 
 def test_naive_timestamps_option(sb: SandboxServer, api: httpx.Client) -> None:
@@ -285,3 +314,17 @@ def test_naive_timestamps_option(sb: SandboxServer, api: httpx.Client) -> None:
     task = _open(api)[0]
     assert not task["dateCreated"].endswith("Z") and "+" not in task["dateCreated"]
     assert not api.get(f"/cases/{task['caseId']}").json()["dateCreated"].endswith("Z")
+
+
+def test_a_slow_gate_still_opens_when_re_arming_is_on(sb: SandboxServer, api: httpx.Client) -> None:
+    """A gate polling every 60 s (slower than the 20 s re-arm delay) must see the blocker cleared once:
+    a fresh one is raised only 20 s after some check has seen the old one solved."""
+    sb.reset("demo-ui")
+    gate_read = {"status": "Open", "type": ["SignContract", "AssignBankAccount"], "PageSize": 100}
+    assert len(api.get("/tasks", params=gate_read).json()["tasks"]) == 1
+    sb.state.advance_clock(60)
+    assert api.get("/tasks", params=gate_read).json()["tasks"] == []  # this gate opens
+    sb.state.advance_clock(60)
+    assert len(api.get("/tasks", params=gate_read).json()["tasks"]) == 1  # the next run waits
+    sb.state.advance_clock(60)
+    assert api.get("/tasks", params=gate_read).json()["tasks"] == []

@@ -156,6 +156,7 @@ def test_every_endpoint_matches_the_spec(
 ) -> None:
     c = Conformance(spec)
     sb.control("POST", "/_sandbox/tasks", json={"type": "SelectQuoteWinner", "caseCreditorReference": "INV-1005"})
+    sb.control("POST", "/_sandbox/tasks", json={"type": "SelectQuoteWinner", "leadId": str(uuid.uuid4())})  # a lead's
     cid = case_id_for("INV-1002")
     missing = str(uuid.uuid4())
 
@@ -180,6 +181,12 @@ def test_every_endpoint_matches_the_spec(
     c.check(api.get("/cases/by-creditor-reference/NOPE"), "/cases/by-creditor-reference/{creditorReference}")
     c.check(api.get(f"/cases/case-reference/{reference_for('INV-1002')}"), "/cases/case-reference/{caseReference}")
     c.check(api.get("/cases/case-reference/ZZZZZZZZ"), "/cases/case-reference/{caseReference}")
+    c.check(api.get("/cases/by-creditor-reference/2024%2F0001"), "/cases/by-creditor-reference/{creditorReference}")
+
+    c.check(api.get("/cases", params={"PageSize": 100, "Sort": "DateCreated:desc"}), "/cases")
+    c.check(api.get("/cases", params={"Ids": [cid, missing], "Statuses": "Active"}), "/cases")
+    c.check(api.get("/cases", params={"PageSize": 1000}), "/cases")
+    c.check(api.get("/cases", params={"Ids": "not-a-guid"}), "/cases")
 
     c.check(api.get(f"/cases/{cid}/chats"), "/cases/{id}/chats")
     c.check(api.get("/cases/not-a-guid/chats"), "/cases/{id}/chats")
@@ -195,9 +202,18 @@ def test_every_endpoint_matches_the_spec(
     sb.control("PUT", "/_sandbox/faults", json={"rules": [{"kind": "status", "status": 500, "count": 1}]})
     c.check(api.post(f"/cases/{cid}/chats", json=chat), "/cases/{id}/chats")
 
+    # A case deleted while its task is still listed: 404s with the declared body, the listing still conforms.
+    gone = case_id_for("INV-1003")
+    sb.control("POST", f"/_sandbox/cases/{gone}/delete")
+    c.check(api.get(f"/cases/{gone}"), "/cases/{id}")
+    c.check(api.get(f"/cases/{gone}/tasks"), "/cases/{id}/tasks")
+    c.check(api.get(f"/cases/{gone}/chats"), "/cases/{id}/chats")
+    c.check(api.get("/tasks", params={"PageSize": 100}), "/tasks")
+
     templates = {t for _, t, _ in c.checked}
     assert templates == {
         "/me",
+        "/cases",
         "/users",
         "/tasks",
         "/cases/{id}/tasks",
@@ -220,10 +236,10 @@ def test_large_scenario_and_every_task_type_match_the_spec(spec: dict[str, Any],
 
 
 def test_route_templates_match_spec_paths(spec: dict[str, Any]) -> None:
-    from airflow_provider_debitura.sandbox.app import _api_routes
+    from airflow_provider_debitura.sandbox.api import api_routes, template_of
     from airflow_provider_debitura.sandbox.state import SandboxState
 
-    for route in _api_routes(SandboxState("empty")):
-        assert route.path in spec["paths"], route.path
+    for route in api_routes(SandboxState("empty")):
+        assert template_of(route) in spec["paths"], route.path
         for method in route.methods - {"HEAD"}:
-            assert method.lower() in spec["paths"][route.path]
+            assert method.lower() in spec["paths"][template_of(route)]

@@ -47,11 +47,14 @@ def test_load_scenario_by_name_and_object(sb: SandboxServer, api: httpx.Client) 
     assert _open_types(api) == ["Generic"]
 
 
-def test_load_scenario_from_path(sb: SandboxServer, api: httpx.Client, tmp_path) -> None:
+def test_load_scenario_from_path_only_from_python(sb: SandboxServer, api: httpx.Client, tmp_path) -> None:
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"tasks": [{"type": "SignContract"}]}))
-    assert sb.control("POST", "/_sandbox/scenario", json={"name": str(path)}).json()["scenario"] == "mine"
-    assert _open_types(api) == ["SignContract"]
+    r = sb.control("POST", "/_sandbox/scenario", json={"name": str(path)})
+    assert r.status_code == 400 and "--scenario PATH" in r.json()["message"]
+    assert sb.state.scenario_name == "demo"
+    sb.state.load_scenario(path)  # the Python API (and the command line) may read files
+    assert sb.state.scenario_name == "mine" and _open_types(api) == ["SignContract"]
 
 
 @pytest.mark.parametrize(
@@ -197,9 +200,12 @@ def test_config_partial_update_and_validation(sb: SandboxServer) -> None:
         "chatSolveDelaySeconds": 0.0,
         "rateLimitPerMinute": None,
         "retryAfterHeader": False,
+        "encodedSlash": "decode",
     }
     assert sb.control("PUT", "/_sandbox/config", json={"retryAfterHeader": True}).json()["retryAfterHeader"] is True
-    for bad in ({"rateLimitPerMinute": 0}, {"chatSolveDelaySeconds": -1}, {"nope": 1}, {"retryAfterHeader": "yes"}):
+    bad_patches = ({"rateLimitPerMinute": 0}, {"chatSolveDelaySeconds": -1}, {"nope": 1}, {"retryAfterHeader": "yes"},
+                   {"encodedSlash": "drop"}, [])  # fmt: skip
+    for bad in bad_patches:
         assert sb.control("PUT", "/_sandbox/config", json=bad).status_code == 400
     assert sb.control("GET", "/_sandbox/config").json()["retryAfterHeader"] is True
 

@@ -59,8 +59,18 @@ def test_api_error_summary_uses_every_field():
     err = ApiError.model_validate(
         {"error": "NotFound", "message": "Case not found", "businessErrors": [{"type": "X", "message": "y"}]}
     )
-    assert err.summary() == "NotFound; Case not found; X: y"
-    assert ApiError.model_validate({"title": "Bad", "detail": "PageSize"}).summary() == "Bad; PageSize"
+    assert err.summary() == "Case not found; y (NotFound, X)"
+    assert ApiError.model_validate({"title": "Bad", "detail": "PageSize"}).summary() == "PageSize (Bad)"
+    assert ApiError.model_validate({"error": "rate_limit_exceeded"}).summary() == "rate_limit_exceeded"
+
+
+def test_api_error_summary_says_a_dual_written_error_once():
+    """The API writes the same error to error/message and to businessErrors: the summary says it once."""
+    said = "No case with creditor reference 'NOPE' was found."
+    err = ApiError.model_validate(
+        {"error": "NotFound", "message": said, "businessErrors": [{"type": "NotFound", "message": said}]}
+    )
+    assert err.summary() == "No case with creditor reference 'NOPE' was found (NotFound)"
 
 
 def test_chat_and_case():

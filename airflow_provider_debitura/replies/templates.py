@@ -1,8 +1,4 @@
-"""Pure helpers behind :class:`~airflow_provider_debitura.operators.debitura.DebituraReplyToChatTasksOperator`.
-
-Kept free of I/O so that the rules which decide whether a message is sent (is the ``action`` safe to
-follow, is the task already answered, is the rendered text acceptable) can be read and tested on
-their own.
+"""Reply templates: compile, render in a sandbox, check the text (pure, no I/O).
 
 Rendering uses Jinja's :class:`~jinja2.sandbox.SandboxedEnvironment` with
 :class:`~jinja2.StrictUndefined`: a reply template is code written by a DAG author, but the values it
@@ -14,37 +10,29 @@ re-renders a variable's content, so ``{{ 7*7 }}`` inside a partner's message sta
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.models import ChatMessage, Task
 from airflow_provider_debitura.validation import MAX_CHAT_MESSAGE_LENGTH, chat_message
 
 __all__ = [
     "MAX_CHAT_MESSAGE_LENGTH",
     "ReplyTemplateError",
-    "action_refusal",
-    "answered_by",
+    "TemplateSet",
     "combine_replies",
     "compile_template",
-    "find_own_message",
-    "latest_partner_message",
+    "compile_templates",
     "render_reply",
     "template_context",
     "validate_reply",
 ]
-
-CHAT_ACTION_METHOD = "POST"
-CASE_ID_PLACEHOLDER = "{caseId}"
-_CHAT_PATH = re.compile(r"^/cases/(?P<case>[^/?#\\]+)/chats$")
 
 # Output bigger than this cannot be a valid reply anyway; stop rendering there instead of letting a
 # runaway loop fill the worker's memory.
@@ -91,7 +79,11 @@ def _excerpt(source: str, limit: int = 80) -> str:
 
 
 def compile_template(name: str, source: Any) -> Template:
-    """Compile one template up front, so a syntax error fails the task before any request."""
+    """Compile one template up front, so a syntax error fails the task before any request.
+
+    :param name: how the error names the template (e.g. ``reply_template``).
+    :param source: the Jinja source.
+    """
     if not isinstance(source, str) or not source.strip():
         raise ReplyTemplateError(
             f"{name} is {source!r}; it must be a non-empty Jinja string such as "
@@ -122,7 +114,7 @@ def _object_view(obj: Any, attributes: Iterable[str]) -> dict[str, Any]:
     view: dict[str, Any] = {}
     for attribute in attributes:
         try:
-            value = getattr(obj, attribute, None)
+            value: Any = getattr(obj, attribute, None)
             if hasattr(value, "value") and type(value).__module__.startswith("airflow"):  # Airflow enums
                 value = value.value
             view[attribute] = _plain(value)
@@ -166,6 +158,8 @@ def template_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
     not reach connection secrets (``conn``), Variables or the metadata database through live objects,
     and several context entries are lazy proxies that would query the database (2.x) or the
     supervisor (3.x) when merely read. The DAG run, task instance and DAG become plain views.
+
+    :param context: the Airflow task context (or None).
     """
     if not context:
         return {}
@@ -199,7 +193,15 @@ def render_reply(
     partner_message: str | None,
     context: Mapping[str, Any],
 ) -> str:
-    """Render and validate one reply; every failure names the task and what to fix."""
+    """Render and validate one reply; every failure names the task and what to fix.
+
+    :param template: the compiled template.
+    :param template_name: its name, for errors.
+    :param task: the task's API dict.
+    :param case: the case's API dict, or None when it was not read.
+    :param partner_message: the case's latest partner message, or None.
+    :param context: the plain Airflow context values (:func:`template_context`).
+    """
     variables = {
         **context,
         "task": dict(task),
@@ -241,8 +243,12 @@ def render_reply(
 
 
 def validate_reply(text: str, *, where: str) -> str:
-    """The chat-message check (:func:`~airflow_provider_debitura.validation.chat_message`) with a
-    reply-template error that names the template and task."""
+    """The chat-message check (:func:`~airflow_provider_debitura.validation.chat_message`), raising a
+    :class:`ReplyTemplateError` that names the template and task.
+
+    :param text: the rendered (or edited) message.
+    :param where: what the message is, for the error.
+    """
     return chat_message(text, where=f"{where}: the rendered message", error=ReplyTemplateError)
 
 
@@ -250,82 +256,36 @@ def combine_replies(replies: Sequence[str]) -> str:
     """One message for a case: its tasks' distinct replies in order, separated by a blank line.
 
     Identical replies (the common case: one template for every chat type) collapse into one.
+
+    :param replies: the rendered replies of one case's tasks, in task order.
     """
     return "\n\n".join(dict.fromkeys(r.strip() for r in replies))
 
 
-def action_refusal(task: Task) -> str | None:
-    """Why this task's ``action`` must not be followed, or None when it is the expected chat post.
-
-    Only ``POST /cases/{caseId}/chats`` for the task's own case is followed: the path comes from the
-    server, and following whatever it says would let a bad or spoofed value send a message (with the
-    API key) to another case or another host.
-    """
-    if not task.case_id:
-        return "task has no caseId, so there is no case chat to reply in"
-    action = task.action
-    if action is None:
-        return "task has no action (Debitura offers no API resolution for it)"
-    method = (action.method or "").strip().upper()
-    if method != CHAT_ACTION_METHOD:
-        return f"action method {action.method!r} is not POST; only POST /cases/{{caseId}}/chats is followed"
-    path = action.path or ""
-    match = _CHAT_PATH.match(path)
-    if match is None:
-        return (
-            f"action path {path!r} is not /cases/{{caseId}}/chats relative to the connection's base URL; refused, "
-            "not called"
-        )
-    segment = match.group("case")
-    if segment != CASE_ID_PLACEHOLDER and segment.strip().lower() != task.case_id.strip().lower():
-        return f"action path {path!r} points at another case than the task's own ({task.case_id}); refused, not called"
-    return None
-
-
-def answered_by(task: Task, chats: Iterable[ChatMessage]) -> ChatMessage | None:
-    """The creditor message that already answers ``task``: the newest one at or after its creation.
-
-    "At or after" (not strictly after): if a reply and the task carry the same timestamp, treating the
-    task as answered risks one missed reply (visible in the report), the other choice a second message
-    to the partner.
-    """
-    candidates = [c for c in chats if c.is_from_creditor and c.date_created >= task.date_created]
-    return max(candidates, key=lambda c: c.date_created, default=None)
-
-
-def latest_partner_message(chats: Iterable[ChatMessage]) -> ChatMessage | None:
-    return max((c for c in chats if c.is_from_partner), key=lambda c: c.date_created, default=None)
-
-
-def _normalise(text: str | None) -> str:
-    return (text or "").replace("\r\n", "\n").strip()
-
-
-def find_own_message(
-    chats: Iterable[ChatMessage], message: str, *, not_before: datetime, known_ids: Iterable[str]
-) -> ChatMessage | None:
-    """After an ambiguous post: the creditor message with our text that was not there before we posted."""
-    known = set(known_ids)
-    wanted = _normalise(message)
-    for chat in sorted(chats, key=lambda c: c.date_created):
-        if (
-            chat.id not in known
-            and chat.is_from_creditor
-            and chat.date_created >= not_before
-            and _normalise(chat.message) == wanted
-        ):
-            return chat
-    return None
-
-
 @dataclass(frozen=True)
 class TemplateSet:
-    """The compiled templates by task type (``reply_templates`` overriding ``reply_template``)."""
+    """The compiled templates by task type (``reply_templates`` overriding ``reply_template``).
+
+    :param default: the template for every type without its own.
+    :param by_type: per-type templates.
+    :param variables: every top-level variable the templates read (``case`` decides whether the case
+        is read from the API).
+    """
 
     default: Template | None
     by_type: dict[str, Template]
+    variables: frozenset[str] = frozenset()
+
+    @property
+    def uses_case(self) -> bool:
+        """True when some template reads ``case`` (so each answered case is read once)."""
+        return "case" in self.variables
 
     def for_type(self, task_type: str) -> tuple[str, Template]:
+        """The template (and its name, for errors) that answers ``task_type``.
+
+        :param task_type: the task's type.
+        """
         if task_type in self.by_type:
             return f"reply_templates[{task_type!r}]", self.by_type[task_type]
         assert self.default is not None  # checked when the set is built
@@ -335,7 +295,12 @@ class TemplateSet:
 def compile_templates(
     reply_template: str | None, reply_templates: Mapping[str, str] | None, task_types: Sequence[str]
 ) -> TemplateSet:
-    """Compile every template and check that each selected task type has one."""
+    """Compile every template and check that each selected task type has one.
+
+    :param reply_template: the template for every type without its own.
+    :param reply_templates: ``{task_type: template}``.
+    :param task_types: the types the operator answers.
+    """
     if reply_templates is not None and not isinstance(reply_templates, Mapping):
         raise ReplyTemplateError(
             f"reply_templates must be a dict of task type to Jinja string, got {type(reply_templates).__name__}."
@@ -355,4 +320,13 @@ def compile_templates(
             f"No reply template for {', '.join(missing)}: set reply_template (used for every type) or add "
             f"{', '.join(repr(m) for m in missing)} to reply_templates."
         )
-    return TemplateSet(default, by_type)
+    sources = [s for s in (reply_template, *(reply_templates or {}).values()) if isinstance(s, str)]
+    return TemplateSet(default, by_type, _variables(sources))
+
+
+def _variables(sources: Sequence[str]) -> frozenset[str]:
+    env = _environment()
+    found: set[str] = set()
+    for source in sources:
+        found |= meta.find_undeclared_variables(env.parse(source))
+    return frozenset(found)

@@ -1,0 +1,150 @@
+"""Airflow's Human-in-the-loop (HITL) surface, behind one version gate.
+
+HITL exists from Airflow 3.1 (``apache-airflow-providers-standard`` >= 1.5). On older Airflow the
+standard provider's ``hitl`` module raises at import, or is not installed at all (2.11). This module
+imports it once and, where it is missing, puts a stand-in base class in its place whose constructor
+fails with a message naming the version needed: a DAG that uses a HITL operator then fails at parse
+time with that message, while everything else in the provider keeps working on 2.11 and 3.0.
+
+The three request functions are the ones Airflow's own ``HITLOperator`` and ``HITLTrigger`` use: they go
+through the task supervisor's channel to the Execution API (never to the metadata DB directly).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+MIN_AIRFLOW = "3.1"
+"""The first Airflow release with Human-in-the-loop."""
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+try:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+except Exception as _exc:  # ImportError (2.11: no standard provider) or AirflowOptionalProviderFeatureException
+    HITL_UNAVAILABLE_REASON: str | None = f"{type(_exc).__name__}: {_exc}"
+
+    class HITLOperator(BaseOperator):  # type: ignore[no-redef]
+        """Stand-in for Airflow's ``HITLOperator`` where it does not exist: constructing one fails."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            require_hitl(type(self).__name__)
+            super().__init__(**kwargs)  # pragma: no cover
+
+        @classmethod
+        def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+            """``.partial(...).expand(...)`` never calls the constructor at parse time: gate it here too."""
+            require_hitl(cls.__name__)
+
+else:
+    HITL_UNAVAILABLE_REASON = None
+
+HITL_AVAILABLE = HITL_UNAVAILABLE_REASON is None
+"""True on Airflow 3.1+ with the standard provider's Human-in-the-loop module."""
+
+
+def airflow_version() -> str:
+    from airflow import __version__
+
+    return __version__
+
+
+def require_hitl(what: str) -> None:
+    """Fail (at DAG parse time, when called from an operator's constructor) unless HITL is available.
+
+    :param what: the operator or feature that needs it, for the message.
+    """
+    if HITL_AVAILABLE:
+        return
+    from airflow.exceptions import AirflowOptionalProviderFeatureException
+
+    raise AirflowOptionalProviderFeatureException(
+        f"{what} needs Airflow {MIN_AIRFLOW} or newer (Human-in-the-loop and the Required Actions page); this is "
+        f"Airflow {airflow_version()} ({HITL_UNAVAILABLE_REASON}). Upgrade Airflow, or on this version hand tasks "
+        "to people with DebituraListTasksOperator and a notifier (see example_debitura_task_triage)."
+    )
+
+
+def upsert_request(
+    ti_id: UUID,
+    *,
+    options: list[str],
+    subject: str,
+    body: str | None,
+    defaults: list[str] | None,
+    multiple: bool,
+    params: dict[str, Any],
+    assigned_users: list[Any] | None,
+) -> None:
+    """Create the task instance's HITL request, or re-open it (an earlier answer is cleared): Airflow's own
+    ``upsert_hitl_detail``, as ``HITLOperator.execute`` calls it.
+
+    :param ti_id: the task instance id.
+    :param options: the answers offered.
+    :param subject: the headline.
+    :param body: Markdown details.
+    :param defaults: options taken at the timeout.
+    :param multiple: whether several options may be chosen.
+    :param params: serialized form fields.
+    :param assigned_users: who may answer.
+    """
+    from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+    upsert_hitl_detail(
+        ti_id=ti_id,
+        options=options,
+        subject=subject,
+        body=body,
+        defaults=defaults,
+        multiple=multiple,
+        params=params,
+        assigned_users=assigned_users,
+    )
+
+
+def read_response(ti_id: UUID) -> Any:
+    """The request's response part (``response_received``, ``chosen_options``, ...): as ``HITLTrigger`` reads it.
+
+    :param ti_id: the task instance id.
+    """
+    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+    response = get_hitl_detail_content_detail(ti_id=ti_id)
+    if response is None and (client := _in_process_client()) is not None:
+        response = client.hitl.get_detail_response(ti_id)
+    return response
+
+
+def record_response(ti_id: UUID, *, chosen_options: list[str], params_input: dict[str, Any]) -> Any:
+    """Answer the request on Airflow's side, as ``HITLTrigger`` records a timeout default. Airflow refuses
+    (409) when a person has answered first; the caller then reads that answer.
+
+    :param ti_id: the task instance id.
+    :param chosen_options: the options recorded.
+    :param params_input: the form values recorded.
+    """
+    from airflow.sdk.execution_time.hitl import update_hitl_detail_response
+
+    response = update_hitl_detail_response(ti_id=ti_id, chosen_options=chosen_options, params_input=params_input)
+    if response is None and (client := _in_process_client()) is not None:
+        response = client.hitl.update_response(ti_id=ti_id, chosen_options=chosen_options, params_input=params_input)
+    return response
+
+
+def _in_process_client() -> Any:
+    """The Execution API client of ``dag.test()``'s in-process supervisor, or None elsewhere.
+
+    ``airflow dags test`` runs a deferred task's trigger inline, under the *worker's* in-process supervisor,
+    which (Airflow 3.3.2) routes an operator's HITL write but answers a trigger's HITL read or response with
+    nothing; the real triggerer routes both. There, and only there, the same Execution API call is made
+    through that supervisor's own client, which is what the triggerer would have done.
+    """
+    from airflow.sdk.execution_time import task_runner
+
+    supervisor = getattr(getattr(task_runner, "SUPERVISOR_COMMS", None), "supervisor", None)
+    if type(supervisor).__name__ != "InProcessTestSupervisor":
+        return None
+    return getattr(supervisor, "client", None)

@@ -1,0 +1,129 @@
+"""Finding a case by one of its identifiers: the sans-IO lookup both hooks drive.
+
+A creditor reference with a ``/`` (invoice numbers such as ``2024/0001``) is sent as one encoded path
+segment (``2024%2F0001``). A server that decodes ``%2F`` before routing answers 404 for it; then, and
+only then, the lookup searches the newest cases (``GET /cases?Sort=DateCreated:desc``) for that
+``creditorReference``, at most :data:`SEARCH_MAX_PAGES` pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
+from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.models import Case, CasePage
+from airflow_provider_debitura.validation import CaseSelector
+
+SEARCH_MAX_PAGES = 10
+"""Pages of 100 cases searched after a 404 for a reference with ``/``: the 1,000 newest cases."""
+
+SEARCH_PAGE_SIZE = 100
+
+
+def case_lookup(selector: CaseSelector) -> ApiCall[Case]:
+    """The one request that looks a validated :class:`CaseSelector` up.
+
+    :param selector: exactly one identifier of the case.
+    """
+    if selector.case_id:
+        return endpoints.get_case(selector.case_id)
+    if selector.creditor_reference:
+        return endpoints.get_case_by_creditor_reference(selector.creditor_reference)
+    if selector.case_reference:
+        return endpoints.get_case_by_reference(selector.case_reference)
+    raise DebituraConfigError("No case given.")
+
+
+class CaseLookup:
+    """The lookup of one case, with the search fallback for a creditor reference containing ``/``.
+
+    Drive it with::
+
+        while (call := lookup.next_call()) is not None:
+            try:
+                lookup.feed(send(call))
+            except DebituraNotFoundError as exc:
+                lookup.not_found(exc)  # re-raises unless the search fallback applies
+        case = lookup.result()
+
+    Cost: 1 request; after a 404 for a reference with ``/``, up to :data:`SEARCH_MAX_PAGES` more.
+
+    :param selector: exactly one identifier of the case.
+    """
+
+    def __init__(self, selector: CaseSelector) -> None:
+        self.selector = selector
+        self.requests = 0
+        self._call: ApiCall[Any] | None = case_lookup(selector)
+        self._page = 0
+        self._searched = 0
+        self._not_found: DebituraNotFoundError | None = None
+        self._case: Case | None = None
+
+    def next_call(self) -> ApiCall[Any] | None:
+        """The next request, or None once the case is found."""
+        return self._call
+
+    def feed(self, answer: Case | CasePage) -> None:
+        """Take the answer to the last call.
+
+        :param answer: the case (direct lookup) or a page of cases (search).
+        """
+        self.requests += 1
+        if isinstance(answer, Case):
+            self._done(answer)
+            return
+        reference = (self.selector.creditor_reference or "").strip()
+        self._searched += answer.raw_count
+        match = next((c for c in answer.cases if (c.creditor_reference or "").strip() == reference), None)
+        if match is not None:
+            self._done(match)
+        elif answer.raw_count < SEARCH_PAGE_SIZE or self._page >= SEARCH_MAX_PAGES:
+            raise self._searched_in_vain()
+        else:
+            self._next_search_page()
+
+    def not_found(self, exc: DebituraNotFoundError) -> None:
+        """Take a 404 for the last call: start the search if it applies, else re-raise ``exc``.
+
+        :param exc: the 404 error.
+        """
+        self.requests += 1
+        reference = self.selector.creditor_reference or ""
+        if self._page and self._not_found is not None:  # the server has no GET /cases either
+            raise self._searched_in_vain(f"GET /cases answered 404 too: {exc}") from None
+        if "/" not in reference:
+            raise exc
+        self._not_found = exc
+        self._next_search_page()
+
+    def result(self) -> Case:
+        """The case, once found."""
+        if self._case is None:
+            raise RuntimeError("lookup not finished")
+        return self._case
+
+    def _next_search_page(self) -> None:
+        self._page += 1
+        self._call = endpoints.get_cases_page(page=self._page, page_size=SEARCH_PAGE_SIZE)
+
+    def _done(self, case: Case) -> None:
+        self._case = case
+        self._call = None
+
+    def _searched_in_vain(self, why: str | None = None) -> DebituraNotFoundError:
+        first = self._not_found
+        assert first is not None
+        searched = why or (
+            f"the {self._searched:,} newest cases were searched too ({self._page} requests): none has "
+            f"creditorReference {self.selector.creditor_reference!r}"
+        )
+        return DebituraNotFoundError(
+            f"{first}. The reference contains '/', which some servers cannot route; {searched}.",
+            method=first.method,
+            path=first.path,
+            status=404,
+            api_error=first.api_error,
+        )

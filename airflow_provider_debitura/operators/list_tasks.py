@@ -1,0 +1,176 @@
+"""``DebituraListTasksOperator``: list Debitura tasks into XCom, in a shape fit for XCom and mapping."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import conf
+
+from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.links import push_solution_url
+from airflow_provider_debitura.models import Task, TaskType
+from airflow_provider_debitura.operators.base import DebituraTaskOperatorBase, scope_label
+from airflow_provider_debitura.operators.list_output import DEFAULT_BATCH_SIZE, mapping_error, shape_of, valid_shape
+from airflow_provider_debitura.operators.listing import describe_rejected, list_scope
+from airflow_provider_debitura.validation import as_bool, as_limit, task_status, task_types
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+__all__ = ["LARGE_XCOM_BYTES", "DebituraListTasksOperator", "summary_table"]
+
+LARGE_XCOM_BYTES = 1_000_000
+"""Above this the operator logs a warning suggesting a smaller shape (it still returns the value)."""
+
+
+class DebituraListTasksOperator(DebituraTaskOperatorBase):
+    """List Debitura tasks (every page) into XCom, as compact records by default.
+
+    ``shape`` picks the XCom value's shape (bytes per task measured in docs/operators.md): ``records`` (default;
+    id, type, title, caseId, caseReference, dateCreated, deadline, solutionUrl), ``full`` (the API's own
+    dicts), ``ids``, ``by_case`` (one item per case), ``batches`` (lists of ``batch_size`` records) or
+    ``summary`` (counts by type and the oldest 20 records: one small dict at any queue size). When a
+    downstream task maps over a list with more items than ``[core] max_map_length``, the task fails
+    before pushing, with an error that says how to group.
+
+    :param debitura_conn_id: Airflow connection to use.
+    :param case_id: Limit to one case by Debitura GUID (or ``creditor_reference`` / ``case_reference``;
+        at most one of the three). None of them: the whole account.
+    :param creditor_reference: Limit to the case with your own reference.
+    :param case_reference: Limit to the case with Debitura's 8-character reference.
+    :param task_types: Only these types (list or comma-separated string).
+    :param status: ``Open`` (default) or ``Solved``.
+    :param api_resolvable_only: Only tasks an integration can clear itself (the chat-driven types).
+    :param needs_human_only: Only tasks no API call resolves (every type but the chat-driven ones,
+        new types included).
+    :param include_account_level: With a case scope, also return the account-level tasks
+        (``SignContract``, ``AssignBankAccount``), which block every case but which
+        ``GET /cases/{id}/tasks`` never lists. Ignored for the account scope, which always includes them.
+    :param shape: The XCom shape (see above).
+    :param batch_size: Records per batch with ``shape="batches"`` (default 100).
+    """
+
+    template_fields: Sequence[str] = (
+        *DebituraTaskOperatorBase.template_fields,
+        "status",
+        "api_resolvable_only",
+        "needs_human_only",
+        "include_account_level",
+        "shape",
+        "batch_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: str = "Open",
+        api_resolvable_only: bool | str = False,
+        needs_human_only: bool | str = False,
+        include_account_level: bool | str = False,
+        shape: str = "records",
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.status = status
+        self.api_resolvable_only = api_resolvable_only
+        self.needs_human_only = needs_human_only
+        self.include_account_level = include_account_level
+        self.shape = shape
+        self.batch_size = batch_size
+
+    def _query_types(self) -> tuple[list[str] | None, bool, bool]:
+        types = task_types("task_types", self.task_types)
+        resolvable_only = as_bool("api_resolvable_only", self.api_resolvable_only)
+        human_only = as_bool("needs_human_only", self.needs_human_only)
+        if resolvable_only and human_only:
+            raise DebituraConfigError(
+                "api_resolvable_only=True and needs_human_only=True exclude each other (a task is one or the "
+                "other). Keep one."
+            )
+        chat = TaskType.chat_driven()
+        if resolvable_only and types is not None and not any(t in chat for t in types):
+            raise DebituraConfigError(
+                f"api_resolvable_only=True with task_types={types} can never match: none of those types can "
+                f"be resolved through the API ({', '.join(sorted(chat))}). Drop one of the two."
+            )
+        if human_only and types is not None and all(t in chat for t in types):
+            raise DebituraConfigError(
+                f"needs_human_only=True with task_types={types} can never match: those types are all resolved "
+                "through the API. Drop one of the two."
+            )
+        if resolvable_only and types is None:
+            types = sorted(chat)
+        return types, resolvable_only, human_only
+
+    def execute(self, context: Context) -> Any:
+        """List the tasks and return them in the ``shape`` asked for.
+
+        :param context: the Airflow task context.
+        """
+        selector = self._selector()
+        types, resolvable_only, human_only = self._query_types()
+        status = task_status("status", self.status)
+        with_account = as_bool("include_account_level", self.include_account_level)
+        shape = valid_shape(self.shape)
+        batch_size = as_limit("batch_size", self.batch_size) or DEFAULT_BATCH_SIZE
+        with self._hook() as hook:
+            _, listed = list_scope(hook, selector, status=status, types=types, with_account_level=with_account)
+        if listed.rejected:
+            self.log.warning("%s", describe_rejected(listed.rejected))
+        tasks: list[Task] = list(listed)
+        if resolvable_only:
+            tasks = [t for t in tasks if t.is_api_resolvable]
+        if human_only:
+            tasks = [t for t in tasks if not t.is_api_resolvable]
+        self.log.info("%s", summary_table(tasks, f"{status} tasks in {scope_label(selector)}"))
+        first_human = next((t for t in tasks if not t.is_api_resolvable and t.solution_url), None)
+        push_solution_url(context, first_human.solution_url if first_human else None)
+        value = shape_of(tasks, shape, batch_size)
+        self._check_mappable(shape, value, len(tasks))
+        size = len(json.dumps(value))
+        if size > LARGE_XCOM_BYTES:
+            self.log.warning(
+                "The listing is %s bytes of XCom (%d tasks, shape=%r). If a downstream task needs less, "
+                "shape='summary' (a digest), 'ids' (about 40 bytes a task) or a task_types filter keep it small.",
+                f"{size:,}",
+                len(tasks),
+                shape,
+            )
+        return value
+
+    def _check_mappable(self, shape: str, value: Any, tasks: int) -> None:
+        if not isinstance(value, list) or not self._maps_downstream():
+            return
+        error = mapping_error(shape, len(value), conf.getint("core", "max_map_length", fallback=1024), tasks)
+        if error is not None:
+            raise error
+
+    def _maps_downstream(self) -> bool:
+        try:
+            return next(iter(self.iter_mapped_dependants()), None) is not None
+        except Exception:  # not in a DAG (a direct execute() call): nothing maps over it
+            return False
+
+
+def summary_table(tasks: Sequence[Task], title: str) -> str:
+    """The log table of a listing: count by type, API-resolvable and account-level totals.
+
+    :param tasks: the listed tasks.
+    :param title: the first line.
+    """
+    by_type = Counter(t.type or "(none)" for t in tasks)
+    resolvable = sum(1 for t in tasks if t.is_api_resolvable)
+    account = sum(1 for t in tasks if t.is_account_level)
+    width = max([len("API-resolvable"), *(len(k) for k in by_type)])
+    lines = [f"{len(tasks)} {title}", f"  {'type':<{width}}  count"]
+    lines += [f"  {name:<{width}}  {count:>5}" for name, count in sorted(by_type.items())]
+    lines += [
+        f"  {'-' * width}  -----",
+        f"  {'API-resolvable':<{width}}  {resolvable:>5}",
+        f"  {'account-level':<{width}}  {account:>5}",
+    ]
+    return "\n".join(lines)

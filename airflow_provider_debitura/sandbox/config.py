@@ -1,0 +1,42 @@
+"""The sandbox's runtime settings (``GET/PUT /_sandbox/config``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from airflow_provider_debitura.sandbox.scenario_models import Seconds, Spec, parse
+
+ENCODED_SLASH_MODES = ("decode", "keep")
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "chatSolveDelaySeconds": 0.0,
+    "rateLimitPerMinute": None,
+    "retryAfterHeader": False,
+    "encodedSlash": "decode",
+}
+
+
+class ConfigPatch(Spec):
+    """A partial update of the settings; every field is optional."""
+
+    chatSolveDelaySeconds: Seconds = Field(
+        default=0.0, description="Delay before a creditor chat message solves tasks."
+    )
+    rateLimitPerMinute: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Per API key; null: off.")
+    retryAfterHeader: bool = Field(default=False, description="Send Retry-After with 429s (the body always has it).")
+    encodedSlash: Literal["decode", "keep"] = Field(
+        default="decode",
+        description="How a %2F in a reference lookup's path segment is read: decode (a '/' in the reference, "
+        "found) or keep (left as the three characters '%2F', as ASP.NET Core does by default: not found).",
+    )
+
+
+def check_config_patch(patch: Any) -> dict[str, Any]:
+    """The validated keys of a ``PUT /_sandbox/config`` body.
+
+    :param patch: the JSON body.
+    """
+    model = parse(ConfigPatch, patch, "config")
+    return {k: getattr(model, k) for k in model.model_fields_set}

@@ -1,0 +1,123 @@
+"""Reply approval end to end: real Airflow (``airflow dags test``), the sandbox, and a person's answer given as the
+UI gives it, through a real ``airflow api-server`` (``PATCH .../hitlDetails`` with the form's field values).
+Chat posts are counted through the sandbox in each: exactly the intended ones.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers.api_server import ApiServer, run_dag_async
+
+from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not HITL_AVAILABLE, reason=f"Human-in-the-loop needs Airflow {MIN_AIRFLOW}+"),
+]
+
+POSTS = "POST /cases/{id}/chats"
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def api(airflow_env):
+    with ApiServer(airflow_env) as server:
+        yield server
+
+
+def _counters(sandbox) -> dict[str, int]:
+    return sandbox.control("GET", "/counters").json()
+
+
+def _fields(request: dict) -> dict[str, str]:
+    """The form as the UI submits it: every field with its current value."""
+    return {key: param["value"] for key, param in request["params"].items()}
+
+
+def _field_of(request: dict, reference: str) -> str:
+    [key] = [k for k, p in request["params"].items() if p["schema"]["title"] == f"Reply to {reference}"]
+    return key
+
+
+def _creditor_messages(sandbox, reference: str) -> list[str]:
+    chats = sandbox.control("GET", "/state").json()["chats"]
+    return [c["message"] for c in chats.get(sandbox.state.case_id(reference), []) if c["role"] == 1]
+
+
+def _start(airflow_env, api, sandbox, dag_id: str = "hitl_approval"):
+    run = run_dag_async(airflow_env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request(dag_id, timeout=RUN_TIMEOUT, run=run)
+    return run, request
+
+
+def _report(run) -> dict:
+    result = run.result(timeout=RUN_TIMEOUT)
+    assert result.run_state == "success", result.explain()
+    return result.xcom("approve_replies")
+
+
+def test_approve_as_rendered_posts_each_case_once(airflow_env, api, sandbox) -> None:
+    run, request = _start(airflow_env, api, sandbox)
+    assert request["options"] == ["Approve", "Reject"] and request["subject"] == "Approve 2 Debitura chat replies"
+    body = request["body"]
+    assert "### 1. INV-1002" in body and "Could you confirm the debtor's current address?" in body
+    assert "**Clears:** Reply to chat: Reply to the collection partner" in body
+    inv1002 = _fields(request)[_field_of(request, "INV-1002")]
+    assert inv1002.startswith('Regarding INV-1002: you wrote "Could you confirm the debtor')
+    assert _counters(sandbox).get(POSTS, 0) == 0  # nothing is posted before the answer
+
+    assert api.answer(request, ["Approve"], _fields(request)).status_code == 200
+    report = _report(run)
+    assert report["outcome"] == "approved" and report["edited"] == [] and report["responded_by"]["name"]
+    assert len(report["replied"]) == 3 and report["skipped"] == []
+    assert _creditor_messages(sandbox, "INV-1002") == [inv1002]
+    counters = _counters(sandbox)
+    assert counters[POSTS] == 2
+    # listing 1; per case: history (draft), history (partner check), history (post), open tasks (post)
+    assert counters["GET /tasks"] == 1 and counters["GET /cases/{id}/chats"] == 2 * 3
+    assert counters["GET /cases/{id}/tasks"] == 2
+    assert api.pending("hitl_approval") == []
+
+
+def test_approve_with_an_edit_rechecks_every_case_before_posting(airflow_env, api, sandbox) -> None:
+    inv1005 = sandbox.state.case_id("INV-1005")
+    third = sandbox.control(
+        "POST", f"/cases/{inv1005}/partner-message", json={"message": "Any news?", "task": "ReplyToChat"}
+    ).json()["task"]
+    run, request = _start(airflow_env, api, sandbox)
+    assert request["subject"] == "Approve 3 Debitura chat replies"
+    fields = _fields(request)
+    fields[_field_of(request, "INV-1002")] = "Edited by a person: the address is Main Street 1, Aarhus."
+
+    # the queue moves while the request waits
+    inv1003 = sandbox.state.case_id("INV-1003")
+    sandbox.control("POST", f"/cases/{inv1003}/partner-message", json={"message": "Also: the contract?"})
+    sandbox.control("POST", f"/tasks/{third['id']}/solve")
+
+    assert api.answer(request, ["Approve"], fields).status_code == 200
+    report = _report(run)
+    assert report["outcome"] == "approved" and report["edited"] == ["INV-1002"]
+    assert [r["creditor_reference"] for r in report["replied"]] == ["INV-1002"]
+    reasons = {s["creditor_reference"]: s["reason"] for s in report["skipped"]}
+    assert reasons["INV-1003"].startswith("the partner wrote again")
+    assert reasons["INV-1005"] == "no longer open in Debitura"
+    assert _creditor_messages(sandbox, "INV-1002") == ["Edited by a person: the address is Main Street 1, Aarhus."]
+    assert _creditor_messages(sandbox, "INV-1003") == [] and _creditor_messages(sandbox, "INV-1005") == []
+    assert _counters(sandbox)[POSTS] == 1
+
+
+def test_reject_posts_nothing(airflow_env, api, sandbox) -> None:
+    run, request = _start(airflow_env, api, sandbox)
+    assert api.answer(request, ["Reject"], _fields(request)).status_code == 200
+    report = _report(run)
+    assert report["outcome"] == "rejected" and report["replied"] == []
+    assert _counters(sandbox).get(POSTS, 0) == 0
+
+
+def test_timeout_posts_nothing(airflow_env, api, sandbox) -> None:
+    run, _ = _start(airflow_env, api, sandbox, "hitl_approval_timeout")
+    report = _report(run)
+    assert report["outcome"] == "timed_out" and report["replied"] == [] and report["responded_by"] is None
+    assert _counters(sandbox).get(POSTS, 0) == 0
+    assert api.pending("hitl_approval_timeout") == []

@@ -1,0 +1,85 @@
+"""Looks through a real browser: Airflow's Required Actions page shows a handoff request waiting (with its
+Debitura link) and a reply awaiting approval (with its editable reply). Headless Debian Chromium driven by
+Playwright; skipped with the reason where either is missing.
+
+With ``DEBITURA_SAVE_SCREENSHOTS=1`` the screenshots are also written to ``docs/images/`` (how the docs' images
+were made).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.api_server import ApiServer, browser_skip_reason, logged_in_page, run_dag_async
+
+from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not HITL_AVAILABLE, reason=f"Human-in-the-loop needs Airflow {MIN_AIRFLOW}+"),
+]
+
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+RUN_TIMEOUT = 300
+
+
+def _keep(shot: Path) -> None:
+    if os.environ.get("DEBITURA_SAVE_SCREENSHOTS"):
+        DOCS_IMAGES.mkdir(exist_ok=True)
+        shutil.copy(shot, DOCS_IMAGES / shot.name)
+
+
+def test_required_actions_page_shows_the_waiting_handoff(airflow_env, sandbox, tmp_path) -> None:
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    [review] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "ReviewPartner"]
+    with ApiServer(airflow_env) as api:
+        run = run_dag_async(airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+        [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+        try:
+            with logged_in_page(api) as page:
+                page.goto(f"{api.url}/required_actions", wait_until="networkidle")
+                page.get_by_text(request["subject"]).first.wait_for(timeout=60_000)
+                page.screenshot(path=tmp_path / "hitl_handoff_required_actions.png", full_page=True)
+                _keep(tmp_path / "hitl_handoff_required_actions.png")
+
+                page.get_by_text(request["subject"]).first.click()
+                link = page.get_by_role("link", name="Open in Debitura")
+                link.first.wait_for(timeout=60_000)
+                assert link.first.get_attribute("href") == review["solutionUrl"]
+                for option in ("Done", "Can't do"):
+                    assert page.get_by_role("button", name=option).count() >= 1
+                page.screenshot(path=tmp_path / "hitl_handoff_request.png", full_page=True)
+                _keep(tmp_path / "hitl_handoff_request.png")
+        finally:
+            api.answer(request, ["Can't do"], {"note": "browser check done"})
+            result = run.result(timeout=RUN_TIMEOUT)
+    assert result.xcom("summarise") == ["cant_do"], result.explain()
+
+
+def test_required_actions_page_shows_a_reply_awaiting_approval(airflow_env, sandbox, tmp_path) -> None:
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with ApiServer(airflow_env) as api:
+        run = run_dag_async(airflow_env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+        [request] = api.wait_for_request("hitl_approval", timeout=RUN_TIMEOUT, run=run)
+        try:
+            with logged_in_page(api) as page:
+                page.goto(f"{api.url}/required_actions", wait_until="networkidle")
+                page.get_by_text(request["subject"]).first.click()
+                page.get_by_text("Could you confirm the debtor's current address?").first.wait_for(timeout=60_000)
+                assert page.get_by_role("button", name="Approve").count() >= 1
+                assert page.get_by_text("Reply to INV-1002").count() >= 1  # the editable field's title
+                page.screenshot(path=tmp_path / "hitl_reply_approval.png", full_page=True)
+                _keep(tmp_path / "hitl_reply_approval.png")
+        finally:
+            api.answer(request, ["Reject"], {k: p["value"] for k, p in request["params"].items()})
+            result = run.result(timeout=RUN_TIMEOUT)
+    assert result.xcom("approve_replies")["outcome"] == "rejected", result.explain()
+    assert sandbox.control("GET", "/counters").json().get("POST /cases/{id}/chats", 0) == 0

@@ -1,0 +1,138 @@
+"""Human handoff end to end: real Airflow (``airflow dags test``), the sandbox, and a person's answer given the
+way the UI gives it, through a real ``airflow api-server`` on the same metadata DB (``PATCH .../hitlDetails``).
+
+Each test counts the sandbox's requests: the handoff's cost is part of its contract (docs/human-in-the-loop.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers.api_server import ApiServer, run_dag_async, wait_until
+
+from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(900),  # a real api-server and DAG runs on a shared 2-core machine
+    pytest.mark.skipif(not HITL_AVAILABLE, reason=f"Human-in-the-loop needs Airflow {MIN_AIRFLOW}+"),
+]
+
+CASE_TASKS = "GET /cases/{id}/tasks"
+RUN_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def api(airflow_env):
+    with ApiServer(airflow_env) as server:
+        yield server
+
+
+def _counters(sandbox) -> dict[str, int]:
+    return sandbox.control("GET", "/counters").json()
+
+
+def _open_task(sandbox, type_name: str) -> dict:
+    [task] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == type_name]
+    return task
+
+
+def _report(result) -> dict:
+    assert result.run_state == "success", result.explain()
+    [report] = result.mapped_xcoms("handoff")
+    return report
+
+
+def test_done_while_still_open_asks_again_then_done(airflow_env, api, sandbox) -> None:
+    review = _open_task(sandbox, "ReviewPartner")
+    run = run_dag_async(airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+    assert request["options"] == ["Done", "Can't do"]
+    assert request["subject"] == "Review partner: Review your collection partner (case INV-1004)"
+    assert f"**[Open in Debitura]({review['solutionUrl']})**" in request["body"]
+
+    assert api.answer(request, ["Done"]).status_code == 200  # ... but Debitura still shows it open
+    again = wait_until(lambda: api.pending("hitl_handoff_wait"), timeout=RUN_TIMEOUT, what="the request to reopen")
+    assert again[0]["task_instance"]["task_id"] == "handoff" and again[0]["response_received"] is False
+
+    sandbox.control("POST", f"/tasks/{review['id']}/solve")  # now someone resolves it in the app
+    assert api.answer(request, ["Done"], {"note": "Partner reviewed"}).status_code == 200
+    result = run.result(timeout=RUN_TIMEOUT)
+    report = _report(result)
+    assert report["outcome"] == "done" and report["rounds"] == 2 and report["still_open"] == []
+    assert report["note"] == "Partner reviewed" and report["responded_by"]["name"]
+    assert result.xcom("summarise") == ["done"]
+    assert result.xcom("handoff", key="_link_DebituraResolveLink", map_index=0) == review["solutionUrl"]
+    assert "but Debitura still shows 1 still open" in result.output + airflow_env.task_logs("hitl_handoff_wait")
+    counters = _counters(sandbox)
+    # one check before asking, one per "Done" answer; the listing is one page (one request)
+    assert counters[CASE_TASKS] == 3 and counters["GET /tasks"] == 1
+    assert "POST /cases/{id}/chats" not in counters
+    assert api.pending("hitl_handoff_wait") == []
+
+
+def test_cant_do_lets_the_dag_go_on(airflow_env, api, sandbox) -> None:
+    run = run_dag_async(airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+    assert api.answer(request, ["Can't do"], {"note": "Needs the CFO"}).status_code == 200
+    report = _report(run.result(timeout=RUN_TIMEOUT))
+    assert report["outcome"] == "cant_do" and report["note"] == "Needs the CFO"
+    assert [t["type"] for t in report["tasks"]] == ["ReviewPartner"] and len(report["still_open"]) == 1
+    assert _counters(sandbox)[CASE_TASKS] == 1  # no check after "Can't do"
+    assert _open_task(sandbox, "ReviewPartner")["status"] == "Open"
+
+
+def test_solved_in_debitura_closes_the_request_and_the_dag_goes_on(airflow_env, api, sandbox) -> None:
+    review = _open_task(sandbox, "ReviewPartner")
+    run = run_dag_async(airflow_env, "hitl_handoff_watch", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request("hitl_handoff_watch", timeout=RUN_TIMEOUT, run=run)
+    checks_before = _counters(sandbox)[CASE_TASKS]
+    sandbox.control("POST", f"/tasks/{review['id']}/solve")  # fixed in the app; nobody answers in Airflow
+    report = _report(run.result(timeout=RUN_TIMEOUT))
+    assert report["outcome"] == "cleared_in_debitura" and report["chosen_option"] == "Done"
+    assert report["responded_by"] is None and report["timed_out"] is False
+    # The request is answered, not left pending: Required Actions no longer lists it.
+    detail = api.detail(request)
+    assert detail["response_received"] is True and detail["chosen_options"] == ["Done"]
+    assert detail["params_input"]["note"].startswith("Closed by Airflow: Debitura shows this task solved")
+    assert api.pending("hitl_handoff_watch") == []
+    assert api.hitl_details("hitl_handoff_watch", response_received=False) == []
+    # every check is one request (one case); the last one saw the task gone
+    checks = _counters(sandbox)[CASE_TASKS]
+    assert checks >= checks_before + 1 and checks == report["checks"]
+
+
+def test_response_timeout_without_answer_fails_the_handoff(airflow_env, api, sandbox) -> None:
+    run = run_dag_async(airflow_env, "hitl_handoff_timeout", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    api.wait_for_request("hitl_handoff_timeout", timeout=RUN_TIMEOUT, run=run)
+    result = run.result(timeout=RUN_TIMEOUT)
+    assert result.states["handoff[0]"] == "failed", result.explain()
+    assert result.xcom("summarise") == []
+    logs = result.output + airflow_env.task_logs("hitl_handoff_timeout")
+    assert "HITLTimeoutError" in logs
+    # one check before asking, one last check at the timeout (Debitura might have cleared it meanwhile)
+    assert _counters(sandbox)[CASE_TASKS] == 2
+    assert api.pending("hitl_handoff_timeout") == []
+
+
+def test_example_dag_replies_then_hands_the_rest_over_per_case(airflow_env, api, sandbox) -> None:
+    [bank] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "AssignBankAccount"]
+    sandbox.control("POST", f"/tasks/{bank['id']}/solve")  # the demo clears it after 5 s anyway: now, for sure
+    review, validation = _open_task(sandbox, "ReviewPartner"), _open_task(sandbox, "CaseValidationNeedsInfo")
+    dag_id = "example_debitura_triage_with_approval"
+    run = run_dag_async(airflow_env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request(dag_id, timeout=RUN_TIMEOUT, run=run)
+    assert request["subject"] == "2 Debitura tasks on case INV-1004"
+    assert review["solutionUrl"] in request["body"] and validation["solutionUrl"] in request["body"]
+
+    sandbox.control("POST", f"/tasks/{review['id']}/solve")
+    assert api.answer(request, ["Done"]).status_code == 200  # CaseValidationNeedsInfo is still open
+    wait_until(lambda: api.pending(dag_id), timeout=RUN_TIMEOUT, what="the request to reopen")
+    sandbox.control("POST", f"/tasks/{validation['id']}/solve")  # then fixed in the app: closes by itself
+    result = run.result(timeout=RUN_TIMEOUT)
+    assert result.run_state == "success", result.explain()
+    [report] = result.mapped_xcoms("hand_to_a_person")
+    assert report["outcome"] == "cleared_in_debitura" and report["rounds"] == 2
+    assert [t["id"] for t in report["tasks"]] == [validation["id"]]  # round 2 asked about what was left
+    assert result.xcom("report") == {"cleared_in_debitura": 1}
+    assert _counters(sandbox)["POST /cases/{id}/chats"] == 2  # the auto-replies, one per chat case
+    assert api.pending(dag_id) == []
