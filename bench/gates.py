@@ -121,7 +121,10 @@ async def child(url: str, gates: int, interval: float, rounds: int) -> Result:
         await control.delete("/_sandbox/requests")
         triggers = [
             DebituraCaseUnblockedTrigger(
-                case_id_for(f"LRG-{i % (OPEN_TASKS // 5) + 1:06d}"), poll_interval=interval, end_time=time.time() + 600
+                case_id_for(f"LRG-{i % (OPEN_TASKS // 5) + 1:06d}"),
+                poll_interval=interval,
+                end_time=time.time() + 600,
+                checks=1,  # as the sensor defers it: after the worker's first check
             )
             for i in range(gates)
         ]

@@ -20,7 +20,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_debitura import gate
-from airflow_provider_debitura.exceptions import DebituraError
+from airflow_provider_debitura.exceptions import DebituraError, DebituraRequestError
 from airflow_provider_debitura.gate import DirectReads, GateProgress, GateSpec, GateState, GateVerdict
 from airflow_provider_debitura.hooks.debitura import DebituraHook, case_lookup
 from airflow_provider_debitura.hooks.endpoints import ApiCall
@@ -156,7 +156,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
                 found = self.hook.run(case_lookup(selector))
             except DebituraError as exc:
                 if gate.is_fatal(exc):
-                    raise AirflowFailException(gate.lookup_failure_message(selector.description, exc)) from None
+                    raise AirflowFailException(gate.lookup_failure_message(selector.description, exc)) from _cause(exc)
                 raise
             label = selector.creditor_reference or found.creditor_reference or selector.case_reference
             self._case = _Case(found.id, label)
@@ -236,7 +236,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             memory.set(_first_key(context), progress.first_blockers)
         self._publish(context, progress.solution_url)
         if verdict.state is GateState.FAILED:
-            raise AirflowFailException(gate.failure_message(progress.name, verdict))
+            raise AirflowFailException(gate.failure_message(progress.name, verdict)) from _cause(verdict.error)
         if verdict.is_unblocked:
             return PokeReturnValue(is_done=True, xcom_value=progress.record())
         return PokeReturnValue(is_done=False)
@@ -320,6 +320,12 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
 
 
 _TELLING = (GateState.BLOCKED, GateState.UNBLOCKED)
+
+
+def _cause(exc: BaseException | None) -> BaseException | None:
+    """The cause to chain to a failure: none for an answer from the API (the message already says what it
+    said, and its traceback is a wall of retry frames), the error itself for a configuration problem."""
+    return None if isinstance(exc, DebituraRequestError) else exc
 
 
 def _first_key(context: Any) -> str:

@@ -163,10 +163,19 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         remaining = self._remaining()
         if remaining is not None and remaining <= 0:
             return self._timeout_event()
-        loop = asyncio.get_running_loop()
-        first = None if self.progress.checks == 0 else loop.time() + self._interval()
+        step = functools.partial(self._step, spec)
+        if self.progress.checks == 0:
+            # No check was made in the worker (a trigger created on its own): the first is the gate's own, so a
+            # case that does not exist fails at once (a shared read cannot tell "no tasks" from "no case").
+            async with DirectGateSource(self.debitura_conn_id, spec) as own:
+                snapshot = await own.next_snapshot(None, self.end_time)
+            if snapshot is None:
+                return self._timeout_event()
+            outcome = step(snapshot)
+            if not isinstance(outcome, float):
+                return outcome
         async with source:
-            event = await source.follow(functools.partial(self._step, spec), first, self.end_time)
+            event = await source.follow(step, asyncio.get_running_loop().time() + self._interval(), self.end_time)
         return self._timeout_event() if event is None else event
 
     def _step(self, spec: GateSpec, snapshot: AccountSnapshot) -> TriggerEvent | float:

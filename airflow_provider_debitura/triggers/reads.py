@@ -11,26 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar, cast
 
 from airflow_provider_debitura.exceptions import DebituraAuthError, DebituraError
 from airflow_provider_debitura.gate import (
     CompactTask,
     DirectReads,
-    PageInfo,
+    Listed,
     RecordBatch,
-    Rejected,
     TaskPageBatch,
     compact_page_call,
 )
-from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks import endpoints, paging
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.hooks.paging import TaskListing
-from airflow_provider_debitura.models import TaskPage
+from airflow_provider_debitura.models import PageData, RejectedRecord, TaskPage
 
 log = logging.getLogger(__name__)
 
@@ -79,80 +78,70 @@ async def drive_direct(hook: DebituraAsyncHook, reads: DirectReads, slots: async
 # ------------------------------------------------------------------------------- the whole queue
 
 
-class _Listed(str):
-    """A task id with the ``.id`` the listing state machine reads (it only compares ids)."""
-
-    __slots__ = ()
-
-    @property
-    def id(self) -> str:
-        return str(self)
-
-
 class ListedIds:
-    """The listing's id objects, kept from one full read to the next.
+    """The listing's per-task entries (:class:`~airflow_provider_debitura.gate.Listed`), kept from one full
+    read to the next.
 
     The listing state machine holds one object per task for the whole read, and Python's collector tracks
-    each (a ``str`` subclass is tracked, a ``str`` is not). New ones every read would be promoted to the
-    oldest generation every round (5,000 for 5,000 open tasks) and bring on a full collection of the
-    triggerer's heap every few rounds; kept, only the tasks that are new since the last read cost anything.
+    each. New ones every read would be promoted to the oldest generation every round (5,000 for 5,000 open
+    tasks) and bring on a full collection of the triggerer's heap every few rounds; kept, only the tasks
+    that are new since the last read cost anything.
     """
 
     def __init__(self) -> None:
-        self._ids: dict[str, _Listed] = {}
-        self._seen: dict[str, _Listed] = {}
+        self._entries: dict[str, Listed] = {}
+        self._seen: dict[str, Listed] = {}
 
-    def __call__(self, task_id: str) -> _Listed:
-        listed = self._ids.get(task_id) or _Listed(task_id)
-        self._seen[task_id] = listed
-        return listed
+    def __call__(self, task_id: str, date_created: datetime) -> Listed:
+        entry = self._entries.get(task_id)
+        if entry is None or entry.date_created != date_created:
+            entry = Listed(task_id, date_created)
+        self._seen[task_id] = entry
+        return entry
 
     def begin(self) -> None:
         """Before a read."""
         self._seen = {}
 
     def forget_unseen(self) -> None:
-        """After a read: drop the ids that read did not list."""
-        self._ids, self._seen = self._seen, {}
+        """After a complete read: drop the entries that read did not list."""
+        self._entries, self._seen = self._seen, {}
 
 
 @dataclass(frozen=True)
 class _ListingPage:
-    page: PageInfo
-    tasks: list[_Listed]
+    """What the listing state machine reads of a page (the attributes of ``models.TaskPage`` it uses)."""
+
+    page: PageData
+    tasks: list[Listed]
+    rejected: tuple[RejectedRecord, ...]
+    raw_count: int
 
 
 @dataclass
 class QueueRead:
     """What one read of the whole open queue returned: its records, or why there are none.
 
-    ``abandoned`` is set when the caller's ``keep_going`` decided after page 1 that the rest is not
-    worth reading (the page then served as a probe of the queue's size).
+    ``abandoned`` is set when the caller's ``keep_going`` decided after the first answer that the rest is
+    not worth reading (that answer then served as a probe of the queue's size).
     """
 
     batch: RecordBatch | None = None
     verified: bool = False
+    unverified_reason: str | None = None
     total: int | None = None
     pages: tuple[str, ...] = ()
     error: BaseException | None = None
     abandoned: bool = False
     requests: int = 0
 
-    @property
-    def page_count(self) -> int | None:
-        return None if self.total is None else pages_for(self.total)
-
 
 def pages_for(total: int) -> int:
-    """Requests a full read of ``total`` open tasks costs (an empty queue still answers one page)."""
-    return max(1, math.ceil(total / endpoints.MAX_PAGE_SIZE))
+    """Requests a full read of ``total`` open tasks costs (an empty queue still answers one page).
 
-
-def _verified(listing: TaskListing) -> bool:
-    """Whether the listing guarantees that it missed no task open for the whole read. The offset listing
-    on main cannot rule out one change (a task solved on an earlier page while another is created), so
-    it reports nothing and counts as unverified; the churn-proof listing sets ``verified`` itself."""
-    return bool(getattr(listing, "verified", False))
+    :param total: open tasks.
+    """
+    return paging.pages_for(total, endpoints.MAX_PAGE_SIZE)
 
 
 async def read_queue(
@@ -161,30 +150,36 @@ async def read_queue(
     keep_pages: bool = False,
     keep_going: Callable[[int], bool] | None = None,
     listed: ListedIds | None = None,
+    pages_hint: int | None = None,
 ) -> QueueRead:
-    """Read every open task of the account once, as compact records (never raises for a failed read).
+    """Read every open task of the account once with the hook's listing, as compact records (never raises
+    for a failed read). The listing guarantees that every task open for the whole read is in it once, and
+    says when it could not verify that (``QueueRead.verified``).
 
     :param hook: the connection's async hook.
     :param keep_pages: also keep each page's records as JSON text (for subscribers that need full records).
-    :param keep_going: called with ``totalResults`` after page 1; False stops there (``abandoned``).
-    :param listed: the id objects of earlier reads, to reuse (see :class:`ListedIds`).
+    :param keep_going: called with ``totalResults`` after the first answer; False stops there (``abandoned``).
+    :param listed: the listing entries of earlier reads, to reuse (see :class:`ListedIds`).
+    :param pages_hint: pages the queue had last time (saves the listing's size probe).
     """
     listed = listed if listed is not None else ListedIds()
     listed.begin()
-    listing = TaskListing(status="Open")
+    listing = TaskListing(status="Open", pages_hint=pages_hint)
     result = QueueRead()
-    seen: dict[str, CompactTask | Rejected] = {}
+    open_by_id: dict[str, CompactTask] = {}
     texts: dict[int, str] = {}
     try:
         while (call := listing.next_call()) is not None:
             result.requests += 1
             answer = cast(TaskPageBatch, await hook.run(compact_page_call(call, keep_text=keep_pages)))
-            _collect(answer, seen, texts)
-            listing.feed(cast(TaskPage, _ListingPage(answer.page, [listed(i) for i in answer.batch.ids])))
-            if result.requests == 1 and keep_going is not None and not keep_going(answer.page.total_results):
-                result.total, result.abandoned = answer.page.total_results, True
+            _collect(answer, open_by_id, texts, result.requests)
+            entries = [listed(task_id, created) for task_id, created in answer.batch.listed]
+            listing.feed(cast(TaskPage, _ListingPage(answer.page, entries, answer.batch.rejected, answer.raw_count)))
+            total = answer.page.total_results
+            if result.requests == 1 and keep_going is not None and total is not None and not keep_going(total):
+                result.total, result.abandoned = total, True
                 return result
-        ids: Sequence[str] = [str(task) for task in listing.result()]
+        outcome = listing.result()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -193,30 +188,21 @@ async def read_queue(
         result.error = exc
         return result
     listed.forget_unseen()
-    result.total, result.verified = listing.total_results, _verified(listing)
-    result.batch = _batch(ids, seen)
-    result.pages = tuple(texts[page] for page in sorted(texts))
+    result.batch = RecordBatch(
+        tuple(open_by_id[task.id] for task in outcome if task.id in open_by_id), tuple(outcome.rejected)
+    )
+    result.verified, result.unverified_reason, result.total = outcome.verified, outcome.unverified_reason, outcome.total
+    result.pages = tuple(texts[key] for key in sorted(texts))
     return result
 
 
-def _collect(answer: TaskPageBatch, seen: dict[str, CompactTask | Rejected], texts: dict[int, str]) -> None:
-    rejected = iter(answer.batch.rejected)
-    open_by_id = {task[0]: task for task in answer.batch.open}
-    for task_id in answer.batch.ids:
-        if task_id.startswith("\x00"):
-            seen[task_id] = next(rejected)
-        elif task_id in open_by_id:
-            seen[task_id] = open_by_id[task_id]
+def _collect(answer: TaskPageBatch, open_by_id: dict[str, CompactTask], texts: dict[int, str], index: int) -> None:
+    """Keep the latest copy of every task the page lists (a task listed but not open is dropped)."""
+    open_here = {task[0]: task for task in answer.batch.open}
+    for task_id, _created in answer.batch.listed:
+        if task_id in open_here:
+            open_by_id[task_id] = open_here[task_id]
         else:
-            seen.pop(task_id, None)  # listed but not open (solved meanwhile)
+            open_by_id.pop(task_id, None)
     if answer.text is not None:
-        texts[answer.page.current_page] = answer.text
-
-
-def _batch(ids: Sequence[str], seen: dict[str, CompactTask | Rejected]) -> RecordBatch:
-    records = [seen[i] for i in ids if i in seen]
-    return RecordBatch(
-        tuple(ids),
-        tuple(r for r in records if isinstance(r, tuple)),
-        tuple(r for r in records if isinstance(r, Rejected)),
-    )
+        texts[answer.page.current_page or index] = answer.text

@@ -303,8 +303,16 @@ class SharedAccountPoller:
         probe = self._rounds_since_size >= PROBE_EVERY and cost <= len(plan.gates)
         if not plan.full and pages is not None and cost < pages and not probe:
             return await self._direct(plan, taken_at)
-        keep_going = None if plan.full else (lambda total: pages_for(total) <= cost)
-        read = await read_queue(self.hook, keep_pages=plan.records, keep_going=keep_going, listed=self._listed)
+        # Page 1 first when the size is unknown (or due for a refresh): it decides between the plans.
+        sizing = not plan.full and (pages is None or probe)
+        keep_going = (lambda total: pages_for(total) <= cost) if sizing else None
+        read = await read_queue(
+            self.hook,
+            keep_pages=plan.records,
+            keep_going=keep_going,
+            listed=self._listed,
+            pages_hint=None if sizing else pages,
+        )
         self._requests += read.requests
         if read.total is not None:
             self.open_total, self._rounds_since_size = read.total, 0
@@ -404,7 +412,14 @@ class SharedAccountPoller:
 def _snapshot_of(read: QueueRead, taken_at: float) -> AccountSnapshot:
     if read.error is not None or read.batch is None:
         return AccountSnapshot.failed(f"{type(read.error).__name__}: {read.error}", taken_at)
-    return AccountSnapshot.from_batch(read.batch, taken_at, verified=read.verified, pages=read.pages)
+    return AccountSnapshot.from_batch(
+        read.batch,
+        taken_at,
+        verified=read.verified,
+        pages=read.pages,
+        total=read.total,
+        unverified_reason=read.unverified_reason,
+    )
 
 
 class Subscription:

@@ -14,8 +14,10 @@ from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTri
 
 
 def gate(ref: str, **kwargs: Any) -> DebituraCaseUnblockedTrigger:
-    """A deferred gate on the case with creditor reference ``ref`` (fast polling, 60 s deadline)."""
+    """A deferred gate on the case with creditor reference ``ref`` (fast polling, 60 s deadline), as the
+    sensor hands it to the triggerer: after its first check (``checks=1``), so it joins the shared poll."""
     kwargs.setdefault("poll_interval", 0.3)
+    kwargs.setdefault("checks", 1)
     kwargs.setdefault("end_time", time.time() + 60)
     return DebituraCaseUnblockedTrigger(case_id_for(ref), **kwargs)
 

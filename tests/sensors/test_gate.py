@@ -124,19 +124,28 @@ def test_an_unreadable_record_is_isolated_to_its_case():
     batch = read_records(
         [
             record("ReplyToChat", OTHER),
-            {**record("Generic", CASE, id_="odd-1"), "status": 7},  # carries the case: that case is unknown
-            {**record("SelectQuoteWinner", None, id_="lead"), "title": ["not", "text"]},  # lead task: no gate
-            "not even an object",  # may belong to any case: the account-level part is unknown
+            {**record("Generic", CASE, id_="odd-1"), "dateCreated": "yesterday"},  # carries the case: that case
+            {**record("SelectQuoteWinner", None, id_="lead"), "dateCreated": None},  # a lead's task: no gate
+            {**record("Generic", None, id_="odd-2"), "caseId": 42},  # may belong to any case
+            "not even an object",  # the same
         ]
     )
-    assert len(batch.ids) == 4 and len(batch.open) == 1
-    assert [(r.case_id, r.affects_account) for r in batch.rejected] == [(CASE, False), (None, False), ("*", True)]
-    assert gate.part_from(read_records([record("Generic", CASE, id_="odd")])).settled
-    assert not gate.part_from(read_records([{**record("Generic", CASE), "caseId": 5}])).known
+    assert len(batch.listed) == 1 and len(batch.open) == 1
+    assert [r.scope for r in batch.rejected] == ["case", "none", "any", "any"]
+    odd_case = {**record("Generic", CASE, id_="odd-1"), "dateCreated": "yesterday"}
+    snapshot = AccountSnapshot.from_batch(read_records([record("ReplyToChat", OTHER), odd_case]), 0.0, verified=True)
+    assert snapshot.verdict(CASE, include_account_tasks=False).state is GateState.UNKNOWN
+    assert snapshot.verdict(OTHER, include_account_tasks=False).state is GateState.BLOCKED
+    assert snapshot.verdict("99999999-2222-3333-4444-555555555555").is_unblocked
+    anywhere = AccountSnapshot.from_batch(batch, 0.0, verified=True)
+    assert (
+        anywhere.verdict("99999999-2222-3333-4444-555555555555", include_account_tasks=False).state is GateState.UNKNOWN
+    )
+    assert not gate.part_from(read_records([{**record("Generic", CASE), "dateCreated": None}])).known
 
 
 def test_an_unreadable_caseless_account_level_record_holds_every_gate():
-    odd = {**record("AssignBankAccount", None, id_="odd"), "status": {"x": 1}}
+    odd = {**record("AssignBankAccount", None, id_="odd"), "dateCreated": "not a date"}
     snapshot = AccountSnapshot.from_batch(read_records([odd, record("ReplyToChat", OTHER)]), 0.0, verified=True)
     assert snapshot.verdict(CASE).state is GateState.UNKNOWN
     assert snapshot.verdict(CASE, include_account_tasks=False).is_unblocked  # does not need account-level tasks
@@ -145,13 +154,11 @@ def test_an_unreadable_caseless_account_level_record_holds_every_gate():
 
 def test_a_broken_envelope_is_an_error_but_null_tasks_are_an_empty_page():
     with pytest.raises(ValueError):
-        read_task_page({"tasks": []})
+        read_task_page(["not", "an", "envelope"])
     with pytest.raises(ValueError):
         read_records({"not": "a list"})
-    empty = read_task_page(
-        {"page": {"totalResults": 0, "pageSize": 100, "currentPage": 1, "totalPages": 0}, "tasks": None}
-    )
-    assert empty.batch.ids == () and empty.page.total_results == 0
+    empty = read_task_page({"page": {"totalResults": 0, "pageSize": 100, "currentPage": 1}, "tasks": None})
+    assert empty.batch.listed == () and empty.page.total_results == 0 and empty.raw_count == 0
 
 
 # -- snapshots --

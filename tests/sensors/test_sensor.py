@@ -187,7 +187,7 @@ def test_the_missing_case_error_is_one_short_line(debitura_conn):
         sensor(case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b").poke({})
     message = str(info.value)
     assert message.startswith("Cannot find Debitura case 3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b: ") and "404" in message
-    assert "\n" not in message and info.value.__cause__ is None and info.value.__suppress_context__ is False
+    assert "\n" not in message and info.value.__cause__ is None
     with pytest.raises(AirflowFailException) as info:
         sensor(creditor_reference="INV-404").poke({})
     assert str(info.value).startswith("Cannot find Debitura case creditor_reference='INV-404': ")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 from helpers.gates import clear_counters, counters, gate, poller, running, until
 
 from airflow_provider_debitura.gate import GateSpec
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.triggers import reads as reads_module
 from airflow_provider_debitura.triggers import shared_poll
 
 
@@ -37,7 +37,7 @@ async def _rounds(sb, gates: list, rounds: int) -> tuple[list[int], dict[str, in
     [
         (1, 3, 2),  # page 1 (the probe: 50 pages) + the case + the account-level tasks; then 2
         (10, 12, 11),  # 1 + 10 + 1, then N + 1 = 11 < 50 pages
-        (60, 50, 50),  # page 1 shows 50 pages < 61: the rest of the full read, shared by all
+        (60, 51, 50),  # page 1 shows 50 pages < 61: a full read (last page first), shared by all
     ],
 )
 async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n, first, then):
@@ -45,7 +45,7 @@ async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n,
     interval = 0.3 if n < 49 else 2.0  # a 50-page read takes longer than 0.3 s here: leave gaps between rounds
     gates = [gate(f"LRG-{i + 1:06d}", poll_interval=interval) for i in range(n)]
     per_round, seen, poll = await _rounds(debitura_conn, gates, 4)
-    assert per_round[0] == first <= min(n + 2, 50)
+    assert per_round[0] == first <= min(n + 2, 51)  # min(N + 1, P) + the size probe
     assert per_round[1:4] == [then] * 3 and then <= min(n + 1, 50)
     assert poll.open_total == 5000
     if n < 49:
@@ -111,53 +111,60 @@ async def test_a_shrunk_queue_is_noticed_in_a_round_with_a_request_to_spare(debi
 # -- a full read that cannot be trusted: the gates re-read directly in the same round --
 
 
+async def test_a_verified_read_opens_the_gate_without_a_confirmation(debitura_conn):
+    for task in _account_task_ids(debitura_conn):
+        debitura_conn.control("POST", f"/tasks/{task}/solve", {})
+    clear_counters(debitura_conn)
+    async with running([gate("INV-1005", checks=1)]) as tasks:
+        event = await asyncio.wait_for(tasks[0], 15)
+    assert event["status"] == "success" and event["checks"] == 2
+    assert counters(debitura_conn) == {"GET /tasks": 1, "total": 1}  # one page, verified by the listing
+
+
 async def test_an_opening_from_an_unverified_read_is_confirmed_in_the_same_round(debitura_conn):
+    """A listing that cannot verify itself (here: a page not sorted oldest first, twice) may have missed a task:
+    the gate it would open reads its own case and the account-level tasks first, in the same round."""
     for task in _account_task_ids(debitura_conn):
         debitura_conn.control("POST", f"/tasks/{task}/solve", {})
+    unsorted = _page(
+        [_task("Generic", "2026-01-02T00:00:00Z", "INV-1003"), _task("Generic", "2026-01-01T00:00:00Z", "INV-1003")]
+    )
+    rule = {"kind": "status", "status": 200, "path": "/tasks", "count": 2, "body": unsorted}
+    debitura_conn.control("PUT", "/faults", {"rules": [rule]})
     clear_counters(debitura_conn)
-    async with running([gate("INV-1005")]) as tasks:
+    async with running([gate("INV-1005", checks=1)]) as tasks:
         event = await asyncio.wait_for(tasks[0], 15)
-    assert event["status"] == "success" and event["checks"] == 1
+        poll = await poller() if shared_poll.active_pollers() else None
+    assert event["status"] == "success" and event["checks"] == 2
     seen = counters(debitura_conn)
-    # The listing on main cannot rule out a missed task: page 1, then the case and the account-level tasks.
-    assert (seen["GET /tasks"], seen["GET /cases/{id}/tasks"], seen["total"]) == (2, 1, 3)
+    # Two passes (the listing re-reads once), then the gate's case and the account-level tasks.
+    assert (seen["GET /tasks"], seen["GET /cases/{id}/tasks"], seen["total"]) == (3, 1, 4)
+    assert poll is None or poll.fallback_rounds == 1
 
 
-async def test_a_verified_read_opens_the_gate_without_a_confirmation(debitura_conn, monkeypatch):
-    monkeypatch.setattr(reads_module, "_verified", lambda listing: True)  # what the churn-proof listing reports
-    for task in _account_task_ids(debitura_conn):
-        debitura_conn.control("POST", f"/tasks/{task}/solve", {})
-    clear_counters(debitura_conn)
-    async with running([gate("INV-1005")]) as tasks:
-        event = await asyncio.wait_for(tasks[0], 15)
-    assert event["status"] == "success"
-    assert counters(debitura_conn)["total"] == 1
-
-
-@pytest.mark.parametrize("kind", ["status", "malformedJson", "html200", "oddRecord"])
+@pytest.mark.parametrize("kind", ["status", "malformedJson", "html200", "oddEnvelope"])
 async def test_a_shared_read_that_keeps_failing_never_holds_a_gate(debitura_conn, monkeypatch, kind):
-    """Issue 11: one task record the listing cannot use made every full read fail, and coalesced gates on
-    unrelated cases waited out their timeout. Now each gate re-reads its case in the same round."""
+    """Issue 11: a shared read that could not be read (one odd record made every listing fail on main) held
+    coalesced gates on unrelated cases until their timeout. Now each gate re-reads its case in the same round."""
     conn = json.loads(debitura_conn.conn_json())
     conn["extra"] = {**conn.get("extra", {}), "max_attempts": 1}
     monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
     rule = {"kind": kind, "path": "/tasks"} | ({"status": 503} if kind == "status" else {})
-    if kind == "oddRecord":
-        rule = {"kind": "status", "status": 200, "path": "/tasks", "body": _page_with_an_odd_record()}
+    if kind == "oddEnvelope":
+        rule = {"kind": "status", "status": 200, "path": "/tasks", "body": {"page": {"totalResults": 1}, "tasks": 7}}
     debitura_conn.control("PUT", "/faults", {"rules": [rule]})  # every GET /tasks, for ever
-    free = gate("INV-1005", include_account_tasks=False)
-    blocked = gate("INV-1003", include_account_tasks=False)
+    free = gate("INV-1005", include_account_tasks=False, checks=1)
+    blocked = gate("INV-1003", include_account_tasks=False, checks=1)
     async with running([free, blocked]) as tasks:
         event = await asyncio.wait_for(tasks[0], 10)
-        assert event["status"] == "success" and event["checks"] == 1  # in the first round
+        assert event["status"] == "success" and event["checks"] == 2  # in the first round
         poll = await poller()
         await until(lambda: poll.snapshots >= 3, 10, "more rounds")
         assert not tasks[1].done()  # the blocked case stays blocked
     assert poll.fallback_rounds >= 1
 
 
-async def test_a_record_that_cannot_be_read_holds_only_its_own_case(debitura_conn, monkeypatch):
-    monkeypatch.setattr(reads_module, "_verified", lambda listing: True)
+async def test_a_record_that_cannot_be_read_holds_only_its_own_case(debitura_conn):
     victim = case_id_for("INV-1003")
     body = _page_with_an_odd_record(case_id=victim)
     debitura_conn.control(
@@ -206,6 +213,24 @@ def _gate_and_fillers(fillers: int) -> dict:
 def _account_task_ids(sb) -> list[str]:
     with sb.client() as client:
         return [t["id"] for t in client.get("/tasks", params={"PageSize": 100}).json()["tasks"] if t["caseId"] is None]
+
+
+def _task(type_: str, created: str, ref: str) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "status": "Open",
+        "caseId": case_id_for(ref),
+        "dateCreated": created,
+    }
+
+
+def _page(tasks: list[dict]) -> dict:
+    n = len(tasks)
+    return {
+        "page": {"totalResults": n, "pageSize": 100, "currentPage": 1, "totalPages": 1, "responseCount": n},
+        "tasks": tasks,
+    }
 
 
 def _page_with_an_odd_record(case_id: str | None = None) -> dict:
