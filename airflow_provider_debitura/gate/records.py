@@ -108,11 +108,27 @@ def record_batch(tasks: Records[Task] | Iterable[Task]) -> RecordBatch:
 
 
 def read_records(items: object) -> RecordBatch:
-    """Parse a JSON array of TaskDto records, one at a time (a record that cannot be read is set aside).
+    """Parse a JSON array of TaskDto records with the models' rules, one record at a time, each reduced at
+    once: a record that cannot be read is set aside (``RejectedRecord``), and no more than one model is alive
+    at any moment (a page of models alive together would be aged by the garbage collector, docs/gates.md).
 
-    :param items: the decoded JSON array.
+    :param items: the decoded JSON array (``null`` is empty; anything but an array raises ``ValueError``).
     """
-    return record_batch(parse_records(Task, items, "task"))
+    if items is None:
+        return RecordBatch()
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON array of tasks, got {type(items).__name__}")
+    open_tasks: list[CompactTask] = []
+    rejected: list[RejectedRecord] = []
+    listed: list[tuple[str, datetime]] = []
+    for item in items:
+        one = parse_records(Task, [item], "task")
+        rejected.extend(one.rejected)
+        for task in one:
+            listed.append((task.id, task.date_created))
+            if task.is_open:
+                open_tasks.append(compact(task))
+    return RecordBatch(tuple(open_tasks), tuple(rejected), tuple(listed))
 
 
 @dataclass(frozen=True)
@@ -141,8 +157,13 @@ def read_task_page(body: object, *, keep_text: bool = False) -> TaskPageBatch:
     :param body: the decoded JSON body.
     :param keep_text: keep the task records as JSON text.
     """
-    text = json.dumps(body.get("tasks")) if keep_text and isinstance(body, dict) else None
-    return page_batch(TaskPage.from_api(body), text=text)
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    items = body.get("tasks")
+    envelope = TaskPage.from_api({key: value for key, value in body.items() if key != "tasks"})
+    batch = read_records(items)
+    text = json.dumps(items) if keep_text else None
+    return TaskPageBatch(envelope.page, batch, len(batch.listed) + len(batch.rejected), text)
 
 
 def _reduced(call: ApiCall[Any], reduce: Callable[[Any], Any]) -> ApiCall[Any]:

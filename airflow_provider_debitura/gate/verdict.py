@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ class GateSpec:
         """Whether account-level tasks can block this gate (else the account-level read is not needed)."""
         return bool(self.account_types)
 
-    @property
+    @functools.cached_property
     def account_types(self) -> frozenset[str]:
         """The account-level types that can block this gate (empty: the account-level read is not needed)."""
         if not self.include_account_tasks:

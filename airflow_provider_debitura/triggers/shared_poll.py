@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 import weakref
@@ -104,15 +105,18 @@ class _Plan:
     full: bool
     records: bool = False
 
-    @property
+    @functools.cached_property
     def cases(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(g.case_id for g in self.gates))
 
-    @property
+    @functools.cached_property
     def account_types(self) -> frozenset[str]:
-        return frozenset().union(*(g.account_types for g in self.gates))
+        needed: set[str] = set()
+        for gate in self.gates:
+            needed |= gate.account_types
+        return frozenset(needed)
 
-    @property
+    @functools.cached_property
     def direct_cost(self) -> int:
         """Requests of a direct round: one per distinct case, and one for the account-level tasks."""
         return len(self.cases) + (1 if self.account_types else 0)
