@@ -24,7 +24,7 @@ from airflow_provider_debitura.exceptions import DebituraError, DebituraRequestE
 from airflow_provider_debitura.gate import DirectReads, GateProgress, GateSpec, GateState, GateVerdict
 from airflow_provider_debitura.hooks.debitura import DebituraHook, case_lookup
 from airflow_provider_debitura.hooks.endpoints import ApiCall
-from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY, DebituraResolveLink
+from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.sensors.memory import TaskMemory
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.validation import CaseSelector, case_selector, positive_seconds, task_types
@@ -115,11 +115,9 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         if not _is_template(blocking_task_types):
             self.blocking_task_types = task_types("blocking_task_types", blocking_task_types)
             gate.check_gate_config(self.blocking_task_types, self.include_account_tasks)
-        self.solution_url: str | None = None
-        """The last blocker's solutionUrl: what the "Resolve in Debitura" link opens."""
         self._case: _Case | None = None
         self._progress: GateProgress | None = None
-        self._pushed: tuple[str | None] | None = None
+        self._pushed: str | None = None
 
     @cached_property
     def hook(self) -> DebituraHook:
@@ -242,14 +240,11 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=False)
 
     def _publish(self, context: Any, url: str | None) -> None:
-        """Where the "Resolve in Debitura" link finds its URL: this attribute (the operator that ran is what
-        Airflow 3 resolves links with) and the ``debitura_solution_url`` XCom, pushed once per try even
-        without a URL, so the link's XCom read never misses (Airflow 3 logs a missing XCom as an ERROR)."""
-        self.solution_url = url
-        ti = context.get("ti") if hasattr(context, "get") else None
-        if ti is not None and self._pushed != (url,):
-            ti.xcom_push(key=SOLUTION_URL_XCOM_KEY, value=url)
-            self._pushed = (url,)
+        """Record the URL the "Resolve in Debitura" link opens (``links.push_solution_url``: on the running task
+        on Airflow 3, in XCom on Airflow 2); nothing without a blocker, and nothing twice."""
+        if url and url != self._pushed:
+            push_solution_url(context, url)
+            self._pushed = url
 
     # -- modes --
 
@@ -305,7 +300,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not isinstance(event, dict) or "status" not in event:
             raise self._skip_or_raise(AirflowFailException(f"Case gate trigger sent no usable event: {event!r}"))
-        self.solution_url = event.get("solution_url") or self.solution_url
+        self._publish(context, event.get("solution_url"))  # the last blocker the trigger saw
         status = event["status"]
         if status == "success":
             record = {key: event.get(key) for key in ("case_id", "unblocked_at", "checks", "blocked_by_on_first_check")}

@@ -10,7 +10,7 @@ watcher that needs the whole queue) joins one :class:`SharedAccountPoller` per e
 
 So N gates over a queue of P pages cost at most ``min(N + 1, P)`` requests per interval. The queue's
 size is learned from page 1 of a full read, which doubles as the probe: after it the poller either
-reads on or switches to direct reads, so even the first interval costs at most ``min(N + 2, P)``.
+reads on or switches to direct reads, so even the first interval costs at most ``min(N + 1, P) + 1``.
 While gates read directly, page 1 is read again now and then to notice a queue that shrank, but only in
 a round with a request to spare under ``min(N + 1, P)``.
 

@@ -200,15 +200,15 @@ def test_a_gate_that_could_never_block_is_refused_at_construction(types, include
         sensor(creditor_reference="INV-1", blocking_task_types=types, include_account_tasks=include)
 
 
-def test_the_link_url_is_published_on_every_check_even_without_a_blocker(debitura_conn, case_ids):
+def test_the_link_records_the_last_blocker_and_nothing_without_one(debitura_conn, case_ids):
     solve_all_account_tasks(debitura_conn)
     ti = FakeTI()
-    op = sensor(case_id=case_ids["INV-1005"])
-    assert op.poke({"ti": ti}).is_done
-    assert SOLUTION_URL_XCOM_KEY in ti.pushed and ti.pushed[SOLUTION_URL_XCOM_KEY] is None  # no "XCom not found"
+    assert sensor(case_id=case_ids["INV-1005"]).poke({"ti": ti}).is_done
+    assert ti.pushed == {}  # no blocker, nothing recorded (and the link reads no XCom for it)
     blocked = sensor(case_id=case_ids["INV-1002"])
     blocked.poke({"ti": ti})
-    assert blocked.solution_url and ti.pushed[SOLUTION_URL_XCOM_KEY] == blocked.solution_url
+    blocked.poke({"ti": ti})
+    assert ti.pushed[SOLUTION_URL_XCOM_KEY].startswith("https://app.debitura.com/")
 
 
 def test_case_tasks_and_type_filter(debitura_conn, case_ids):
@@ -314,8 +314,9 @@ def test_execute_complete_events():
         op.execute_complete({}, {"status": "timeout", "message": "late"})
     with pytest.raises(AirflowFailException):
         op.execute_complete({}, None)
-    op.execute_complete({}, {"status": "success", **record, "solution_url": "https://app.debitura.com/x"})
-    assert op.solution_url == "https://app.debitura.com/x"  # what the link opens after the trigger's run
+    ti = FakeTI()
+    op.execute_complete({"ti": ti}, {"status": "success", **record, "solution_url": "https://app.debitura.com/x"})
+    assert ti.pushed[SOLUTION_URL_XCOM_KEY] == "https://app.debitura.com/x"  # the link after the trigger's run
     op.soft_fail = True
     with pytest.raises(AirflowSkipException):
         op.execute_complete({}, {"status": "timeout", "message": "late"})

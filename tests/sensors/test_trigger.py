@@ -62,6 +62,23 @@ def test_serialisation_round_trip():
     assert cls(**restored_kwargs).serialize() == (classpath, kwargs)
 
 
+async def test_a_trigger_serialised_by_the_earlier_code_still_runs(debitura_conn, case_ids):
+    """The kwargs a triggerer stored before this version (no case_label, backoff, ...) still deserialise."""
+    earlier = {
+        "case_id": case_ids["INV-1005"],
+        "blocking_task_types": None,
+        "include_account_tasks": False,
+        "debitura_conn_id": "debitura_default",
+        "poll_interval": 0.2,
+        "end_time": time.time() + 20,
+        "checks": 1,
+        "first_blockers": [],
+        "coalesce": True,
+    }
+    event = await first_event(DebituraCaseUnblockedTrigger(**earlier))
+    assert event["status"] == "success" and event["checks"] == 2 and event["blocked_by_on_first_check"] == []
+
+
 @pytest.mark.parametrize("coalesce", [False, True])
 async def test_blocked_then_cleared_yields_success(debitura_conn, case_ids, coalesce):
     debitura_conn.control("POST", f"/tasks/{account_task_id(debitura_conn)}/solve", {"afterSeconds": 1})
