@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
@@ -28,6 +28,9 @@ from airflow_provider_debitura.links import DebituraResolveLink, push_solution_u
 from airflow_provider_debitura.sensors.memory import TaskMemory
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.validation import CaseSelector, case_selector, positive_seconds, task_types
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
 
 T = TypeVar("T")
 
@@ -192,7 +195,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             reads.feed_account(self._send(account_call))
         return reads.snapshot(time.time()).verdict_for(spec)
 
-    def _progress_for(self, context: Any, memory: TaskMemory, case: _Case | None) -> GateProgress:
+    def _progress_for(self, context: Context, memory: TaskMemory, case: _Case | None) -> GateProgress:
         if self._progress is not None and not self.reschedule:
             if case is not None and not self._progress.case_id:  # the lookup failed at the first check
                 self._progress.case_id, self._progress.label = case.id, self._progress.label or case.label
@@ -209,7 +212,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         )  # fmt: skip
         return self._progress
 
-    def poke(self, context: Any) -> PokeReturnValue:
+    def poke(self, context: Context) -> PokeReturnValue:
         """One check; transient failures (the lookup included) leave the gate shut for the next check."""
         memory = TaskMemory(context)
         try:
@@ -239,7 +242,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=progress.record())
         return PokeReturnValue(is_done=False)
 
-    def _publish(self, context: Any, url: str | None) -> None:
+    def _publish(self, context: Context, url: str | None) -> None:
         """Record the URL the "Resolve in Debitura" link opens (``links.push_solution_url``: on the running task
         on Airflow 3, in XCom on Airflow 2); nothing without a blocker, and nothing twice."""
         if url and url != self._pushed:
@@ -256,7 +259,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             return AirflowSkipException(f"Skipping due to never_fail: {exc}")
         return exc
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         started = time.time()
@@ -297,7 +300,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             solution_url=progress.solution_url,
         )
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not isinstance(event, dict) or "status" not in event:
             raise self._skip_or_raise(AirflowFailException(f"Case gate trigger sent no usable event: {event!r}"))
         self._publish(context, event.get("solution_url"))  # the last blocker the trigger saw
@@ -323,6 +326,6 @@ def _cause(exc: BaseException | None) -> BaseException | None:
     return None if isinstance(exc, DebituraRequestError) else exc
 
 
-def _first_key(context: Any) -> str:
+def _first_key(context: Context) -> str:
     ti = context.get("ti") if hasattr(context, "get") else None
     return f"debitura_gate_first_check:try_{getattr(ti, 'try_number', 1)}"

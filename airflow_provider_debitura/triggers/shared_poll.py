@@ -366,7 +366,12 @@ class SharedAccountPoller:
         if mode == "full":
             pages = self.pages
             what = f"{who} {'share' if gates + plan.full > 1 else 'uses'} one read of the account's open tasks"
-            detail = f" ({self.open_total} tasks, {pages} page{'s' if pages != 1 else ''})" if pages else ""
+            total = self.open_total or 0
+            detail = (
+                f" ({total:,} task{'s' if total != 1 else ''} in {pages} page{'s' if pages != 1 else ''})"
+                if pages
+                else ""
+            )
             text = f"{what}{detail} every {self.interval:g} s"
         else:
             account = " plus one read of the account-level tasks for all of them" if plan.account_types else ""
