@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
-from airflow_provider_debitura.hooks.paging import TaskListing
+from airflow_provider_debitura.hooks.paging import Listing, TaskListing
 from airflow_provider_debitura.models import Task, TaskType
 
 if TYPE_CHECKING:
@@ -240,8 +240,9 @@ def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, Hand
     """The requests of one check, as a generator: send each step's result (or throw its error) back in.
 
     Case tasks: the case's open tasks (one request, no paging, so no drift); a 404 means the case is gone,
-    and its tasks with it. Tasks without a case: one type-filtered account listing; if one looks gone on a
-    listing of several pages, a confirming read (two passes that agree) before it counts as gone.
+    and its tasks with it. Tasks without a case: one type-filtered account listing, which returns every task
+    open for the whole listing (``hooks.paging``): a task missing from it was solved. A listing that could
+    not verify itself proves nothing gone, so its missing tasks count as still open.
 
     :param tasks: the handed-over tasks (handoff dicts).
     """
@@ -258,12 +259,14 @@ def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, Hand
     if caseless:
         types = _listing_types(caseless)
         wanted = {str(t["id"]).lower() for t in caseless}
-        listing = TaskListing(status="Open", types=types)
-        found: list[Task] = yield listing
+        found: Listing = yield TaskListing(status="Open", types=types)
         seen = {t.id.lower() for t in found if t.is_open}
-        if not wanted <= seen and (listing.total_results or 0) > listing.page_size:  # one page is one snapshot
-            found = yield TaskListing(status="Open", types=types, confirm=True)
-            seen = {t.id.lower() for t in found if t.is_open}
+        seen |= {str(r.id).lower() for r in found.rejected if r.id}  # unreadable, so not proven gone
+        if not found.verified:
+            notes.append(
+                f"the account listing could not be verified ({found.unverified_reason}): nothing counts as gone"
+            )
+            seen |= wanted
         open_ids.update(seen & wanted)
     still = tuple(dict(t) for t in tasks if str(t["id"]).lower() in open_ids)
     gone = tuple(dict(t) for t in tasks if str(t["id"]).lower() not in open_ids)
@@ -285,16 +288,19 @@ def run_check(hook: DebituraHook, tasks: Sequence[Mapping[str, Any]]) -> Handoff
     :param tasks: the handed-over tasks.
     """
     steps = check_steps(tasks)
-    ok, value = True, None
+    value: Any = None
+    error: DebituraNotFoundError | None = None
     while True:
         try:
-            step = steps.send(value) if ok else steps.throw(value)
+            step = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            result: HandoffCheck = stop.value
+            return result
+        value, error = None, None
         try:
-            ok, value = True, hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step)
+            value = hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step)
         except DebituraNotFoundError as exc:
-            ok, value = False, exc
+            error = exc
 
 
 async def arun_check(hook: DebituraAsyncHook, tasks: Sequence[Mapping[str, Any]]) -> HandoffCheck:
@@ -304,13 +310,16 @@ async def arun_check(hook: DebituraAsyncHook, tasks: Sequence[Mapping[str, Any]]
     :param tasks: the handed-over tasks.
     """
     steps = check_steps(tasks)
-    ok, value = True, None
+    value: Any = None
+    error: DebituraNotFoundError | None = None
     while True:
         try:
-            step = steps.send(value) if ok else steps.throw(value)
+            step = steps.send(value) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            result: HandoffCheck = stop.value
+            return result
+        value, error = None, None
         try:
-            ok, value = True, await (hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step))
+            value = await (hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step))
         except DebituraNotFoundError as exc:
-            ok, value = False, exc
+            error = exc

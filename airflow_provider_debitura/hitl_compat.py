@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+__all__ = ["HITL_AVAILABLE", "HITL_UNAVAILABLE_REASON", "MIN_AIRFLOW", "HITLOperator", "require_hitl"]
+
 MIN_AIRFLOW = "3.1"
 """The first Airflow release with Human-in-the-loop."""
 
@@ -35,7 +37,7 @@ except Exception as _exc:  # ImportError (2.11: no standard provider) or Airflow
             super().__init__(**kwargs)  # pragma: no cover
 
         @classmethod
-        def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        def partial(cls, **kwargs: Any) -> Any:
             """``.partial(...).expand(...)`` never calls the constructor at parse time: gate it here too."""
             require_hitl(cls.__name__)
 

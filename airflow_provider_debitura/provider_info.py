@@ -10,8 +10,8 @@ from typing import Any
 
 PACKAGE = "airflow_provider_debitura"
 
-# The hook's defaults (hooks/settings.py), repeated here because this module must not import the hook;
-# tests/test_provider_info.py fails when the two disagree.
+# The connection's defaults: the form shows them and hooks/settings.py applies them (this module imports
+# nothing heavy, so Airflow can read the form without importing the hook).
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_DEADLINE = 120.0
@@ -80,7 +80,7 @@ def provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-debitura",
         "name": "Debitura",
-        "description": "Debitura task queue: hook, case-gate sensor, task operators and a local sandbox.",
+        "description": "Debitura task queue: hook, case gate, task operators, humans in the loop, local sandbox.",
         "versions": [__version__],
         "integrations": [
             {
@@ -91,11 +91,25 @@ def provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.hooks.debitura"]}],
         "sensors": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.sensors.debitura"]}],
-        "operators": [{"integration-name": "Debitura", "python-modules": [f"{PACKAGE}.operators.debitura"]}],
+        "operators": [
+            {
+                "integration-name": "Debitura",
+                "python-modules": [
+                    f"{PACKAGE}.operators.list_tasks",
+                    f"{PACKAGE}.operators.reply_to_chat",
+                    f"{PACKAGE}.operators.human_handoff",
+                    f"{PACKAGE}.operators.reply_approval",
+                ],
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "Debitura",
-                "python-modules": [f"{PACKAGE}.triggers.debitura", f"{PACKAGE}.triggers.new_tasks"],
+                "python-modules": [
+                    f"{PACKAGE}.triggers.debitura",
+                    f"{PACKAGE}.triggers.new_tasks",
+                    f"{PACKAGE}.triggers.human_handoff",
+                ],
             }
         ],
         "connection-types": [

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.models import TaskStatus, TaskType
@@ -174,6 +174,14 @@ def connection_id(value: object) -> str:
             f"debitura_conn_id={value!r} must name an Airflow connection, e.g. 'debitura_default'."
         )
     return value.strip()
+
+
+@overload
+def positive_seconds(name: str, value: float | timedelta | str, *, allow_none: Literal[False] = False) -> float: ...
+
+
+@overload
+def positive_seconds(name: str, value: float | timedelta | str | None, *, allow_none: bool) -> float | None: ...
 
 
 def positive_seconds(name: str, value: float | timedelta | str | None, *, allow_none: bool = False) -> float | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from airflow_harness import AirflowEnv, make_env
+from helpers.airflow_harness import AirflowEnv, make_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,6 +22,7 @@ from airflow_provider_debitura.exceptions import (
     DebituraAmbiguousWriteError,
     DebituraApiError,
     DebituraAuthError,
+    DebituraConfigError,
     DebituraError,
     DebituraMalformedResponseError,
     DebituraNotFoundError,
@@ -78,7 +79,12 @@ class ApiCall(Generic[T]):
 
 
 def _seg(value: str) -> str:
-    return quote(str(value), safe="")
+    """One encoded path segment. ``.`` and ``..`` are refused: httpx (like any URL library) removes such
+    segments, so ``/cases/../chats`` would be sent as ``/chats``."""
+    text = str(value)
+    if text.strip() in ("", ".", ".."):
+        raise DebituraConfigError(f"{text!r} cannot be used as a path segment (a case id, reference or task id).")
+    return quote(text, safe="")
 
 
 def _filters(status: str | None, types: Sequence[str] | None) -> tuple[tuple[str, str], ...]:

@@ -16,11 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.provider_info import (  # one place for the defaults the connection form shows
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RETRY_DEADLINE,
+    DEFAULT_TIMEOUT,
+)
 
 DEFAULT_BASE_URL = "https://customer-api.debitura.com"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_RETRY_DEADLINE = 120.0
 AUTH_TYPES = ("api_key", "bearer")
 MAX_TIMEOUT = 3_600.0
 MAX_RETRY_DEADLINE = 86_400.0
@@ -279,7 +281,13 @@ def base_url_of(where: str, host: str | None, schema: str | None, port: object, 
             f"e.g. {DEFAULT_BASE_URL!r}."
         )
     _no_path(where, host, parts.path, parts.query, parts.fragment)
-    url = f"{parts.scheme}://{_netloc(parts.hostname, parts.port or _valid_port(where, port))}"
+    field_port = _valid_port(where, port)
+    if parts.port and field_port and parts.port != field_port:
+        raise DebituraConfigError(
+            f"{where}: the Base URL (host) {host!r} says port {parts.port} but the Port field says {field_port}. "
+            "Make them agree, or leave the Port field empty."
+        )
+    url = f"{parts.scheme}://{_netloc(parts.hostname, parts.port or field_port)}"
     if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_http:
         raise DebituraConfigError(
             f"{where}: Base URL (host) {url!r} uses plain http to a non-loopback host, which would send the API "

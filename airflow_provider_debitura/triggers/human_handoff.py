@@ -81,7 +81,7 @@ class DebituraHandoffTrigger(BaseTrigger):
         rounds: int = 1,
         carry: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.ti_id = str(ti_id)
         self.tasks = [dict(t) for t in tasks]
         self.debitura_conn_id = debitura_conn_id

@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from airflow_harness import BIN, AirflowEnv, DagRunResult
+
+from helpers.airflow_harness import BIN, AirflowEnv, DagRunResult
 
 HitlDetail = dict[str, Any]
 

@@ -7,7 +7,7 @@ in the other test modules.
 from __future__ import annotations
 
 import pytest
-from airflow_harness import airflow_major
+from helpers.airflow_harness import airflow_major
 
 pytestmark = pytest.mark.e2e
 

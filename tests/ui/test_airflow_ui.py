@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from airflow_harness import airflow_major
+from helpers.airflow_harness import airflow_major
 from helpers.browser import browser_skip_reason, chromium, login, new_page, offline_violations
 from helpers.standalone import alive, port_is_free, wait_until
 from helpers.ui_demo import GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo
