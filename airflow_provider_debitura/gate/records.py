@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
@@ -38,7 +38,12 @@ COMPACT_FIELDS = ("id", "type", "title", "caseId", "solutionUrl")
 CompactTask = tuple[str, str | None, str | None, str | None, str | None, str | None]
 """An open task: (id, type, caseId, title, solutionUrl, caseReference); index with the constants below."""
 
-ID, TYPE, CASE_ID, TITLE, SOLUTION_URL, CASE_REFERENCE = range(6)
+ID: Final = 0
+TYPE: Final = 1
+CASE_ID: Final = 2
+TITLE: Final = 3
+SOLUTION_URL: Final = 4
+CASE_REFERENCE: Final = 5
 
 
 def compact(task: Task) -> CompactTask:
@@ -166,9 +171,21 @@ def read_task_page(body: object, *, keep_text: bool = False) -> TaskPageBatch:
     return TaskPageBatch(envelope.page, batch, len(batch.listed) + len(batch.rejected), text)
 
 
-def _reduced(call: ApiCall[Any], reduce: Callable[[Any], Any]) -> ApiCall[Any]:
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _reduced(call: ApiCall[T], reduce: Callable[[T], U]) -> ApiCall[U]:
+    """The same request, its answer reduced as soon as it is parsed."""
     parse = call.parse
-    return replace(call, parse=lambda body: reduce(parse(body)))
+    return ApiCall(
+        call.method,
+        call.path,
+        lambda body: reduce(parse(body)),
+        params=call.params,
+        json_body=call.json_body,
+        idempotent=call.idempotent,
+    )
 
 
 def case_tasks_call(case_id: str) -> ApiCall[RecordBatch]:
@@ -192,12 +209,18 @@ def account_tasks_call(page: int = 1) -> ApiCall[TaskPageBatch]:
 
 
 def compact_page_call(call: ApiCall[TaskPage], *, keep_text: bool = False) -> ApiCall[TaskPageBatch]:
-    """A listing's page call, reduced to a :class:`TaskPageBatch` as soon as it is parsed.
+    """A listing's page call, parsed record by record and reduced to a :class:`TaskPageBatch` at once.
 
     :param call: the listing's call.
     :param keep_text: keep the task records as JSON text.
     """
-    return replace(call, parse=lambda body: read_task_page(body, keep_text=keep_text))
+    return ApiCall(
+        call.method,
+        call.path,
+        lambda body: read_task_page(body, keep_text=keep_text),
+        params=call.params,
+        idempotent=call.idempotent,
+    )
 
 
 def rejected_scope_reason(record: RejectedRecord) -> str:

@@ -115,10 +115,11 @@ class AccountSnapshot:
         by_case: dict[str, list[CompactTask]] = defaultdict(list)
         account: list[CompactTask] = []
         for task in batch.open:
+            case_id = task[CASE_ID]
             if is_account_level(task):
                 account.append(task)
-            elif task[CASE_ID]:
-                by_case[task[CASE_ID].lower()].append(task)
+            elif case_id:
+                by_case[case_id.lower()].append(task)
         doubt = (
             None if verified else f"the listing could not rule out a missed task ({unverified_reason or 'unverified'})"
         )
@@ -199,7 +200,7 @@ class AccountSnapshot:
         for text in self.pages:  # a task shifted onto a page read later shows twice: the later copy wins
             for record in json.loads(text) or ():
                 task_id = record.get("id") if isinstance(record, dict) else None
-                if task_id in open_ids and (wanted is None or task_id in wanted):
+                if isinstance(task_id, str) and task_id in open_ids and (wanted is None or task_id in wanted):
                     out[task_id] = record
         return list(out.values())
 

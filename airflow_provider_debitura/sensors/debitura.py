@@ -190,9 +190,11 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         spec = self._spec(case_id)
         reads = DirectReads([spec.case_id], spec.account_types)
         for case, call in reads.case_calls():
-            reads.feed_case(case, self._send(call))
+            answer = self._send(call)
+            reads.feed_case(case, answer)
         while (account_call := reads.account_call()) is not None:
-            reads.feed_account(self._send(account_call))
+            page = self._send(account_call)
+            reads.feed_account(page)
         return reads.snapshot(time.time()).verdict_for(spec)
 
     def _progress_for(self, context: Context, memory: TaskMemory, case: _Case | None) -> GateProgress:

@@ -67,7 +67,7 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         max_wait: float | None = None,
         solution_url: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.case_id = case_id
         self.blocking_task_types = list(blocking_task_types) if blocking_task_types is not None else None
         self.include_account_tasks = bool(include_account_tasks)

@@ -67,12 +67,14 @@ async def drive_direct(hook: DebituraAsyncHook, reads: DirectReads, slots: async
             if reads.tripped:
                 reads.skip_case(case_id)
                 return
-            reads.feed_case(case_id, await send(hook, call))
+            answer = await send(hook, call)
+            reads.feed_case(case_id, answer)
 
     await asyncio.gather(*(one(case_id, call) for case_id, call in reads.case_calls()))
     while (account_call := reads.account_call()) is not None:
         async with slots:
-            reads.feed_account(await send(hook, account_call))
+            page = await send(hook, account_call)
+        reads.feed_account(page)
 
 
 # ------------------------------------------------------------------------------- the whole queue

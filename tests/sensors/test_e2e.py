@@ -11,7 +11,7 @@ from importlib import resources
 from importlib.metadata import version
 
 import pytest
-from airflow_harness import airflow_major
+from helpers.airflow_harness import airflow_major
 
 pytestmark = pytest.mark.e2e
 
