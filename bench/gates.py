@@ -1,20 +1,27 @@
-"""Benchmark: N case gates in one event loop, coalesced shared poll vs. naive per-gate polling.
+"""Benchmark: N deferred case gates in one event loop, this tree against a baseline git ref, same run.
 
-    python bench/gates.py [--interval 1] [--duration 5] [--gates 1,100,1000]
+    python bench/gates.py [--gates 1,10,100,1000] [--interval 2] [--rounds 8] [--baseline main]
 
-Starts a Debitura sandbox holding 5,000 open tasks (``large:5000``) in a child process (so its CPU
-work does not pollute the loop-lag and RSS figures of the "triggerer" side), then for each gate
-count runs the triggers exactly as a triggerer would (``trigger.run()`` tasks in one loop) until
-their deadline, and prints, per scenario: API requests per interval (from ``/_sandbox/counters``),
-peak RSS growth and the worst event-loop lag (a 10 ms ticker measuring its oversleep). Every case
-in the scenario is blocked by account-level tasks, so no gate opens and each runs the whole time.
-Stops by itself.
+Starts a Debitura sandbox holding 5,000 open tasks (``large:5000``, 50 pages) in a child process, then
+for each gate count and each code version runs a fresh child process that behaves like a triggerer:
+one ``trigger.run()`` task per gate (``DebituraCaseUnblockedTrigger``, ``coalesce=True``), in Airflow's
+default triggerer configuration (no ``gc.freeze``). Every case is blocked by account-level tasks, so no
+gate opens. Each child reports:
 
-"coalesced" is the default trigger (``coalesce=True``): one shared account read per interval, or,
-when the gates' own checks cost less than that read (few gates on a large queue), direct checks.
-Its first interval is always a shared read (the queue size is not known yet), so besides the
-whole-run average the table gives the steady state: requests per poller round after round 2,
-counted from a moment when every gate is waiting for the next round (no request in flight).
+- **requests per round** from the sandbox's ``/_sandbox/counters``, read at a quiet moment after each
+  round (every gate waiting for the next one, no request in flight): the first round, and the largest
+  and mean of the later ones, against the bound ``min(N + 1, P)`` (``min(N + 2, P)`` for the first);
+- **worst event-loop lag**: the largest oversleep of a 10 ms ticker in the same loop, from the moment the
+  gates start (so the start-up of N triggers is included); and **busy**: the largest CPU time the loop's
+  thread spent between two ticks, which is what the lag would be on an idle machine (on a loaded one the
+  wall-clock figure also counts time the process was not scheduled);
+- **full garbage collections** during the run and the CPU time of the longest (``gc.callbacks``): a
+  collection of the whole heap stops the loop for its duration;
+- peak RSS growth.
+
+The baseline is the same package at ``--baseline`` (default ``main``), exported with ``git archive`` into a
+temporary directory and put first on ``PYTHONPATH`` of its children. Ratios baseline / this tree are printed
+per gate count. Stops by itself.
 """
 
 from __future__ import annotations
@@ -23,45 +30,193 @@ import argparse
 import asyncio
 import gc
 import json
-import math
 import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-import httpx
-
-# Each gate logs its blockers at INFO on its first check; 1,000 of those through Airflow's console
-# logging would measure the terminal, not the triggers. Set before Airflow is imported.
+# Each gate logs its blockers at INFO on its first check; 1,000 of those through Airflow's console logging
+# would measure the terminal, not the triggers. Set before Airflow is imported.
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 OPEN_TASKS = 5000
+PAGES = OPEN_TASKS // 100
 API_KEY = "bench-key-5f0c2e7a"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
 class Result:
-    mode: str
+    code: str
     gates: int
-    intervals: float
-    requests: int
-    rss_growth_mb: float
-    worst_lag_ms: float
-    events: int
-    steady: float | None = None
-    """Requests per interval after round 2 (coalesced only; naive gates are uniform from the start)."""
-    shared_reads: int = 0
-    direct_rounds: int = 0
+    rounds: list[int] = field(default_factory=list)
+    """Requests of each round, in order."""
+    worst_lag_ms: float = 0.0
+    """Largest wall-clock oversleep of the 10 ms ticker (inflated when the machine is loaded)."""
+    worst_busy_ms: float = 0.0
+    """Largest CPU time the loop's thread spent between two ticks: the lag an idle machine would see."""
+    steady_busy_ms: float = 0.0
+    """The same after round 2 (the start-up of N triggers excluded)."""
+    full_gcs: int = 0
+    longest_full_gc_ms: float = 0.0
+    """CPU time of the longest full collection."""
+    rss_growth_mb: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
 
     @property
-    def per_interval(self) -> float:
-        return self.requests / self.intervals
+    def first(self) -> int | None:
+        return self.rounds[0] if self.rounds else None
+
+    @property
+    def later_max(self) -> int | None:
+        return max(self.rounds[1:]) if len(self.rounds) > 1 else None
+
+    @property
+    def later_mean(self) -> float | None:
+        return sum(self.rounds[1:]) / len(self.rounds[1:]) if len(self.rounds) > 1 else None
+
+
+# ------------------------------------------------------------------------------------- the child
 
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _waiting(poller: Any) -> int:
+    if hasattr(poller, "waiting"):
+        return int(poller.waiting)
+    return len(poller._waiters)  # the baseline's poller has no public count
+
+
+async def child(url: str, gates: int, interval: float, rounds: int) -> Result:
+    """Run ``gates`` triggers until ``rounds`` rounds were delivered; measure as documented above."""
+    import httpx
+
+    from airflow_provider_debitura.sandbox.scenarios import case_id_for
+    from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+    from airflow_provider_debitura.triggers.shared_poll import active_pollers
+
+    result = Result(os.environ.get("BENCH_CODE", "?"), gates)
+    pauses: list[float] = []
+    started_at: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                started_at["t"] = time.thread_time()
+            else:
+                pauses.append(time.thread_time() - started_at.pop("t", time.thread_time()))
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as control:
+        await _warm_up(case_id_for, DebituraCaseUnblockedTrigger)
+        await _settled(control)  # a request the warm-up left in flight must not land in round 1
+        await control.delete("/_sandbox/requests")
+        triggers = [
+            DebituraCaseUnblockedTrigger(
+                case_id_for(f"LRG-{i % (OPEN_TASKS // 5) + 1:06d}"),
+                poll_interval=interval,
+                end_time=time.time() + 600,
+                checks=1,  # as the sensor defers it: after the worker's first check
+            )
+            for i in range(gates)
+        ]
+        gc.collect()
+        baseline_rss, peak = rss_mb(), rss_mb()
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal peak
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                before, cpu = loop.time(), time.thread_time()
+                await asyncio.sleep(0.01)
+                busy = (time.thread_time() - cpu) * 1000
+                result.worst_lag_ms = max(result.worst_lag_ms, (loop.time() - before - 0.01) * 1000)
+                result.worst_busy_ms = max(result.worst_busy_ms, busy)
+                if len(result.rounds) >= 2:
+                    result.steady_busy_ms = max(result.steady_busy_ms, busy)
+                peak = max(peak, rss_mb())
+
+        gc.callbacks.append(on_gc)
+        tick = asyncio.create_task(ticker())
+        clock = time.monotonic()
+        tasks = [asyncio.create_task(t.run().__anext__()) for t in triggers]
+        sampled_rounds = [0]
+        try:
+            sampled_rounds[0] = await _sample_rounds(control, active_pollers, gates, rounds, result)
+        except Exception as exc:  # report, do not hide
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.monotonic() - clock
+        poller = active_pollers().get("debitura_default")
+        exact = list(getattr(poller, "round_requests", []))[: sampled_rounds[0]]
+        if exact and sum(exact) == sum(result.rounds):
+            result.rounds = exact[:rounds]  # this tree counts each round itself; the sandbox's total agrees
+        stop.set()
+        await tick
+        gc.callbacks.remove(on_gc)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    result.full_gcs = len(pauses)
+    result.longest_full_gc_ms = max(pauses, default=0.0) * 1000
+    result.rss_growth_mb = peak - baseline_rss
+    return result
+
+
+async def _warm_up(case_id_for: Any, trigger_class: Any) -> None:
+    """One gate for one round, not measured: first-call imports, the connection read and the TLS context cost
+    some 50 ms once per process, which a long-running triggerer paid long ago."""
+    trigger = trigger_class(case_id_for("LRG-000001"), poll_interval=60, end_time=time.time() + 60, checks=0)
+    task = asyncio.create_task(trigger.run().__anext__())
+    await asyncio.sleep(3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _settled(control: Any) -> None:
+    last = None
+    for _ in range(60):
+        total = (await control.get("/_sandbox/counters")).json().get("total", 0)
+        if total == last:
+            return
+        last = total
+        await asyncio.sleep(0.5)
+
+
+async def _sample_rounds(control: Any, active_pollers: Any, gates: int, rounds: int, result: Result) -> int:
+    """Counters at a quiet moment after each round: the requests each round cost (two rounds in one sample
+    when the next one started before a quiet moment came). Returns the rounds the samples cover."""
+    deadline = time.monotonic() + rounds * 60
+    last_total, last_round = 0, 0
+    while len(result.rounds) < rounds:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(result.rounds)} rounds")
+        poller = active_pollers().get("debitura_default")
+        quiet = (
+            poller is not None
+            and poller.snapshots > last_round
+            and _waiting(poller) == gates
+            and not getattr(poller, "busy", False)
+        )
+        if quiet:
+            seen = poller.snapshots
+            total = (await control.get("/_sandbox/counters")).json().get("total", 0)
+            if poller.snapshots == seen and _waiting(poller) == gates:  # nothing started meanwhile
+                result.rounds.append(total - last_total)
+                last_total, last_round = total, seen
+        await asyncio.sleep(0.002)
+    return last_round
+
+
+# ------------------------------------------------------------------------------------ the parent
 
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str, str]:
@@ -96,190 +251,103 @@ def start_sandbox() -> tuple[subprocess.Popen[str], str, str]:
     return proc, url, conn
 
 
-async def run_scenario(control: httpx.AsyncClient, mode: str, gates: int, interval: float, duration: float) -> Result:
-    from airflow_provider_debitura.sandbox.scenarios import case_id_for
-    from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+def export_baseline(ref: str, into: Path) -> Path:
+    """The package as it is at ``ref``, in a directory to put first on ``PYTHONPATH``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref, "airflow_provider_debitura"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    tar_path = into / "baseline.tar"
+    tar_path.write_bytes(archive)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
-    gc.collect()
-    baseline = rss_mb()
-    peak = baseline
-    worst_lag = 0.0
-    stop = asyncio.Event()
 
-    async def ticker() -> None:
-        nonlocal peak, worst_lag
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            worst_lag = max(worst_lag, loop.time() - before - 0.01)
-            peak = max(peak, rss_mb())
+def run_child(code: str, pythonpath: Path | None, url: str, conn: str, args: argparse.Namespace, gates: int) -> Result:
+    env = dict(os.environ, AIRFLOW_CONN_DEBITURA_DEFAULT=conn, BENCH_CODE=code)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, __file__, "--child", url, "--gates", str(gates), "--interval", str(args.interval)]
+    cmd += ["--rounds", str(args.rounds)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.rounds * 120 + 120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return Result(code, gates, error=f"child failed (rc={proc.returncode}): {proc.stderr[-2000:]}")
+    return Result(**json.loads(lines[-1]))
 
-    n_cases = OPEN_TASKS // 5
-    end_time = time.time() + duration
-    triggers = [
-        DebituraCaseUnblockedTrigger(
-            case_id_for(f"LRG-{i % n_cases + 1:06d}"),
-            poll_interval=interval,
-            end_time=end_time,
-            coalesce=(mode == "coalesced"),
-        )
-        for i in range(gates)
-    ]
-    for attempt in range(5):  # the sandbox may still be shedding the previous scenario's connections
-        try:
-            await control.delete("/_sandbox/requests")
-            break
-        except httpx.TransportError:
-            await asyncio.sleep(1 + attempt)
-    tick = asyncio.create_task(ticker())
-    started = time.monotonic()
-    tasks = [asyncio.create_task(t.run().__anext__()) for t in triggers]
-    sampler = asyncio.create_task(sample_steady(control, gates)) if mode == "coalesced" else None
-    done, pending = await asyncio.wait(tasks, timeout=duration + 15)
-    elapsed = time.monotonic() - started
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    counters: dict[str, int] = {}
-    for attempt in range(5):
-        try:
-            counters = (await control.get("/_sandbox/counters")).json()
-            break
-        except httpx.TransportError:
-            await asyncio.sleep(1 + attempt)
-    stop.set()
-    await tick
-    steady = None
-    shared_reads = direct_rounds = 0
-    if sampler is not None:
-        sample = sampler.result() if sampler.done() else None  # no quiet moment after round 2: no figure
-        sampler.cancel()
-        if sample is not None:
-            poller, rounds_at, requests_at = sample
-            shared_reads, direct_rounds = poller.shared_reads, poller.direct_rounds
-            if poller.snapshots > rounds_at:
-                steady = (counters.get("total", 0) - requests_at) / (poller.snapshots - rounds_at)
-    statuses = [t.result().payload["status"] for t in done if not t.cancelled() and t.exception() is None]
-    del triggers, tasks, done
-    return Result(
-        mode,
-        gates,
-        elapsed / interval,
-        counters.get("total", 0),
-        peak - baseline,
-        worst_lag * 1000,
-        len(statuses),
-        steady,
-        shared_reads,
-        direct_rounds,
+
+def table(results: list[Result]) -> str:
+    def fmt(value: float | int | None, spec: str = "") -> str:
+        return "-" if value is None else format(value, spec)
+
+    head = (
+        f"{'gates':>6} {'code':<9} {'round 1':>7} {'bound':>5} {'later max':>9} {'mean':>6} {'bound':>5}"
+        f" {'lag ms':>7} {'busy ms':>7} {'steady':>6} {'full GCs':>8} {'GC ms':>6} {'RSS +MB':>8}"
     )
-
-
-async def sample_steady(control: httpx.AsyncClient, gates: int) -> tuple[object, int, int] | None:
-    """(poller, rounds, requests) at a quiet moment after round 2: every gate waits for the next
-    round, so no request is in flight. Retried if a round started while the counters were read."""
-    from airflow_provider_debitura.triggers.shared_poll import active_pollers
-
-    def quiet(poller: object) -> bool:
-        return poller.snapshots >= 2 and len(poller._waiters) == poller.subscribers == gates  # type: ignore[attr-defined]
-
-    for _ in range(20_000):
-        poller = active_pollers().get("debitura_default")
-        if poller is not None and quiet(poller):
-            rounds = poller.snapshots
-            total = (await control.get("/_sandbox/counters")).json().get("total", 0)
-            if poller.snapshots == rounds and quiet(poller):
-                return poller, rounds, total
-        await asyncio.sleep(0.005)
-    return None
-
-
-def table(results: list[Result], interval: float) -> str:
-    target = math.ceil(OPEN_TASKS / 100) + 1
-    lines = [
-        f"open tasks: {OPEN_TASKS}; interval {interval:g} s; target for coalesced: <= min(2N, {target}) "
-        "requests/interval (steady state)",
-        "",
-        f"{'gates':>6} {'mode':<10} {'req/interval':>12} {'steady':>7} {'target':>6} {'rounds sh/dir':>13}"
-        f" {'naive demand':>12} {'RSS +MB':>8} {'worst lag ms':>12} {'events':>6}",
-    ]
+    lines = [f"queue: {OPEN_TASKS} open tasks ({PAGES} pages); requests per round from /_sandbox/counters", "", head]
     for r in results:
-        steady = "-" if r.steady is None else f"{r.steady:.1f}"
-        rounds = f"{r.shared_reads}/{r.direct_rounds}" if r.mode == "coalesced" else "-"
-        goal = str(min(2 * r.gates, target)) if r.mode == "coalesced" else "-"
         lines.append(
-            f"{r.gates:>6} {r.mode:<10} {r.per_interval:>12.1f} {steady:>7} {goal:>6} {rounds:>13}"
-            f" {2 * r.gates:>12} {r.rss_growth_mb:>8.1f} {r.worst_lag_ms:>12.1f} {r.events:>6}"
+            f"{r.gates:>6} {r.code:<9} {fmt(r.first):>7} {min(r.gates + 2, PAGES):>5} {fmt(r.later_max):>9}"
+            f" {fmt(r.later_mean, '.1f'):>6} {min(r.gates + 1, PAGES):>5}"
+            f" {r.worst_lag_ms:>7.1f} {r.worst_busy_ms:>7.1f} {r.steady_busy_ms:>6.1f}"
+            f" {r.full_gcs:>8} {r.longest_full_gc_ms:>6.1f} {r.rss_growth_mb:>8.1f}"
+            + (f"  ERROR {r.error}" if r.error else "")
         )
-    lines += [
-        "",
-        "naive 'req/interval' is what the naive gates managed to send: on a small machine they fall far",
-        "behind their demand (2 per gate per interval), so the request ratio is given against both.",
-        "",
-        "ratios naive / coalesced:",
-    ]
-    by = {(r.mode, r.gates): r for r in results}
+    lines += ["", "ratios baseline / this tree:"]
+    by = {(r.code, r.gates): r for r in results}
     for gates in sorted({r.gates for r in results}):
-        c, n = by.get(("coalesced", gates)), by.get(("naive", gates))
-        if c and n:
+        base, new = by.get(("baseline", gates)), by.get(("this tree", gates))
+        if base and new and base.rounds and new.rounds:
             lines.append(
-                f"{gates:>6} gates: requests x{2 * gates / max(c.steady or c.per_interval, 1e-9):.2f} by demand "
-                f"in the steady state (x{n.per_interval / max(c.per_interval, 1e-9):.2f} measured over the "
-                "whole run), "
-                f"RSS x{n.rss_growth_mb / max(c.rss_growth_mb, 0.1):.2f}, "
-                f"worst lag x{n.worst_lag_ms / max(c.worst_lag_ms, 0.1):.2f}"
+                f"{gates:>6} gates: round 1 requests x{base.first / max(new.first or 1, 1):.2f}, later rounds"
+                f" x{(base.later_mean or 0) / max(new.later_mean or 1, 1e-9):.2f}, worst lag"
+                f" x{base.worst_lag_ms / max(new.worst_lag_ms, 0.1):.2f}"
+                f" (busy x{base.worst_busy_ms / max(new.worst_busy_ms, 0.1):.2f})"
             )
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> list[Result]:
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gates", default="1,10,100,1000", help="comma-separated gate counts")
+    parser.add_argument("--interval", type=float, default=2.0, help="poll interval in seconds (default 2)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds measured per scenario (default 8)")
+    parser.add_argument("--baseline", default="main", help="git ref to compare with ('' for none)")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = asyncio.run(child(args.child, int(args.gates), args.interval, args.rounds))
+        print(json.dumps(asdict(result)))
+        return 0
     proc, url, conn = start_sandbox()
-    os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn
     results: list[Result] = []
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as control:
-            # Warm-up (not reported): first-call imports and connection lookup cost ~0.3 s once per
-            # process, which a long-running triggerer has paid long before.
-            await run_scenario(control, "coalesced", 1, args.interval, 1.5)
-            await run_scenario(control, "naive", 1, args.interval, 1.5)
-            if args.gc_freeze:
-                gc.collect()
-                gc.freeze()  # move the import-time heap out of the collector's way, as long-lived servers do
-            for gates in args.gates:
-                for mode in ("coalesced", "naive"):
-                    result = await run_scenario(control, mode, gates, args.interval, args.duration)
+        with tempfile.TemporaryDirectory(prefix="bench-gates-") as tmp:
+            baseline = export_baseline(args.baseline, Path(tmp)) if args.baseline else None
+            for gates in [int(g) for g in args.gates.split(",")]:
+                codes = [("baseline", baseline), ("this tree", None)] if baseline else [("this tree", None)]
+                for code, path in codes:
+                    result = run_child(code, path, url, conn, args, gates)
                     print(
-                        f"  {mode:<9} {gates:>5} gates: {result.per_interval:7.1f} req/interval "
-                        f"(steady {'-' if result.steady is None else f'{result.steady:.1f}'}), "
-                        f"RSS +{result.rss_growth_mb:.1f} MB, worst lag {result.worst_lag_ms:.1f} ms",
+                        f"  {code:<9} {gates:>5} gates: rounds {result.rounds}, worst lag {result.worst_lag_ms:.1f} ms,"
+                        f" full GCs {result.full_gcs} (longest {result.longest_full_gc_ms:.1f} ms)"
+                        + (f" ERROR {result.error}" if result.error else ""),
                         flush=True,
                     )
                     results.append(result)
-                    await asyncio.sleep(0.5)
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return results
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--interval", type=float, default=1.0, help="poll interval in seconds (default 1)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds each scenario runs (default 5)")
-    parser.add_argument("--gates", default="1,100,1000", help="comma-separated gate counts (default 1,100,1000)")
-    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after warm-up (see the report)")
-    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
-    args = parser.parse_args()
-    args.gates = [int(g) for g in args.gates.split(",")]
-    results = asyncio.run(main_async(args))
     print()
-    print(table(results, args.interval))
+    print(table(results))
     if args.json:
-        print(json.dumps([r.__dict__ for r in results]))
+        print(json.dumps([asdict(r) for r in results]))
     return 0
 
 

@@ -24,6 +24,8 @@ Nothing here touches the network at parse time.
 
 from __future__ import annotations
 
+import logging
+
 import pendulum
 
 try:  # Airflow 3: the Task SDK
@@ -34,6 +36,9 @@ except ImportError:  # Airflow 2.11
     from airflow.models.param import Param
 
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
+
+# The task logger: its lines land in the task's log, not in Airflow 3's collapsed "post execute" group (print).
+log = logging.getLogger("airflow.task")
 
 with DAG(
     dag_id="example_debitura_case_gate",
@@ -67,10 +72,13 @@ with DAG(
     def export_case(case: dict, gate_record: dict) -> dict:
         """Stands in for the step that must not run while the case is blocked."""
         blockers = [f"{t.get('type')} ({t.get('solutionUrl')})" for t in gate_record["blocked_by_on_first_check"] or []]
-        print(
-            f"Exporting case {case['creditor_reference']} ({case['id']}): unblocked at "
-            f"{gate_record['unblocked_at']} after {gate_record['checks']} check(s); "
-            f"first blocked by: {', '.join(blockers) or 'nothing'}"
+        log.info(
+            "Exporting case %s (%s): unblocked at %s after %s check(s); first blocked by: %s",
+            case["creditor_reference"],
+            case["id"],
+            gate_record["unblocked_at"],
+            gate_record["checks"],
+            ", ".join(blockers) or "nothing",
         )
         return {"exported": case["id"], "unblocked_at": gate_record["unblocked_at"]}
 

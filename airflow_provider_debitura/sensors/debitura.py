@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
@@ -19,13 +20,19 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider_debitura import gate
-from airflow_provider_debitura.exceptions import DebituraError, DebituraNotFoundError
-from airflow_provider_debitura.gate import GateState, GateVerdict
+from airflow_provider_debitura.exceptions import DebituraError, DebituraRequestError
+from airflow_provider_debitura.gate import DirectReads, GateProgress, GateSpec, GateState, GateVerdict
 from airflow_provider_debitura.hooks.debitura import DebituraHook, case_lookup
+from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
-from airflow_provider_debitura.models import TaskStatus
+from airflow_provider_debitura.sensors.memory import TaskMemory
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.validation import CaseSelector, case_selector, positive_seconds, task_types
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+T = TypeVar("T")
 
 
 def _is_template(value: Any) -> bool:
@@ -40,31 +47,32 @@ def _is_template(value: Any) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Case:
+    id: str
+    label: str | None
+
+
 class DebituraCaseUnblockedSensor(BaseSensorOperator):
     """Waits until a Debitura case has no open blocking task.
 
-    The case is blocked while it has an open task of ``blocking_task_types`` (None: every type,
-    including types Debitura adds later) or, with ``include_account_tasks``, while the account has
-    an open account-level task (SignContract, AssignBankAccount): those never show in the case's
-    own listing, yet they stop every case. Account-level tasks block whatever ``blocking_task_types``
-    says.
+    A check reads the case's open tasks (1 request) and, when account-level tasks can block it, the
+    account's open SignContract / AssignBankAccount tasks (1 request). A check whose read fails
+    transiently counts as "still blocked"; an unknown case or a rejected key fails at once (or skips,
+    with ``soft_fail`` / ``never_fail``). The XCom record is ``{"case_id", "unblocked_at", "checks",
+    "blocked_by_on_first_check"}`` in every mode; in reschedule mode ``blocked_by_on_first_check`` may be
+    null (see ``docs/gates.md``). Parameter table and costs: ``docs/gates.md`` and the README.
 
-    Each check costs at most two requests, and a check whose read fails transiently (5xx, 429,
-    transport, malformed body) counts as "still blocked": the gate never opens on doubt. An unknown
-    case or a rejected API key fails at once instead of polling until the timeout.
-
-    Returns (XCom) ``{"case_id", "unblocked_at", "checks", "blocked_by_on_first_check"}`` in every
-    mode. The "Resolve in Debitura" link opens the first blocker's ``solutionUrl``. In
-    ``mode="reschedule"`` each try makes one check and Airflow clears XComs between tries: ``checks``
-    comes from Airflow's reschedule count (checks of the current try), and
-    ``blocked_by_on_first_check`` is rebuilt at success from the tasks solved since the first try
-    started, which is best effort (see :meth:`_derive_first_blockers`; None if it cannot be rebuilt).
-
-    Parameters given as literals are validated when the DAG is parsed; templated ones (Jinja strings,
-    XComArgs) after rendering, at the first check.
-
-    :param case_id: Debitura case GUID; or exactly one of ``creditor_reference`` / ``case_reference``
-        (resolved to the GUID once). Templated.
+    :param case_id: Debitura case GUID; or exactly one of ``creditor_reference`` / ``case_reference``.
+        Templated (checked after rendering when templated, else when the DAG is parsed).
+    :param creditor_reference: your own reference of the case (resolved to the GUID once per task instance).
+    :param case_reference: Debitura's 8-character reference of the case.
+    :param blocking_task_types: only tasks of these types block, the case's own and account-level ones
+        alike (None: every type, including types Debitura adds later). Templated.
+    :param include_account_tasks: whether open account-level tasks (SignContract, AssignBankAccount, raised
+        on the account, never on a case) block this case.
+    :param debitura_conn_id: the Airflow connection (type Debitura). Templated.
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: seconds between checks in the triggerer (default: ``poke_interval``).
     """
 
@@ -96,165 +104,208 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         self.creditor_reference = creditor_reference
         self.case_reference = case_reference
         self.blocking_task_types = blocking_task_types
-        self.include_account_tasks = include_account_tasks
+        self.include_account_tasks = bool(include_account_tasks)
         self.debitura_conn_id = debitura_conn_id
         self.deferrable = deferrable
         self.poll_interval = positive_seconds("poll_interval", poll_interval, allow_none=True)
         positive_seconds("poke_interval", self.poke_interval)
         positive_seconds("timeout", self.timeout)
-        # Parse-time checks only for literal values: a Jinja string or an XComArg is checked after
-        # rendering, in poke/execute (a template may also render empty, e.g. one of two templated
-        # selectors). Literal-only selectors get the full check now.
+        # Literal values are checked now, templated ones (Jinja strings, XComArgs) after rendering, at the
+        # first check (a template may also render empty, e.g. one of two templated selectors).
         given = [v for v in (case_id, creditor_reference, case_reference) if v is not None and str(v).strip()]
         if not any(_is_template(v) for v in given):
             case_selector(case_id, creditor_reference, case_reference)
         if not _is_template(blocking_task_types):
             self.blocking_task_types = task_types("blocking_task_types", blocking_task_types)
-        self._resolved_case_id: str | None = None
-        self._checks = 0
-        self._prior_checks = 0
-        self._first_blockers: list[dict[str, Any]] | None = None
+            gate.check_gate_config(self.blocking_task_types, self.include_account_tasks)
+        self._case: _Case | None = None
+        self._progress: GateProgress | None = None
+        self._pushed: str | None = None
 
     @cached_property
     def hook(self) -> DebituraHook:
         return DebituraHook(self.debitura_conn_id)
 
-    # -- the check --
+    # -- the case --
 
     def _selector(self) -> CaseSelector:
         selector = case_selector(self.case_id, self.creditor_reference, self.case_reference)
         assert selector is not None
         return selector
 
-    def _types(self) -> list[str] | None:
-        return task_types("blocking_task_types", self.blocking_task_types)
-
-    def _fail(self, exc: DebituraError, what: str) -> AirflowFailException:
-        return AirflowFailException(f"{what}: {exc}")
+    def _spec(self, case_id: str) -> GateSpec:
+        types = task_types("blocking_task_types", self.blocking_task_types)
+        return GateSpec.of(case_id, types, self.include_account_tasks)
 
     def resolve_case_id(self) -> str:
-        """The case GUID: given, or looked up once by reference (cached on the instance)."""
-        if self._resolved_case_id is None:
-            selector = self._selector()
-            if selector.case_id:
-                self._resolved_case_id = selector.case_id
-            else:
-                try:
-                    case = self.hook.run(case_lookup(selector))
-                except DebituraError as exc:
-                    if gate.is_fatal(exc):
-                        # Only a 404 means the case is missing; a bad connection or key says so itself.
-                        what = (
-                            f"Cannot find Debitura case {selector.description}"
-                            if isinstance(exc, DebituraNotFoundError)
-                            else f"Could not look up Debitura case {selector.description}"
-                        )
-                        raise self._fail(exc, what) from exc
-                    raise
-                self._resolved_case_id = case.id
-                self.log.info("Debitura case %s is %s", selector.description, case.id)
-        return self._resolved_case_id
+        """The case GUID: given, or looked up once by reference (one request). A transient failure raises
+        the :class:`DebituraError` (callers treat it as "still blocked"); a definite one fails the task."""
+        return self._resolve(TaskMemory({})).id
+
+    def _resolve(self, memory: TaskMemory) -> _Case:
+        if self._case is not None:
+            return self._case
+        selector = self._selector()
+        key = f"debitura_case:{selector.description}"
+        stored = memory.get(key)
+        if selector.case_id:
+            self._case = _Case(selector.case_id, stored.get("label") if isinstance(stored, dict) else None)
+        elif isinstance(stored, dict) and stored.get("case_id"):
+            self._case = _Case(str(stored["case_id"]), stored.get("label"))
+        else:
+            try:
+                found = self.hook.run(case_lookup(selector))
+            except DebituraError as exc:
+                if gate.is_fatal(exc):
+                    raise AirflowFailException(gate.lookup_failure_message(selector.description, exc)) from _cause(exc)
+                raise
+            label = selector.creditor_reference or found.creditor_reference or selector.case_reference
+            self._case = _Case(found.id, label)
+            memory.set(key, {"case_id": found.id, "label": label})
+            self.log.info("Debitura case %s is %s", selector.description, found.id)
+        return self._case
+
+    def _name_case(self, case: _Case, memory: TaskMemory) -> _Case:
+        """Given only a GUID and no task naming the case: one case read, once, for the log lines."""
+        try:
+            found = self.hook.get_case(case.id)
+        except DebituraError as exc:
+            self.log.debug("Could not read case %s for its reference: %s", case.id, exc)
+            return case
+        named = _Case(case.id, found.creditor_reference or found.reference or case.id)
+        memory.set(f"debitura_case:{self._selector().description}", {"case_id": case.id, "label": named.label})
+        self._case = named
+        return named
+
+    # -- the check --
+
+    def _send(self, call: ApiCall[T]) -> T | DebituraError:
+        try:
+            return self.hook.run(call)
+        except DebituraError as exc:
+            return exc
 
     def check(self, case_id: str) -> GateVerdict:
-        """One check: at most two requests; transient failures give an "unknown" verdict."""
-        types = self._types()
-        case_call, account_call = gate.direct_check_calls(
-            case_id, blocking_types=types, include_account_tasks=self.include_account_tasks
-        )
+        """One check: the case's open tasks, then (when they can block it) the account-level ones."""
+        spec = self._spec(case_id)
+        reads = DirectReads([spec.case_id], spec.account_types)
+        for case, call in reads.case_calls():
+            answer = self._send(call)
+            reads.feed_case(case, answer)
+        while (account_call := reads.account_call()) is not None:
+            page = self._send(account_call)
+            reads.feed_account(page)
+        return reads.snapshot(time.time()).verdict_for(spec)
+
+    def _progress_for(self, context: Context, memory: TaskMemory, case: _Case | None) -> GateProgress:
+        if self._progress is not None and not self.reschedule:
+            if case is not None and not self._progress.case_id:  # the lookup failed at the first check
+                self._progress.case_id, self._progress.label = case.id, self._progress.label or case.label
+            return self._progress
+        # Reschedule mode: each try is a fresh process. Airflow 3 says how many checks came before (2.11 does
+        # not: there, the first check's blockers are known only if the task state store kept them).
+        count = context.get("task_reschedule_count") if hasattr(context, "get") else None
+        prior = int(count or 0)
+        first = memory.get(_first_key(context)) if memory.available else None
+        first_check = not self.reschedule or (count is not None and prior == 0)
+        self._progress = GateProgress(
+            case.id if case else "", case.label if case else None, prior,
+            first if isinstance(first, list) else None, record_first=first_check or memory.available,
+        )  # fmt: skip
+        return self._progress
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One check; transient failures (the lookup included) leave the gate shut for the next check."""
+        memory = TaskMemory(context)
         try:
-            case_tasks = self.hook.run(case_call)
-            account_page = self.hook.run(account_call) if account_call is not None else None
+            case = self._resolve(memory)
         except DebituraError as exc:
-            if gate.is_fatal(exc):
-                raise self._fail(exc, f"Case gate for Debitura case {case_id} cannot work") from exc
-            if gate.is_transient(exc):
-                return gate.unknown(f"{type(exc).__name__}: {exc}")
-            raise
-        return gate.verdict_from_direct(
-            case_tasks, account_page, blocking_types=types, include_account_tasks=self.include_account_tasks
-        )
-
-    def poke(self, context: Any) -> PokeReturnValue:
-        case_id = self.resolve_case_id()
-        if self._checks == 0 and self.reschedule:
-            # Checks made by earlier tries; their XComs are gone (Airflow clears them per try).
-            self._prior_checks = self._checks = _reschedule_count(context)
-        verdict = self.check(case_id)
-        self._checks += 1
-        if self._first_blockers is None and not self._prior_checks and verdict.state is not GateState.UNKNOWN:
-            self._first_blockers = list(verdict.blocking)
-        if verdict.state is GateState.UNKNOWN:
-            self.log.warning("Case %s, check %d: %s", case_id, self._checks, verdict.summary())
+            progress = self._progress_for(context, memory, None)
+            progress.checks += 1
+            self.log.warning(
+                "Case %s, check %d: could not look the case up (%s); treating it as blocked",
+                self._selector().description, progress.checks, exc,
+            )  # fmt: skip
+            self._publish(context, progress.solution_url)
             return PokeReturnValue(is_done=False)
-        self.log.info("Case %s, check %d: %s", case_id, self._checks, verdict.summary())
-        if not verdict.is_unblocked:
-            push_solution_url(context, verdict.first_solution_url)
-            return PokeReturnValue(is_done=False)
-        first = self._first_blockers
-        if first is None and self._prior_checks:
-            first = self._derive_first_blockers(context, case_id)
-        return PokeReturnValue(is_done=True, xcom_value=gate.success_record(case_id, self._checks, first))
+        progress = self._progress_for(context, memory, case)
+        verdict = self.check(case.id)
+        if progress.label is None and verdict.case_reference is None and verdict.state in _TELLING:
+            progress.label = self._name_case(case, memory).label
+        had_first = progress.first_blockers is not None
+        level, message = progress.note(verdict)
+        getattr(self.log, level)(message)
+        if progress.first_blockers is not None and not had_first and self.reschedule:
+            memory.set(_first_key(context), progress.first_blockers)
+        self._publish(context, progress.solution_url)
+        if verdict.state is GateState.FAILED:
+            raise AirflowFailException(gate.failure_message(progress.name, verdict)) from _cause(verdict.error)
+        if verdict.is_unblocked:
+            return PokeReturnValue(is_done=True, xcom_value=progress.record())
+        return PokeReturnValue(is_done=False)
 
-    def _derive_first_blockers(self, context: Any, case_id: str) -> list[dict[str, Any]] | None:
-        """Reschedule mode: Airflow clears the task's XComs before every rescheduled try, so the first
-        check's blockers are derived once, at success: the now-solved tasks that were open when the
-        first try started (all of them are solved, or the gate would not be open).
-
-        Best effort, unlike ``checks``: it takes the first try's *start* for the first check's time
-        (a task created or solved in the second or so between the two is misjudged), and needs
-        Airflow's and Debitura's clocks to roughly agree. Costs, once: the case's solved tasks (1
-        request) and the account's solved account-level tasks (every page: Debitura lists oldest
-        first, so the recent ones are not on page 1). None when it cannot be established."""
-        first_at = _first_try_start(context)
-        if first_at is None:
-            return None
-        types = self._types()
-        try:
-            solved = list(self.hook.get_case_tasks(case_id, status=TaskStatus.SOLVED.value, types=types))
-            if self.include_account_tasks:
-                solved += self.hook.list_tasks(status=TaskStatus.SOLVED.value, types=gate.ACCOUNT_LEVEL_TYPES)
-        except DebituraError as exc:
-            self.log.warning("Could not derive the first check's blockers: %s", exc)
-            return None
-        return [
-            gate.compact(t)
-            for t in solved
-            if t.date_created <= first_at and (t.date_solved is None or t.date_solved > first_at)
-        ]
+    def _publish(self, context: Context, url: str | None) -> None:
+        """Record the URL the "Resolve in Debitura" link opens (``links.push_solution_url``: on the running task
+        on Airflow 3, in XCom on Airflow 2); nothing without a blocker, and nothing twice."""
+        if url and url != self._pushed:
+            push_solution_url(context, url)
+            self._pushed = url
 
     # -- modes --
 
-    def execute(self, context: Any) -> Any:
+    def _skip_or_raise(self, exc: Exception) -> Exception:
+        """``soft_fail`` and ``never_fail`` turn a failed check into a skip in every mode, as in poke mode."""
+        if self.soft_fail:
+            return AirflowSkipException(f"Skipping due to soft_fail: {exc}")
+        if getattr(self, "never_fail", False):
+            return AirflowSkipException(f"Skipping due to never_fail: {exc}")
+        return exc
+
+    def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         started = time.time()
         try:
             result = self.poke(context)
-        except AirflowFailException as exc:
-            if self.soft_fail:
-                raise AirflowSkipException(f"Skipping due to soft_fail: {exc}") from exc
+        except AirflowSkipException:
             raise
+        except Exception as exc:
+            raise self._skip_or_raise(exc) from None
         if result.is_done:
             return result.xcom_value
         finite = math.isfinite(self.timeout)
         self.defer(
-            trigger=DebituraCaseUnblockedTrigger(
-                case_id=self.resolve_case_id(),
-                blocking_task_types=self._types(),
-                include_account_tasks=self.include_account_tasks,
-                debitura_conn_id=self.debitura_conn_id,
-                poll_interval=self.poll_interval or self.poke_interval,
-                end_time=started + self.timeout if finite else None,
-                checks=self._checks,
-                first_blockers=self._first_blockers,
-            ),
+            trigger=self._trigger(started + self.timeout if finite else None),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if finite else None,
         )
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _trigger(self, end_time: float | None) -> DebituraCaseUnblockedTrigger:
+        progress = self._progress
+        assert progress is not None
+        selector = self._selector()
+        max_wait = self.max_wait.total_seconds() if isinstance(self.max_wait, timedelta) else self.max_wait
+        return DebituraCaseUnblockedTrigger(
+            case_id=self._case.id if self._case else None,
+            blocking_task_types=task_types("blocking_task_types", self.blocking_task_types),
+            include_account_tasks=self.include_account_tasks,
+            debitura_conn_id=self.debitura_conn_id,
+            poll_interval=self.poll_interval or self.poke_interval,
+            end_time=end_time,
+            checks=progress.checks,
+            first_blockers=progress.first_blockers,
+            case_label=progress.label,
+            creditor_reference=None if self._case else selector.creditor_reference,
+            case_reference=None if self._case else selector.case_reference,
+            exponential_backoff=bool(self.exponential_backoff),
+            max_wait=max_wait,
+            solution_url=progress.solution_url,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not isinstance(event, dict) or "status" not in event:
-            raise AirflowFailException(f"Case gate trigger sent no usable event: {event!r}")
+            raise self._skip_or_raise(AirflowFailException(f"Case gate trigger sent no usable event: {event!r}"))
+        self._publish(context, event.get("solution_url"))  # the last blocker the trigger saw
         status = event["status"]
         if status == "success":
             record = {key: event.get(key) for key in ("case_id", "unblocked_at", "checks", "blocked_by_on_first_check")}
@@ -265,41 +316,18 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             if self.soft_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
-        raise AirflowFailException(message)
+        raise self._skip_or_raise(AirflowFailException(message))
 
 
-def _reschedule_count(context: Any) -> int:
-    """How many times this try was rescheduled, i.e. checks already made before this one (each
-    rescheduled try makes exactly one check). Airflow 3 puts it in the context; Airflow 2 keeps one
-    TaskReschedule row per reschedule of the try."""
-    count = context.get("task_reschedule_count") if hasattr(context, "get") else None
-    if count is not None:  # Airflow 3 puts it in the context
-        return int(count)
-    rows = _airflow2_reschedules(context)
-    return len(rows)
+_TELLING = (GateState.BLOCKED, GateState.UNBLOCKED)
 
 
-def _first_try_start(context: Any) -> datetime | None:
+def _cause(exc: BaseException | None) -> BaseException | None:
+    """The cause to chain to a failure: none for an answer from the API (the message already says what it
+    said, and its traceback is a wall of retry frames), the error itself for a configuration problem."""
+    return None if isinstance(exc, DebituraRequestError) else exc
+
+
+def _first_key(context: Context) -> str:
     ti = context.get("ti") if hasattr(context, "get") else None
-    if ti is None:
-        return None
-    if "task_reschedule_count" in context:  # Airflow 3
-        return ti.get_first_reschedule_date(context)
-    rows = _airflow2_reschedules(context)
-    return rows[0].start_date if rows else None
-
-
-def _airflow2_reschedules(context: Any) -> list[Any]:
-    ti = context.get("ti") if hasattr(context, "get") else None
-    if ti is None:
-        return []
-    try:
-        from airflow.models.taskreschedule import TaskReschedule
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            return list(
-                session.scalars(TaskReschedule.stmt_for_task_instance(ti=ti, try_number=None, descending=False)).all()
-            )
-    except Exception:  # no DB (unit tests) or an API change: fall back to counting from here
-        return []
+    return f"debitura_gate_first_check:try_{getattr(ti, 'try_number', 1)}"

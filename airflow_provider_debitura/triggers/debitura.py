@@ -3,40 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_debitura import gate
-from airflow_provider_debitura.gate import GateState, GateVerdict
+from airflow_provider_debitura.gate import AccountSnapshot, GateProgress, GateSpec, GateState
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.triggers.sources import DirectGateSource, SharedGateSource, SnapshotSource
+from airflow_provider_debitura.validation import case_selector
 
 
 class DebituraCaseUnblockedTrigger(BaseTrigger):
     """Polls until the case is unblocked, the deadline passes, or polling cannot succeed.
 
     Yields exactly one event: ``{"status": "success", **record}`` (the sensor's XCom record),
-    ``{"status": "timeout", "message"}`` or ``{"status": "error", "message"}``.
+    ``{"status": "timeout", "message"}`` or ``{"status": "error", "message"}``; each also carries
+    ``solution_url`` (the last blocker's, for the "Resolve in Debitura" link).
 
-    With ``coalesce=True`` (the default) it joins the process-wide shared poll of its connection
-    (:mod:`.shared_poll`) and, before firing, confirms an "unblocked" verdict with its own direct
-    check: offset paging over a live queue can, rarely, miss a task, and a gate that opens wrongly
-    is the one failure that matters. In intervals where the poller finds the gates' own checks
-    cheaper than its account-wide read (few gates, a large queue), it skips the read and each gate
-    makes its direct check instead. With ``coalesce=False`` every check is the direct 2-request one.
+    With ``coalesce=True`` (the default) it joins the shared poll of its connection
+    (:mod:`.shared_poll`), which serves every gate there with the fewest requests; with
+    ``coalesce=False`` every check is the gate's own (1 request for the case, 1 for the account-level
+    tasks when they can block it). See ``docs/gates.md``.
 
+    :param case_id: the case GUID; None when the sensor could not look the case up yet (then one of
+        ``creditor_reference`` / ``case_reference`` names it, and the trigger looks it up first).
+    :param blocking_task_types: only these types block (None: every type).
+    :param include_account_tasks: whether open account-level tasks block the case.
+    :param debitura_conn_id: the Airflow connection.
+    :param poll_interval: seconds between checks (the first check waits one interval when ``checks`` > 0).
     :param end_time: wall-clock deadline (epoch seconds): survives triggerer restarts, unlike a
         monotonic clock. None waits forever (Airflow's deferral timeout may still apply).
     :param checks: checks already made before this trigger started (the sensor's first poke).
     :param first_blockers: compact blockers seen on the first check, carried into the record.
+    :param coalesce: share the connection's poll with the other gates (default) or check alone.
+    :param case_label: the case's reference for log lines (e.g. the creditor reference).
+    :param creditor_reference: names the case when ``case_id`` is None.
+    :param case_reference: names the case when ``case_id`` is None.
+    :param exponential_backoff: grow the interval after each check, as Airflow's sensors do.
+    :param max_wait: the longest interval with ``exponential_backoff``, in seconds.
+    :param solution_url: the last blocker's solutionUrl seen before deferring.
     """
 
     def __init__(
         self,
-        case_id: str,
+        case_id: str | None,
         *,
         blocking_task_types: Sequence[str] | None = None,
         include_account_tasks: bool = True,
@@ -46,8 +60,14 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         checks: int = 0,
         first_blockers: list[dict[str, Any]] | None = None,
         coalesce: bool = True,
+        case_label: str | None = None,
+        creditor_reference: str | None = None,
+        case_reference: str | None = None,
+        exponential_backoff: bool = False,
+        max_wait: float | None = None,
+        solution_url: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.case_id = case_id
         self.blocking_task_types = list(blocking_task_types) if blocking_task_types is not None else None
         self.include_account_tasks = bool(include_account_tasks)
@@ -57,6 +77,19 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         self.checks = int(checks)
         self.first_blockers = None if first_blockers is None else [dict(t) for t in first_blockers]
         self.coalesce = bool(coalesce)
+        self.case_label = case_label
+        self.creditor_reference = creditor_reference
+        self.case_reference = case_reference
+        self.exponential_backoff = bool(exponential_backoff)
+        self.max_wait = None if max_wait is None else float(max_wait)
+        self.solution_url = solution_url
+        if case_id is None:
+            case_selector(None, creditor_reference, case_reference)  # exactly one reference, or a config error
+        gate.check_gate_config(self.blocking_task_types, self.include_account_tasks)
+        self.progress = GateProgress(
+            (case_id or "").lower(), case_label or creditor_reference or case_reference, self.checks,
+            self.first_blockers, solution_url=solution_url,
+        )  # fmt: skip
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -71,6 +104,12 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 "checks": self.checks,
                 "first_blockers": self.first_blockers,
                 "coalesce": self.coalesce,
+                "case_label": self.case_label,
+                "creditor_reference": self.creditor_reference,
+                "case_reference": self.case_reference,
+                "exponential_backoff": self.exponential_backoff,
+                "max_wait": self.max_wait,
+                "solution_url": self.solution_url,
             },
         )
 
@@ -79,158 +118,100 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
     def _remaining(self) -> float | None:
         return None if self.end_time is None else self.end_time - time.time()
 
+    def _interval(self) -> float:
+        return gate.next_interval(
+            self.poll_interval,
+            self.progress.checks,
+            exponential_backoff=self.exponential_backoff,
+            max_wait=self.max_wait,
+            seed=self.progress.case_id,
+        )
+
+    def _event(self, status: str, **payload: Any) -> TriggerEvent:
+        return TriggerEvent({"status": status, **payload, "solution_url": self.progress.solution_url})
+
     def _timeout_event(self) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": "timeout",
-                "message": f"Case {self.case_id} was not seen unblocked before the sensor timed out "
-                f"({self.checks} check(s)).",
-            }
+        message = (
+            f"Case {self.progress.name} was not seen unblocked before the sensor timed out "
+            f"({self.progress.checks} check(s))."
         )
-
-    async def _sleep(self, seconds: float) -> None:
-        remaining = self._remaining()
-        await asyncio.sleep(max(0.0, seconds if remaining is None else min(seconds, remaining)))
-
-    async def direct_check(self, hook: DebituraAsyncHook) -> GateVerdict:
-        """The ≤2-request check; transient errors become "unknown", fatal ones propagate.
-
-        At most ``MAX_CONCURRENT_DIRECT_CHECKS`` run at once per triggerer loop: when one shared blocker
-        clears (an AssignBankAccount), every gate confirms in the same round, and 1,000 gates firing
-        2,000 requests in one burst would spend the key's whole per-minute budget at once."""
-        case_call, account_call = gate.direct_check_calls(
-            self.case_id, blocking_types=self.blocking_task_types, include_account_tasks=self.include_account_tasks
-        )
-        try:
-            async with _direct_check_slots():
-                case_tasks = await hook.run(case_call)
-                account_page = await hook.run(account_call) if account_call is not None else None
-        except Exception as exc:
-            if gate.is_transient(exc):
-                return gate.unknown(f"{type(exc).__name__}: {exc}")
-            raise
-        return gate.verdict_from_direct(
-            case_tasks,
-            account_page,
-            blocking_types=self.blocking_task_types,
-            include_account_tasks=self.include_account_tasks,
-        )
-
-    def _note(self, verdict: GateVerdict, previous: GateVerdict | None) -> None:
-        self.checks += 1
-        if self.first_blockers is None and verdict.state is not GateState.UNKNOWN:
-            self.first_blockers = list(verdict.blocking)
-        if verdict.state is GateState.UNKNOWN:
-            self.log.warning("Case %s, check %d: %s", self.case_id, self.checks, verdict.summary())
-        elif previous is None or _ids(verdict) != _ids(previous):
-            self.log.info("Case %s, check %d: %s", self.case_id, self.checks, verdict.summary())
-        else:
-            # DEBUG, not INFO: a triggerer with 1,000 gates would otherwise spend its loop on log lines.
-            self.log.debug("Case %s, check %d: still blocked (unchanged)", self.case_id, self.checks)
-
-    def _success(self) -> TriggerEvent:
-        return TriggerEvent(
-            {"status": "success", **gate.success_record(self.case_id, self.checks, self.first_blockers)}
-        )
+        return self._event("timeout", message=message)
 
     # -- the loop --
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            if self.coalesce:
-                event = await self._run_coalesced()
-            else:
-                event = await self._run_direct()
+            event = await self._wait()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             message = str(exc) if gate.is_fatal(exc) else f"{type(exc).__name__}: {exc}"
-            event = TriggerEvent({"status": "error", "message": f"Case gate for {self.case_id} failed: {message}"})
+            event = self._event("error", message=f"Case gate for {self.progress.name} failed: {message}")
         yield event
 
-    async def _run_direct(self) -> TriggerEvent:
-        from airflow_provider_debitura.triggers.shared_poll import warm_client
+    async def _wait(self) -> TriggerEvent:
+        if not self.progress.case_id:
+            failure = await self._look_up()
+            if failure is not None:
+                return failure
+        spec = GateSpec.of(self.progress.case_id, self.blocking_task_types, self.include_account_tasks)
+        source: SnapshotSource = (
+            SharedGateSource(self.debitura_conn_id, spec, self.poll_interval)
+            if self.coalesce
+            else DirectGateSource(self.debitura_conn_id, spec)
+        )
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            return self._timeout_event()
+        step = functools.partial(self._step, spec)
+        if self.progress.checks == 0:
+            # No check was made in the worker (a trigger created on its own): the first is the gate's own, so a
+            # case that does not exist fails at once (a shared read cannot tell "no tasks" from "no case").
+            async with DirectGateSource(self.debitura_conn_id, spec) as own:
+                snapshot = await own.next_snapshot(None, self.end_time)
+            if snapshot is None:
+                return self._timeout_event()
+            outcome = step(snapshot)
+            if not isinstance(outcome, float):
+                return outcome
+        async with source:
+            event = await source.follow(step, asyncio.get_running_loop().time() + self._interval(), self.end_time)
+        return self._timeout_event() if event is None else event
 
-        hook = DebituraAsyncHook(self.debitura_conn_id)
-        previous: GateVerdict | None = None
-        try:
-            await warm_client(hook)
+    def _step(self, spec: GateSpec, snapshot: AccountSnapshot) -> TriggerEvent | float:
+        """One check: count and log it; the final event, or the loop time of the next check."""
+        verdict = snapshot.verdict_for(spec)
+        level, message = self.progress.note(verdict, quiet_unchanged=True)
+        getattr(self.log, level)(message)
+        if verdict.state is GateState.FAILED:
+            return self._event("error", message=gate.failure_message(self.progress.name, verdict))
+        if verdict.is_unblocked:
+            return self._event("success", **self.progress.record())
+        return snapshot.started + self._interval()
+
+    async def _look_up(self) -> TriggerEvent | None:
+        """Resolve the reference the sensor could not (its lookup failed transiently): check again every
+        interval until it answers; a definite answer (404, a rejected key) ends the gate."""
+        async with DebituraAsyncHook(self.debitura_conn_id) as hook:
             while True:
-                remaining = self._remaining()
-                if remaining is not None and remaining <= 0:
-                    return self._timeout_event()
-                verdict = await self.direct_check(hook)
-                self._note(verdict, previous)
-                if verdict.is_unblocked:
-                    return self._success()
-                previous = verdict
-                await self._sleep(self.poll_interval)
-        finally:
-            await asyncio.shield(hook.aclose())
-
-    async def _run_coalesced(self) -> TriggerEvent:
-        from airflow_provider_debitura.triggers.shared_poll import subscribe
-
-        previous: GateVerdict | None = None
-        direct_cost = 2 if self.include_account_tasks else 1
-        async with subscribe(self.debitura_conn_id, self.poll_interval, direct_cost=direct_cost) as poller:
-            while True:
-                remaining = self._remaining()
-                if remaining is not None and remaining <= 0:
-                    return self._timeout_event()
-                snapshot = await _within(poller.next_snapshot(), remaining)
-                if snapshot is None:
-                    return self._timeout_event()
-                if snapshot.direct or snapshot.fatal:
-                    # The poller skipped its read this interval (our own check is the cheaper one), or the
-                    # read failed for good (bad key, ...): our own check raises it, so the task fails now.
-                    verdict = await self.direct_check(poller.hook)
-                else:
-                    verdict = snapshot.verdict(
-                        self.case_id,
-                        blocking_types=self.blocking_task_types,
-                        include_account_tasks=self.include_account_tasks,
+                try:
+                    case = await hook.find_case(
+                        creditor_reference=self.creditor_reference, case_reference=self.case_reference
                     )
-                    if verdict.is_unblocked:
-                        # Confirm directly: the snapshot may have missed a task (see class docstring).
-                        verdict = await self.direct_check(poller.hook)
-                        if verdict.state is not GateState.UNBLOCKED:
-                            self.log.info(
-                                "Case %s: the shared poll saw no blockers, the direct check did", self.case_id
-                            )
-                self._note(verdict, previous)
-                if verdict.is_unblocked:
-                    return self._success()
-                previous = verdict
-
-
-async def _within(awaitable: Any, seconds: float | None) -> Any:
-    """The awaitable's result, or None after ``seconds``. Not ``asyncio.wait_for``: before Python 3.12 it
-    can swallow a cancellation that lands as the inner result arrives, and a cancelled trigger (a deferral
-    timeout, a killed task) would then poll on until its own deadline."""
-    task = asyncio.ensure_future(awaitable)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-    except BaseException:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        return None
-    return task.result()
-
-
-MAX_CONCURRENT_DIRECT_CHECKS = 8
-_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-
-
-def _direct_check_slots() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    slots = _SLOTS.get(loop)
-    if slots is None:
-        slots = _SLOTS[loop] = asyncio.Semaphore(MAX_CONCURRENT_DIRECT_CHECKS)
-    return slots
-
-
-def _ids(verdict: GateVerdict) -> tuple[Any, ...]:
-    return tuple(t.get("id") for t in verdict.blocking)
+                except Exception as exc:
+                    if gate.is_fatal(exc):
+                        return self._event("error", message=gate.lookup_failure_message(self.progress.name, exc))
+                    if not gate.is_transient(exc):
+                        raise
+                    self.progress.checks += 1
+                    self.log.warning("Case %s: could not look the case up (%s); trying again", self.progress.name, exc)
+                    remaining = self._remaining()
+                    if remaining is not None and remaining <= self.poll_interval:
+                        await asyncio.sleep(max(0.0, remaining))
+                        return self._timeout_event()
+                    await asyncio.sleep(self._interval())
+                    continue
+                self.progress.case_id = case.id.lower()
+                self.progress.label = self.progress.label or case.creditor_reference
+                self.log.info("Debitura case %s is %s", self.progress.label, case.id)
+                return None

@@ -28,15 +28,18 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.models import RejectedRecord, Task
+from airflow_provider_debitura.gate import CASE_ID, ID, TYPE
+from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.models import Records, RejectedRecord, Task
 from airflow_provider_debitura.seen_tasks import (
     AirflowSeenTasksStore,
     RoundOutcome,
@@ -46,6 +49,8 @@ from airflow_provider_debitura.seen_tasks import (
     TaskJson,
     WatchFilter,
 )
+from airflow_provider_debitura.triggers.shared_poll import warm_client
+from airflow_provider_debitura.triggers.sources import SharedQueueSource
 from airflow_provider_debitura.validation import connection_id, positive_seconds, task_types, validate_guid
 
 EVENT_BATCH = 100
@@ -332,6 +337,7 @@ def _validated_types(values: Sequence[str] | str | None) -> list[str] | None:
 
 
 # ------------------------------------------------------------------------------------------ sources
+# The adapters from the snapshot-source seam (:mod:`.sources`) to the watcher's rounds.
 
 
 class _DirectSource:
@@ -339,13 +345,9 @@ class _DirectSource:
 
     def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
         self.trigger = trigger
-        self.hook: Any = None
+        self.hook = DebituraAsyncHook(trigger.debitura_conn_id)
 
     async def __aenter__(self) -> _DirectSource:
-        from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-        from airflow_provider_debitura.triggers.shared_poll import warm_client
-
-        self.hook = DebituraAsyncHook(self.trigger.debitura_conn_id)
         await warm_client(self.hook)
         return self
 
@@ -359,58 +361,56 @@ class _DirectSource:
         await asyncio.sleep(self.trigger.poll_interval)
 
 
-async def read_direct(hook: Any, trigger: DebituraNewTasksTrigger) -> Round:
+async def read_direct(hook: DebituraAsyncHook, trigger: DebituraNewTasksTrigger) -> Round:
     try:
         if trigger.case_id is not None:
-            tasks: Iterable[Task] = await hook.get_case_tasks(trigger.case_id, status="Open", types=trigger.task_types)
+            tasks: Records[Task] = await hook.get_case_tasks(trigger.case_id, status="Open", types=trigger.task_types)
+            complete = True  # one unpaged answer: nothing can shift under it
         else:
-            tasks = await hook.list_tasks(status="Open", types=trigger.task_types)
+            listing = await hook.list_tasks(status="Open", types=trigger.task_types)
+            tasks, complete = listing, listing.verified
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         return Round.failed(f"{type(exc).__name__}: {exc}")
-    return Round(True, [t.to_api_dict() for t in tasks])
+    return Round(True, [t.to_api_dict() for t in tasks], complete=complete, rejected=tuple(tasks.rejected))
 
 
 class _SharedSource:
-    """Adapter from the case gates' shared account poll (``gate.AccountSnapshot``, which carries every open
-    task it read) to the watcher's rounds: no read of its own, only the tasks that match the filter are
-    turned into JSON."""
+    """The watcher's rounds from the connection's shared poll (one read of the whole queue per round it asks
+    for, shared with the case gates due then), at the watcher's own ``poll_interval``: a gate polling
+    faster on the same connection does not make the watcher's rounds faster."""
 
     def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
         self.trigger = trigger
-        self._subscription: Any = None
-        self.poller: Any = None
+        self.source = SharedQueueSource(trigger.debitura_conn_id, trigger.poll_interval, records=True)
+        self._not_before: float | None = None
         self._last_failed = False
 
     async def __aenter__(self) -> _SharedSource:
-        from airflow_provider_debitura.triggers.shared_poll import subscribe
-
-        self._subscription = subscribe(self.trigger.debitura_conn_id, self.trigger.poll_interval)
-        self.poller = await self._subscription.__aenter__()
+        await self.source.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._subscription.__aexit__(*exc)
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.source.__aexit__(exc_type, exc, tb)
 
     async def pause(self) -> None:
-        # ``next_snapshot`` already waits for the poller's next interval; the short pause after a
-        # failed round only keeps a poller that fails instantly (e.g. a crashed loop) from spinning.
+        # The source already waits for the watcher's next interval; the short pause after a failed round only
+        # keeps a poller that fails instantly (e.g. a crashed loop) from spinning.
         if self._last_failed:
             await asyncio.sleep(min(1.0, self.trigger.poll_interval))
 
     async def next_round(self) -> Round:
-        snapshot = await self.poller.next_snapshot()
-        if getattr(snapshot, "direct", False):
-            # The poller skipped the shared read this interval (only for subscribers that declared a
-            # direct check; this one does not, but a skipped round must still be read, not lost).
-            listing = await read_direct(self.poller.hook, self.trigger)
-            self._last_failed = not listing.ok
-            return listing
+        snapshot = await self.source.next_snapshot(self._not_before)
+        if snapshot is None:  # no deadline was given, so this cannot happen
+            return Round.failed("the shared poll stopped")
+        self._not_before = snapshot.started + self.trigger.poll_interval
         self._last_failed = not snapshot.ok
         if not snapshot.ok:
             return Round.failed(snapshot.error or "the shared account poll failed")
         trigger = self.trigger
-        return Round(
-            True, [t.to_api_dict() for t in snapshot.tasks if trigger.matches({"type": t.type, "caseId": t.case_id})]
-        )
+        wanted = [t[ID] for t in snapshot.tasks if trigger.matches({"type": t[TYPE], "caseId": t[CASE_ID]})]
+        records = snapshot.records(wanted) if wanted else []
+        return Round(True, records, complete=snapshot.verified, rejected=snapshot.rejected)

@@ -1,317 +1,528 @@
-"""One account-wide poll per interval for every case gate in a triggerer process.
+"""One poll per connection for every case gate and watcher in a triggerer: the fewest requests per interval.
 
-Why: each gate checking on its own costs two requests per interval, so 1,000 gates polling every
-minute spend the account's whole budget (2,000 requests a minute). One consistent read of the
-open queue (``GET /tasks``, every page, with the hook's drift detection) holds every case task and
-every account-level task, so it answers all gates on the connection at ``ceil(open/100)`` requests.
+Every subscriber on a connection (a gate with its :class:`~airflow_provider_debitura.gate.GateSpec`, or a
+watcher that needs the whole queue) joins one :class:`SharedAccountPoller` per event loop through
+:func:`subscribe`. Each round serves the subscribers that are due with the cheaper of two plans:
 
-How: gates sharing a connection id subscribe to one :class:`SharedAccountPoller` per event loop
-(refcounted; its loop task stops when the last gate leaves). A gate asks for the next snapshot
-and gets the first one whose read *started after* it asked, so a verdict is never older than the
-question. A failed or inconsistent read is delivered as a failed snapshot, which every gate reads
-as "unknown", i.e. still blocked.
+- **direct**: one read per distinct case of the due gates, plus *one* read of the account-level tasks
+  shared by all of them (``C + 1`` requests; ``C`` without account-level gates);
+- **full**: one read of the whole open queue (``P`` pages), which also serves a watcher.
 
-Adaptive: on a large queue a full read costs ``ceil(open/100)`` requests however few gates wait
-on it; 1 gate over 5,000 open tasks would pay 50 requests an interval where its own check costs 2.
-So each interval the poller compares the two: when every subscriber is a gate that can check on its
-own (``subscribe(..., direct_cost=2)``) and the sum of their direct costs is below the shared read's
-page count + 1 (pages known from the last consistent read's total; before the first read, the shared
-read is assumed), it skips the read and hands out a *direct* snapshot (``snapshot.direct``, also
-``ok=False``): each gate then makes its own ≤2-request check. A subscriber that needs the read
-itself (the new-tasks watcher; ``direct_cost=None``, the default) always gets the shared read. While
-it skips, the poller refreshes the queue size with a one-task probe every ``PROBE_EVERY`` intervals,
-so it notices when the queue has shrunk enough for the shared read to win again.
+So N gates over a queue of P pages cost at most ``min(N + 1, P)`` requests per interval. The queue's
+size is learned from page 1 of a full read, which doubles as the probe: after it the poller either
+reads on or switches to direct reads, so even the first interval costs at most ``min(N + 1, P) + 1``.
+While gates read directly, page 1 is read again now and then to notice a queue that shrank, but only in
+a round with a request to spare under ``min(N + 1, P)``.
 
-Nothing here blocks the loop: I/O is async, each page is parsed between awaits, and the index a
-snapshot builds is one pass over the tasks.
+A full read that fails, or cannot rule out a missed task (an unverified listing), or holds a record the
+gate cannot read, is not the end of the round: every gate it leaves in doubt is re-read directly in the
+same round (its case, and the account-level tasks once), so nobody waits out a bad page. Direct reads
+run at most :data:`MAX_CONCURRENT_READS` at a time *per connection*: a slow connection never holds up
+gates on another. Design notes and the cost table: ``docs/gates.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import functools
 import logging
-import math
 import time
 import weakref
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
-from airflow_provider_debitura.exceptions import DebituraAuthError
-from airflow_provider_debitura.gate import AccountSnapshot, is_fatal
-from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec, GateState
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.hooks.paging import TaskListing
+from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, drive_direct, pages_for, read_queue
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R")
+Step = Callable[[AccountSnapshot], float | R]
+"""A follower's per-round function: a float (loop time of the next round it wants) or its final outcome."""
+
+MAX_CONCURRENT_READS = 8
+"""Direct reads in flight at once, per connection and event loop (a cleared account-level blocker makes
+every gate read at once; 1,000 gates must not spend the key's per-minute budget in one burst)."""
+
 FANOUT_BATCH = 50
+"""Subscribers woken per event-loop iteration when a round is delivered."""
+
+_NEVER = float("inf")
+_TOLERANCE = 1e-3
+"""Seconds by which a subscriber may ask "early" for a round and still be served by it (float rounding)."""
 
 PROBE_EVERY = 10
-"""While gates check directly, every this many intervals one ``PageSize=1`` request refreshes the open
-queue size (its ``totalResults``), so a queue that shrank hands the gates back to the shared read."""
+"""While gates read directly, page 1 of the queue is read again (to notice a queue that shrank) at most
+every this many rounds, and only in a round with a request to spare."""
 
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedAccountPoller]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-class SharedAccountPoller:
-    """The account-wide poll of one connection on one event loop. Use :func:`subscribe`."""
+def connection_slots(conn_id: str) -> asyncio.Semaphore:
+    """The limit on concurrent direct reads of one connection on the running loop.
 
-    def __init__(self, conn_id: str, *, hook_factory: Any = DebituraAsyncHook) -> None:
+    :param conn_id: the Airflow connection id.
+    """
+    slots = _SLOTS.setdefault(asyncio.get_running_loop(), {})
+    if conn_id not in slots:
+        slots[conn_id] = asyncio.Semaphore(MAX_CONCURRENT_READS)
+    return slots[conn_id]
+
+
+async def warm_client(hook: DebituraAsyncHook) -> None:
+    """Build the hook's client before the first read (the hook keeps CA-bundle loading off the loop). A
+    broken connection is not raised here: it surfaces on the first real request, as that request's answer.
+
+    :param hook: the hook to warm up.
+    """
+    try:
+        await hook.get_async_conn()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("Debitura connection %r not ready yet: %s", hook.debitura_conn_id, exc)
+
+
+@dataclass(frozen=True)
+class _Member:
+    interval: float
+    gate: GateSpec | None
+    """None: the subscriber needs the full read (a watcher)."""
+    records: bool = False
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Who is served in a round: the due gates, and whether a due subscriber needs the whole queue."""
+
+    gates: tuple[GateSpec, ...]
+    full: bool
+    records: bool = False
+
+    @functools.cached_property
+    def cases(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g.case_id for g in self.gates))
+
+    @functools.cached_property
+    def account_types(self) -> frozenset[str]:
+        needed: set[str] = set()
+        for gate in self.gates:
+            needed |= gate.account_types
+        return frozenset(needed)
+
+    @functools.cached_property
+    def direct_cost(self) -> int:
+        """Requests of a direct round: one per distinct case, and one for the account-level tasks."""
+        return len(self.cases) + (1 if self.account_types else 0)
+
+
+class SharedAccountPoller:
+    """The shared poll of one connection on one event loop. Use :func:`subscribe`; the attributes below
+    are read-only statistics (tests and ``bench/gates.py`` read them).
+
+    :param conn_id: the Airflow connection id.
+    :param hook_factory: builds the connection's async hook (one HTTP pool for every subscriber).
+    """
+
+    def __init__(self, conn_id: str, *, hook_factory: Callable[[str], DebituraAsyncHook] = DebituraAsyncHook) -> None:
         self.conn_id = conn_id
         self.hook = hook_factory(conn_id)
-        """Shared by the poll and by the gates' direct (confirmation) checks: one HTTP pool, not N."""
-        self._intervals: dict[int, float] = {}
-        self._direct_costs: dict[int, int | None] = {}
+        self._members: dict[int, _Member] = {}
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._steps: dict[int, Step[Any]] = {}
+        self._not_before: dict[int, float] = {}
+        self._deadline: dict[int, float] = {}
         self._next_token = 0
-        self._waiters: list[asyncio.Future[AccountSnapshot]] = []
-        self._has_waiters = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._rounds_since_size = 0
+        self._plan_text: str | None = None
+        self._busy = False
+        self._listed = ListedIds()
         self.snapshots = 0
-        """Rounds delivered: shared reads (ok or failed) and skipped (direct) rounds alike."""
+        """Rounds delivered."""
         self.shared_reads = 0
+        """Full reads of the queue (failed ones included)."""
         self.direct_rounds = 0
         self.probes = 0
-        self.last_duration = 0.0
+        """Full reads stopped after page 1 because direct reads were cheaper."""
+        self.fallback_rounds = 0
+        """Rounds in which a doubtful full read was completed by direct reads."""
         self.open_total: int | None = None
-        """Open tasks in the account at the last consistent read or probe; None before the first."""
-        self._direct_since_probe = 0
-        self._mode: str | None = None
+        """Open tasks at the last page 1 read; None before the first."""
+        self.last_duration = 0.0
+        self.round_requests: collections.deque[int] = collections.deque(maxlen=1000)
+        """Requests each recent round sent (a retried request counts once per call)."""
+        self._requests = 0
 
-    # -- subscription bookkeeping --
+    # -- membership (through :func:`subscribe`) --
 
     @property
     def subscribers(self) -> int:
-        return len(self._intervals)
+        return len(self._members)
 
     @property
     def interval(self) -> float:
-        """The shortest interval any subscriber asked for: nobody waits longer than they wanted."""
-        return min(self._intervals.values(), default=60.0)
+        """The shortest interval any subscriber asked for: rounds are never further apart."""
+        return min((m.interval for m in self._members.values()), default=60.0)
 
     @property
-    def direct_cost(self) -> int | None:
-        """Requests per interval if every subscriber checked on its own; None when one needs the read."""
-        costs = list(self._direct_costs.values())
-        if any(c is None for c in costs):
-            return None
-        return sum(c for c in costs if c is not None)
+    def waiting(self) -> int:
+        """Subscribers waiting for a round right now."""
+        return sum(1 for fut in self._waiting.values() if not fut.done())
 
     @property
-    def shared_pages(self) -> int | None:
-        """Requests one shared read costs, from the last known queue size; None before the first read."""
-        if self.open_total is None:
-            return None
-        return max(1, math.ceil(self.open_total / endpoints.MAX_PAGE_SIZE))
+    def busy(self) -> bool:
+        """A round is being read."""
+        return self._busy
 
-    def use_direct(self) -> bool:
-        """This interval's choice: direct checks when they cost less than the shared read + 1."""
-        direct, pages = self.direct_cost, self.shared_pages
-        return direct is not None and pages is not None and direct < pages + 1
+    @property
+    def pages(self) -> int | None:
+        return None if self.open_total is None else pages_for(self.open_total)
 
-    def _add(self, interval: float, direct_cost: int | None = None) -> int:
+    def join(self, member: _Member) -> int:
         self._next_token += 1
-        self._intervals[self._next_token] = float(interval)
-        self._direct_costs[self._next_token] = None if direct_cost is None else int(direct_cost)
+        self._members[self._next_token] = member
+        self._ensure_running()
+        return self._next_token
+
+    def leave(self, token: int) -> bool:
+        """Drop a subscriber; True when it was the last one."""
+        self._members.pop(token, None)
+        fut = self._forget(token)
+        if fut is not None and not fut.done():
+            fut.cancel()
+        return not self._members
+
+    def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"debitura-shared-poll-{self.conn_id}"
             )
-        return self._next_token
 
-    def _remove(self, token: int) -> bool:
-        """Drop a subscriber; True when it was the last one (the caller then retires the poller)."""
-        self._intervals.pop(token, None)
-        self._direct_costs.pop(token, None)
-        if self._intervals:
-            return False
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        return True
+    def ask(
+        self, token: int, not_before: float | None, deadline: float | None, step: Step[R] | None = None
+    ) -> asyncio.Future[Any]:
+        """A future for the first round that starts at or after ``not_before`` (loop time; None: the next one);
+        its result is None once ``deadline`` (wall clock) has passed.
 
-    async def next_snapshot(self) -> AccountSnapshot:
-        """The first snapshot whose read starts after this call."""
-        if self._task is None or self._task.done():  # a crashed loop must not strand gates
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        fut: asyncio.Future[AccountSnapshot] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._has_waiters.set()
-        return await fut
+        With ``step``, the poller calls ``step(snapshot)`` after each round the subscriber is due for: a float
+        means "again at the first round at or after that loop time", anything else resolves the future. A
+        gate that stays blocked then costs no object per round at all: no future, no task wake-up, nothing
+        for the garbage collector to age (docs/gates.md).
+        """
+        loop = asyncio.get_running_loop()
+        self._ensure_running()  # a crashed loop must not strand anybody
+        self._forget(token)  # one question at a time per subscriber
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._waiting[token] = fut
+        self._not_before[token] = loop.time() if not_before is None else not_before
+        if deadline is not None:
+            self._deadline[token] = loop.time() + (deadline - time.time())
+        if step is not None:
+            self._steps[token] = step
+        self._wake.set()
+        return fut
 
-    # -- the poll --
+    def _forget(self, token: int) -> asyncio.Future[Any] | None:
+        self._not_before.pop(token, None)
+        self._deadline.pop(token, None)
+        self._steps.pop(token, None)
+        return self._waiting.pop(token, None)
+
+    # -- the loop --
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_start = 0.0
         try:
-            while self._intervals:
-                await self._has_waiters.wait()
-                delay = next_start - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                waiters, self._waiters = self._waiters, []
-                self._has_waiters.clear()
-                next_start = loop.time() + self.interval
-                snapshot = await self._round()
-                await self._deliver(waiters, snapshot)
+            while self._members:
+                now = loop.time()
+                self._expire(now)
+                for token in [t for t, fut in self._waiting.items() if fut.done()]:  # cancelled meanwhile
+                    self._forget(token)
+                asking = list(self._waiting)
+                start_at = max([next_start, min(self._not_before[t] for t in asking)]) if asking else _NEVER
+                if start_at > now + _TOLERANCE:
+                    await self._sleep_until(min([start_at, *(self._deadline.get(t, _NEVER) for t in asking)]))
+                    continue
+                next_start = now + self.interval
+                await self._serve([t for t in asking if self._not_before[t] <= now + _TOLERANCE], now)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug here must not leave gates waiting forever
-            log.exception("Debitura shared poll loop for %r failed", self.conn_id)
-            self._fail_waiters(f"shared poll loop failed: {exc}")
+        except Exception as exc:  # a bug here must not leave subscribers waiting forever
+            log.exception("Debitura shared poll loop for %r failed; restarting it in 1 s", self.conn_id)
+            self._deliver_now(
+                list(self._waiting), AccountSnapshot.failed(f"shared poll loop failed: {exc}", time.time())
+            )
+            asyncio.get_running_loop().call_later(1.0, self._restart)
+
+    def _restart(self) -> None:
+        if self._members:
+            self._ensure_running()
+
+    async def _sleep_until(self, when: float) -> None:
+        self._wake.clear()
+        loop = asyncio.get_running_loop()
+        handle = loop.call_at(when, self._wake.set) if when != _NEVER else None
+        try:
+            await self._wake.wait()
         finally:
-            self._fail_waiters("shared poll stopped")
+            if handle is not None:
+                handle.cancel()
 
-    async def _deliver(self, waiters: list[asyncio.Future[AccountSnapshot]], snapshot: AccountSnapshot) -> None:
-        try:
-            for start in range(0, len(waiters), FANOUT_BATCH):
-                for fut in waiters[start : start + FANOUT_BATCH]:
-                    if not fut.done():
-                        fut.set_result(snapshot)
-                # Let the loop run other work between batches: waking 1,000 gates in one
-                # iteration would hold every other trigger back for the whole batch.
-                await asyncio.sleep(0)
-        finally:
-            for fut in waiters:  # cancelled mid-way: nobody is left stranded
-                if not fut.done():
-                    fut.set_result(snapshot)
+    def _expire(self, now: float) -> None:
+        for token in [t for t, at in self._deadline.items() if at <= now]:
+            fut = self._forget(token)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
-    def _fail_waiters(self, reason: str) -> None:
-        waiters, self._waiters = self._waiters, []
-        snapshot = AccountSnapshot.failed(reason, time.time())
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(snapshot)
-
-    async def _round(self) -> AccountSnapshot:
-        """One interval: the shared read, or (when cheaper) a direct snapshot telling gates to check."""
-        if self.use_direct() and self._direct_since_probe >= PROBE_EVERY:
-            await self._probe()
-        if self.use_direct():
-            self._switch("direct")
-            self._direct_since_probe += 1
-            self.direct_rounds += 1
-            self.snapshots += 1
-            return AccountSnapshot.skipped(
-                time.time(),
-                f"shared read skipped: {self.direct_cost} direct requests < {self.shared_pages} pages + 1",
-            )
-        self._switch("shared")
-        self._direct_since_probe = 0
-        return await self._read()
-
-    def _switch(self, mode: str) -> None:
-        if mode != self._mode:
-            log.info(
-                "Debitura shared poll of %r: %s (%d subscribers; direct checks %s requests/interval, "
-                "shared read %s pages)",
-                self.conn_id,
-                "gates check directly" if mode == "direct" else "one shared read per interval",
-                self.subscribers,
-                "n/a" if self.direct_cost is None else self.direct_cost,
-                "unknown" if self.shared_pages is None else self.shared_pages,
-            )
-            self._mode = mode
-
-    async def _probe(self) -> None:
-        """One ``PageSize=1`` request for the queue's size. A failed probe keeps the old size."""
-        self._direct_since_probe = 0
-        self.probes += 1
-        try:
-            await warm_client(self.hook)
-            page = await self.hook.run(endpoints.get_tasks_page(status="Open", page=1, page_size=1))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.debug("Debitura queue-size probe of %r failed: %s", self.conn_id, exc)
-            return
-        self.open_total = int(page.page.total_results)
-
-    async def _read(self) -> AccountSnapshot:
-        started = time.monotonic()
-        taken_at = time.time()
-        listing = TaskListing(status="Open")
-        try:
-            await warm_client(self.hook)
-            tasks = await self.hook.run_listing(listing)
-            snapshot = AccountSnapshot.from_tasks(tasks, taken_at)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            fatal = is_fatal(exc)
-            log.warning(
-                "Debitura shared poll of %r failed, %s: %s",
-                self.conn_id,
-                "each gate checks on its own to report it" if fatal else "gates stay blocked this round",
-                exc,
-            )
-            if isinstance(exc, DebituraAuthError):
-                # A rotated key must take effect without a triggerer restart: re-read the connection next time.
-                await self.hook.reset_connection()
-            snapshot = AccountSnapshot.failed(f"{type(exc).__name__}: {exc}", taken_at, fatal=fatal)
-        self.snapshots += 1
-        self.shared_reads += 1
-        if snapshot.ok:
-            self.open_total = snapshot.total
-        self.last_duration = time.monotonic() - started
-        log.debug(
-            "Debitura shared poll of %r: %s in %.2f s (%d pages, %d subscribers)",
-            self.conn_id,
-            f"{snapshot.total} open tasks" if snapshot.ok else "failed",
-            self.last_duration,
-            listing.pages_read,
-            self.subscribers,
+    async def _serve(self, tokens: list[int], started: float) -> None:
+        members = [self._members[t] for t in tokens if t in self._members]
+        plan = _Plan(
+            tuple(m.gate for m in members if m.gate is not None),
+            any(m.gate is None for m in members),
+            any(m.records for m in members),
         )
-        return snapshot
+        clock = time.monotonic()
+        self._busy, self._requests = True, 0
+        try:
+            snapshot = replace(await self._read(plan), started=started)
+            self.round_requests.append(self._requests)
+            self.snapshots += 1
+            await self._deliver(tokens, snapshot)
+        finally:
+            self._busy = False
+            self.last_duration = time.monotonic() - clock
+
+    async def _read(self, plan: _Plan) -> AccountSnapshot:
+        taken_at = time.time()
+        pages, cost = self.pages, plan.direct_cost
+        probe = self._rounds_since_size >= PROBE_EVERY and cost <= len(plan.gates)
+        if not plan.full and pages is not None and cost < pages and not probe:
+            return await self._direct(plan, taken_at)
+        # Page 1 first when the size is unknown (or due for a refresh): it decides between the plans.
+        sizing = not plan.full and (pages is None or probe)
+        keep_going = (lambda total: pages_for(total) <= cost) if sizing else None
+        read = await read_queue(
+            self.hook,
+            keep_pages=plan.records,
+            keep_going=keep_going,
+            listed=self._listed,
+            pages_hint=None if sizing else pages,
+        )
+        self._requests += read.requests
+        if read.total is not None:
+            self.open_total, self._rounds_since_size = read.total, 0
+        if read.abandoned:
+            self.probes += 1
+            return await self._direct(plan, taken_at)
+        self.shared_reads += 1
+        self._say("full", plan)
+        snapshot = _snapshot_of(read, taken_at)
+        return await self._settle(snapshot, plan) if plan.gates else snapshot
+
+    async def _direct(self, plan: _Plan, taken_at: float) -> AccountSnapshot:
+        self.direct_rounds += 1
+        self._rounds_since_size += 1
+        self._say("direct", plan)
+        reads = DirectReads(plan.cases, plan.account_types)
+        await drive_direct(self.hook, reads, connection_slots(self.conn_id))
+        self._requests += reads.requests
+        return reads.snapshot(taken_at)
+
+    async def _settle(self, snapshot: AccountSnapshot, plan: _Plan) -> AccountSnapshot:
+        """Re-read directly what a doubtful full read left unknown for a due gate (same round)."""
+        if snapshot.verified and not snapshot.patches and snapshot.account.settled:
+            return snapshot
+        doubtful: list[GateSpec] = []
+        for index, gate in enumerate(plan.gates):
+            if snapshot.verdict_for(gate).state is GateState.UNKNOWN:
+                doubtful.append(gate)
+            if index % 256 == 255:
+                await asyncio.sleep(0)  # 1,000 verdicts must not hold the loop in one piece
+        if not doubtful:
+            return snapshot
+        self.fallback_rounds += 1
+        redo = _Plan(tuple(doubtful), False, False)
+        cases = [c for c in redo.cases if not snapshot.case_part(c).settled]
+        account_types = redo.account_types if not snapshot.account.settled else frozenset()
+        reads = DirectReads(cases, account_types)
+        await drive_direct(self.hook, reads, connection_slots(self.conn_id))
+        self._requests += reads.requests
+        return snapshot.with_reads(reads.cases, reads.account)
+
+    def _say(self, mode: str, plan: _Plan) -> None:
+        """One plain log line whenever the way the gates are served changes."""
+        gates = len(plan.gates)
+        named = [f"{gates:,} gate{'s' if gates != 1 else ''}"] if gates else []
+        who = " and ".join([*named, "a task watcher"] if plan.full else named)
+        if mode == "full":
+            pages = self.pages
+            what = f"{who} {'share' if gates + plan.full > 1 else 'uses'} one read of the account's open tasks"
+            total = self.open_total or 0
+            detail = (
+                f" ({total:,} task{'s' if total != 1 else ''} in {pages} page{'s' if pages != 1 else ''})"
+                if pages
+                else ""
+            )
+            text = f"{what}{detail} every {self.interval:g} s"
+        else:
+            account = " plus one read of the account-level tasks for all of them" if plan.account_types else ""
+            text = (
+                f"{who} each read their own case{account} every {self.interval:g} s "
+                f"(cheaper than reading the {self.pages}-page queue)"
+            )
+        if text != self._plan_text:
+            log.info("Debitura connection %r: %s", self.conn_id, text)
+            self._plan_text = text
+
+    async def _deliver(self, tokens: list[int], snapshot: AccountSnapshot) -> None:
+        for start in range(0, len(tokens), FANOUT_BATCH):
+            self._deliver_now(tokens[start : start + FANOUT_BATCH], snapshot)
+            await asyncio.sleep(0)  # wake 1,000 subscribers in slices, not in one loop iteration
+
+    def _deliver_now(self, tokens: list[int], snapshot: AccountSnapshot) -> None:
+        for token in tokens:
+            fut, step = self._waiting.get(token), self._steps.get(token)
+            if fut is None or fut.done():
+                self._forget(token)
+                continue
+            if step is None:
+                self._forget(token)
+                fut.set_result(snapshot)
+                continue
+            try:
+                outcome = step(snapshot)
+            except Exception as exc:  # the subscriber's own error, raised in its own task
+                self._forget(token)
+                fut.set_exception(exc)
+                continue
+            if isinstance(outcome, float):
+                self._not_before[token] = outcome  # still waiting, same future
+            else:
+                self._forget(token)
+                fut.set_result(outcome)
 
     async def aclose(self) -> None:
+        """Stop the loop and close the HTTP client; cancellation of the caller still propagates."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.hook.aclose()
+            await asyncio.wait({self._task})
+        await self.hook.aclose()
 
 
-async def warm_client(hook: DebituraAsyncHook) -> None:
-    """Build the hook's client before the first poll; the hook keeps CA-bundle loading off the loop."""
-    with contextlib.suppress(Exception):  # a broken connection surfaces on the first real request instead
-        await hook.get_async_conn()
+def _snapshot_of(read: QueueRead, taken_at: float) -> AccountSnapshot:
+    if read.error is not None or read.batch is None:
+        return AccountSnapshot.failed(f"{type(read.error).__name__}: {read.error}", taken_at)
+    return AccountSnapshot.from_batch(
+        read.batch,
+        taken_at,
+        verified=read.verified,
+        pages=read.pages,
+        total=read.total,
+        unverified_reason=read.unverified_reason,
+    )
 
 
-@contextlib.asynccontextmanager
-async def subscribe(
-    conn_id: str, interval: float, *, direct_cost: int | None = None
-) -> AsyncIterator[SharedAccountPoller]:
-    """Join the shared poll of ``conn_id`` on the running loop for the duration of the block.
+class Subscription:
+    """A subscriber's handle on the shared poll; an async context manager (use :func:`subscribe`).
 
-    ``direct_cost``: the requests this subscriber's own check costs, when it can make one instead of
-    reading the shared snapshot (a case gate: 2, or 1 without account-level tasks). Such a subscriber
-    must handle ``snapshot.direct`` by checking on its own. None (the default): it needs the shared
-    read, and while it is subscribed the poller never skips it.
-
-    Safe under cancellation: the ``finally`` always unsubscribes, and the last subscriber out
-    stops the poll and closes its HTTP client.
+    Joining happens on entry, leaving on exit: the last subscriber out stops the poll and closes its HTTP
+    client (shielded, so a cancelled subscriber still releases the pool; its own cancellation propagates).
+    A class rather than a generator-based context manager: one object fewer per gate for the collector.
     """
-    loop = asyncio.get_running_loop()
-    pollers = _POLLERS.setdefault(loop, {})
-    poller = pollers.get(conn_id)
-    if poller is None:
-        poller = pollers[conn_id] = SharedAccountPoller(conn_id)
-    token = poller._add(interval, direct_cost)
-    try:
-        yield poller
-    finally:
-        if poller._remove(token):
-            if pollers.get(conn_id) is poller:
-                del pollers[conn_id]
-            # Shielded so a cancelled trigger still releases the connection pool.
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(poller.aclose())
+
+    __slots__ = ("_member", "conn_id", "poller", "token")
+
+    def __init__(self, conn_id: str, member: _Member) -> None:
+        self.conn_id = conn_id
+        self._member = member
+        self.poller: SharedAccountPoller | None = None
+        self.token = 0
+
+    async def __aenter__(self) -> Subscription:
+        pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
+        poller = pollers.get(self.conn_id)
+        if poller is None:
+            poller = pollers[self.conn_id] = SharedAccountPoller(self.conn_id)
+        self.poller, self.token = poller, poller.join(self._member)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        poller = self._poller
+        self.poller = None
+        if poller.leave(self.token):
+            pollers = _POLLERS.get(asyncio.get_running_loop(), {})
+            if pollers.get(self.conn_id) is poller:
+                del pollers[self.conn_id]
+            await asyncio.shield(poller.aclose())
+
+    @property
+    def _poller(self) -> SharedAccountPoller:
+        if self.poller is None:
+            raise RuntimeError("use the subscription as an async context manager (async with subscribe(...))")
+        return self.poller
+
+    @property
+    def hook(self) -> DebituraAsyncHook:
+        """The connection's shared hook (one HTTP pool for every subscriber)."""
+        return self._poller.hook
+
+    def next_snapshot(
+        self, not_before: float | None = None, deadline: float | None = None
+    ) -> asyncio.Future[AccountSnapshot | None]:
+        """Await it: the first round that starts at or after ``not_before``; None once ``deadline`` has passed.
+
+        :param not_before: event-loop time (``loop.time()``); None: the next round.
+        :param deadline: wall-clock time (``time.time()``); None: no deadline.
+        """
+        return self._poller.ask(self.token, not_before, deadline)
+
+    def follow(
+        self, step: Step[R], not_before: float | None = None, deadline: float | None = None
+    ) -> asyncio.Future[R | None]:
+        """Await it: ``step(snapshot)`` runs after every round this subscriber is due for, until it returns
+        something other than a float (the loop time of the next round it wants); that is the result. None
+        once ``deadline`` has passed; an exception ``step`` raises is raised here.
+
+        :param step: the per-round function (synchronous, quick: it runs in the poller's fan-out).
+        :param not_before: event-loop time of the first round; None: the next round.
+        :param deadline: wall-clock time; None: no deadline.
+        """
+        return self._poller.ask(self.token, not_before, deadline, step)
+
+
+def subscribe(conn_id: str, interval: float, *, gate: GateSpec | None = None, records: bool = False) -> Subscription:
+    """Join the shared poll of ``conn_id`` on the running loop for the duration of an ``async with`` block.
+
+    :param conn_id: the Airflow connection id.
+    :param interval: the subscriber's interval in seconds; rounds come at the shortest interval of all.
+    :param gate: the gate this subscriber checks. None: it needs the whole queue every round it asks
+        (a watcher), so those rounds read every page, and the gates due then share that read.
+    :param records: (whole-queue subscribers) keep each page's records as JSON for
+        :meth:`~airflow_provider_debitura.gate.AccountSnapshot.records`.
+    """
+    return Subscription(conn_id, _Member(float(interval), gate, records))
 
 
 def active_pollers() -> dict[str, SharedAccountPoller]:
     """The pollers on the running loop (for tests and the benchmark)."""
     return dict(_POLLERS.get(asyncio.get_running_loop(), {}))
+
+
+__all__ = [
+    "MAX_CONCURRENT_READS",
+    "SharedAccountPoller",
+    "Subscription",
+    "active_pollers",
+    "connection_slots",
+    "subscribe",
+    "warm_client",
+]

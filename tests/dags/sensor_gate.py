@@ -29,6 +29,51 @@ with DAG("sensor_gate_reschedule", schedule=None, start_date=START, catchup=Fals
         task_id="gate", creditor_reference=REF, poke_interval=1, timeout=60, mode="reschedule", deferrable=False
     )
 
+with DAG("sensor_gate_at_once", schedule=None, start_date=START, catchup=False):
+    # INV-1005 has no task of its own: without account-level tasks it opens at the first check in every mode.
+    for mode, deferrable in (("poke", False), ("reschedule", False), ("poke", True)):
+        DebituraCaseUnblockedSensor(
+            task_id=f"gate_{'deferrable' if deferrable else mode}",
+            creditor_reference="INV-1005",
+            include_account_tasks=False,
+            poke_interval=1,
+            timeout=60,
+            mode=mode,
+            deferrable=deferrable,
+        )
+
+with DAG("sensor_gate_backoff", schedule=None, start_date=START, catchup=False):
+    DebituraCaseUnblockedSensor(
+        task_id="gate",
+        creditor_reference=REF,
+        poke_interval=1,
+        timeout=120,
+        deferrable=True,
+        exponential_backoff=True,
+        max_wait=3,
+    )
+
+with DAG("sensor_gate_never_fail", schedule=None, start_date=START, catchup=False):
+    # never_fail skips a gate whose check cannot work, in every mode (a timeout still fails).
+    for mode, deferrable in (("poke", False), ("poke", True)):
+        DebituraCaseUnblockedSensor(
+            task_id=f"missing_{'deferrable' if deferrable else mode}",
+            creditor_reference="INV-DOES-NOT-EXIST",
+            poke_interval=1,
+            timeout=60,
+            mode=mode,
+            deferrable=deferrable,
+            never_fail=True,
+        )
+    DebituraCaseUnblockedSensor(
+        task_id="missing_guid_deferrable",
+        case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b",
+        poke_interval=1,
+        timeout=60,
+        deferrable=True,
+        never_fail=True,
+    )
+
 with DAG("sensor_gate_failures", schedule=None, start_date=START, catchup=False):
     # INV-1003 has case tasks nobody solves: these can only time out.
     common = {"creditor_reference": "INV-1003", "poke_interval": 1, "timeout": 3}

@@ -141,6 +141,76 @@ def test_reference_resolved_once(debitura_conn):
     assert lookups == [1]
 
 
+@pytest.fixture
+def logs(caplog, capsys):
+    """Everything logged so far: Airflow 3 logs through structlog to stdout, Airflow 2 through logging."""
+    caplog.set_level("INFO")
+    return lambda: caplog.text + capsys.readouterr().out
+
+
+def test_a_transient_lookup_error_is_still_blocked_not_a_failure(debitura_conn, monkeypatch, logs):
+    """Issue 16: five 503s on the reference lookup failed the task; a 503 on a check is "still blocked"."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEBITURA_DEFAULT",
+        json.dumps(json.loads(debitura_conn.conn_json()) | {"extra": {"max_attempts": 1}}),
+    )
+    rule = {"kind": "status", "status": 503, "count": 2, "path": "/cases/by-creditor-reference"}
+    debitura_conn.control("PUT", "/faults", {"rules": [rule]})
+    op = sensor(creditor_reference="INV-1005", include_account_tasks=False)
+    assert not op.poke({}).is_done and not op.poke({}).is_done
+    assert "could not look the case up" in logs()
+    done = op.poke({})
+    assert done.is_done and done.xcom_value["checks"] == 3
+
+
+def test_check_lines_name_the_reference_and_the_guid(debitura_conn, case_ids, logs):
+    sensor(creditor_reference="INV-1001").poke({})
+    assert f"Case INV-1001 ({case_ids['INV-1001']}), check 1: blocked by" in logs()
+
+
+def test_a_guid_is_named_from_its_tasks_or_one_case_read(debitura_conn, case_ids, logs):
+    clear_counters(debitura_conn)
+    sensor(case_id=case_ids["INV-1003"], include_account_tasks=False).poke({})  # its tasks carry the reference
+    assert f"Case INV-1003 ({case_ids['INV-1003']}), check 1" in logs()
+    assert counters(debitura_conn)["total"] == 1
+    solve_all_account_tasks(debitura_conn)
+    clear_counters(debitura_conn)
+    op = sensor(case_id=case_ids["INV-1005"])  # no open task names it: one case read, once
+    op.poke({})
+    op.poke({})
+    assert f"Case INV-1005 ({case_ids['INV-1005']}), check 1" in logs()
+    assert counters(debitura_conn)["GET /cases/{id}"] == 1
+
+
+def test_the_missing_case_error_is_one_short_line(debitura_conn):
+    with pytest.raises(AirflowFailException) as info:
+        sensor(case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b").poke({})
+    message = str(info.value)
+    assert message.startswith("Cannot find Debitura case 3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b: ") and "404" in message
+    assert "\n" not in message and info.value.__cause__ is None
+    with pytest.raises(AirflowFailException) as info:
+        sensor(creditor_reference="INV-404").poke({})
+    assert str(info.value).startswith("Cannot find Debitura case creditor_reference='INV-404': ")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(("types", "include"), [(["SignContract"], False), ([], True)])
+def test_a_gate_that_could_never_block_is_refused_at_construction(types, include):
+    with pytest.raises(DebituraConfigError, match="blocking_task_types"):
+        sensor(creditor_reference="INV-1", blocking_task_types=types, include_account_tasks=include)
+
+
+def test_the_link_records_the_last_blocker_and_nothing_without_one(debitura_conn, case_ids):
+    solve_all_account_tasks(debitura_conn)
+    ti = FakeTI()
+    assert sensor(case_id=case_ids["INV-1005"]).poke({"ti": ti}).is_done
+    assert ti.pushed == {}  # no blocker, nothing recorded (and the link reads no XCom for it)
+    blocked = sensor(case_id=case_ids["INV-1002"])
+    blocked.poke({"ti": ti})
+    blocked.poke({"ti": ti})
+    assert ti.pushed[SOLUTION_URL_XCOM_KEY].startswith("https://app.debitura.com/")
+
+
 def test_case_tasks_and_type_filter(debitura_conn, case_ids):
     blocked = sensor(case_id=case_ids["INV-1003"], include_account_tasks=False).poke({})
     assert not blocked.is_done
@@ -207,6 +277,31 @@ def test_deferrable_unknown_case_fails_or_skips(debitura_conn):
         sensor(creditor_reference="INV-404", deferrable=True).execute({})
     with pytest.raises(AirflowSkipException):
         sensor(creditor_reference="INV-404", deferrable=True, soft_fail=True).execute({})
+    with pytest.raises(AirflowSkipException, match="never_fail"):
+        sensor(creditor_reference="INV-404", deferrable=True, never_fail=True).execute({})
+    with pytest.raises(AirflowSkipException, match="never_fail"):
+        sensor(case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b", deferrable=True, never_fail=True).execute({})
+
+
+def test_deferrable_honours_exponential_backoff_and_max_wait(debitura_conn, case_ids):
+    op = sensor(case_id=case_ids["INV-1002"], deferrable=True, exponential_backoff=True, max_wait=timedelta(minutes=5))
+    with pytest.raises(TaskDeferred) as info:
+        op.execute({})
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["exponential_backoff"] is True and kwargs["max_wait"] == 300
+    assert kwargs["case_label"] == "INV-1002" and kwargs["solution_url"].startswith("https://")
+
+
+def test_a_deferrable_gate_whose_lookup_failed_defers_with_the_reference(debitura_conn, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DEBITURA_DEFAULT",
+        json.dumps(json.loads(debitura_conn.conn_json()) | {"extra": {"max_attempts": 1}}),
+    )
+    debitura_conn.control("PUT", "/faults", {"rules": [{"kind": "drop", "count": 1, "path": "/cases/by-creditor"}]})
+    with pytest.raises(TaskDeferred) as info:
+        sensor(creditor_reference="INV-1002", deferrable=True).execute({})
+    _, kwargs = info.value.trigger.serialize()
+    assert kwargs["case_id"] is None and kwargs["creditor_reference"] == "INV-1002" and kwargs["checks"] == 1
 
 
 def test_execute_complete_events():
@@ -219,6 +314,14 @@ def test_execute_complete_events():
         op.execute_complete({}, {"status": "timeout", "message": "late"})
     with pytest.raises(AirflowFailException):
         op.execute_complete({}, None)
+    ti = FakeTI()
+    op.execute_complete({"ti": ti}, {"status": "success", **record, "solution_url": "https://app.debitura.com/x"})
+    assert ti.pushed[SOLUTION_URL_XCOM_KEY] == "https://app.debitura.com/x"  # the link after the trigger's run
     op.soft_fail = True
     with pytest.raises(AirflowSkipException):
         op.execute_complete({}, {"status": "timeout", "message": "late"})
+    never = sensor(case_id="3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b", never_fail=True)
+    with pytest.raises(AirflowSkipException, match="never_fail"):
+        never.execute_complete({}, {"status": "error", "message": "Cannot find Debitura case x"})
+    with pytest.raises(AirflowSensorTimeout):  # as in poke mode, a timeout is not a failed check
+        never.execute_complete({}, {"status": "timeout", "message": "late"})

@@ -1,203 +1,242 @@
-"""The coalesced poll: N gates on one connection cost one account read per interval, not 2N requests."""
+"""The shared poll against the sandbox: N gates over P pages cost at most min(N + 1, P) requests a round.
+
+Every request count below is the sandbox's own (``/_sandbox/counters``), checked against what the poller
+says each round sent.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-import time
+import uuid
 
 import pytest
+from helpers.gates import clear_counters, counters, gate, poller, running, until
 
+from airflow_provider_debitura.gate import GateSpec
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-
-from .conftest import clear_counters, counters
 
 
-async def test_many_gates_share_one_read_per_interval(debitura_conn):
-    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})  # 200 cases, ~2% account-level tasks
-    gates = 50
-    triggers = [
-        DebituraCaseUnblockedTrigger(case_id_for(f"LRG-{i + 1:06d}"), poll_interval=0.5, end_time=time.time() + 30)
-        for i in range(gates)
+async def _rounds(sb, gates: list, rounds: int) -> tuple[list[int], dict[str, int], shared_poll.SharedAccountPoller]:
+    """Run the gates for ``rounds`` rounds; the requests of each round, and the sandbox's counters (read
+    between two rounds, so that no request is in flight)."""
+    clear_counters(sb)
+    async with running(gates) as tasks:
+        poll = await poller()
+        await until(lambda: poll.snapshots >= rounds and not poll.busy, 60, f"{rounds} rounds")
+        assert not any(t.done() for t in tasks), [t.result() for t in tasks if t.done()]
+    seen = counters(sb)
+    per_round = list(poll.round_requests)
+    # The poller's count is the sandbox's; under load a next round may have begun before the gates stopped.
+    assert sum(per_round) <= seen["total"] <= sum(per_round) + max(per_round), (per_round, seen)
+    return per_round, seen, poll
+
+
+@pytest.mark.parametrize(
+    ("n", "first", "then"),
+    [
+        (1, 3, 2),  # page 1 (the probe: 50 pages) + the case + the account-level tasks; then 2
+        (10, 12, 11),  # 1 + 10 + 1, then N + 1 = 11 < 50 pages
+        (60, 51, 50),  # page 1 shows 50 pages < 61: a full read (last page first), shared by all
+    ],
+)
+async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n, first, then):
+    debitura_conn.control("POST", "/scenario", {"name": "large:5000"})  # 50 pages; every case blocked
+    interval = 0.3 if n < 49 else 2.0  # a 50-page read takes longer than 0.3 s here: leave gaps between rounds
+    gates = [gate(f"LRG-{i + 1:06d}", poll_interval=interval) for i in range(n)]
+    per_round, seen, poll = await _rounds(debitura_conn, gates, 4)
+    assert per_round[0] == first <= min(n + 2, 51)  # min(N + 1, P) + the size probe
+    assert per_round[1:4] == [then] * 3 and then <= min(n + 1, 50)
+    assert poll.open_total == 5000
+    if n < 49:
+        assert seen["GET /cases/{id}/tasks"] == n * len(per_round)  # one case read per gate per round
+        assert seen["GET /tasks"] == 1 + len(per_round)  # the probe page, and one account-level read a round
+
+
+async def test_gates_on_one_case_share_its_read(debitura_conn):
+    debitura_conn.control("POST", "/scenario", {"name": "large:5000"})
+    gates = [
+        gate("LRG-000007", blocking_task_types=types)
+        for types in (None, ["ClientInputRequired"], ["Generic", "SignContract"])
     ]
+    per_round, _, _ = await _rounds(debitura_conn, gates, 3)
+    assert per_round[1:3] == [2, 2]  # 1 case read + 1 account-level read for all three
+
+
+async def test_gates_without_account_level_types_skip_that_read(debitura_conn):
+    debitura_conn.control("POST", "/scenario", {"name": "large:5000"})
+    gates = [gate(f"LRG-{i:06d}", blocking_task_types=["ReplyToChat", "Generic"]) for i in (1, 2)]
+    per_round, _, _ = await _rounds(debitura_conn, gates, 3)
+    assert per_round[1:3] == [2, 2]  # two case reads, no account-level read
+
+
+async def test_a_whole_queue_subscriber_makes_the_rounds_read_every_page(debitura_conn):
+    """The new-task watcher needs every open task: while it asks, rounds read the queue, and gates share it."""
+    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})  # 10 pages
     clear_counters(debitura_conn)
-    tasks = [asyncio.ensure_future(t.run().__anext__()) for t in triggers]
-    await asyncio.sleep(0.1)
-    pollers = shared_poll.active_pollers()
-    assert list(pollers) == ["debitura_default"] and pollers["debitura_default"].subscribers == gates
-    await asyncio.sleep(2.4)
-    snapshots = pollers["debitura_default"].snapshots
-    seen = counters(debitura_conn)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(0)
-    assert shared_poll.active_pollers() == {}  # refcount reached zero: the poll loop is gone
-
-    assert not any(t.done() and not t.cancelled() for t in tasks)  # every gate is blocked (account tasks)
-    per_read = math.ceil(1000 / 100)
-    assert 3 <= snapshots <= 7
-    assert seen["GET /tasks"] <= (snapshots + 1) * per_read  # +1: a read in flight when we counted
-    assert seen["total"] == seen["GET /tasks"]  # no per-gate requests at all while blocked
-    assert seen["total"] / max(snapshots, 1) <= per_read + 1 < 2 * gates
+    async with running([gate("LRG-000001")]), shared_poll.subscribe("debitura_default", 0.3, records=True) as sub:
+        snapshots = [await sub.next_snapshot() for _ in range(3)]
+        poll = await poller()
+    assert all(s is not None and s.ok and s.full and s.total == 1000 for s in snapshots)
+    assert len(snapshots[-1].records()) == 1000 and snapshots[-1].records()[0]["dateCreated"]
+    assert set(list(poll.round_requests)[1:]) == {10}  # after the first round: one full read, nothing else
 
 
-async def test_gate_confirms_an_unblocked_snapshot_with_one_direct_check(debitura_conn, case_ids):
-    for task in await _open_account_tasks(debitura_conn):
+async def test_the_watcher_gets_rounds_at_its_own_interval_next_to_a_fast_gate(debitura_conn):
+    debitura_conn.control("POST", "/scenario", {"name": "demo"})
+    loop = asyncio.get_running_loop()
+    async with running([gate("INV-1003", poll_interval=0.05)]), shared_poll.subscribe("debitura_default", 0.6) as sub:
+        first = await sub.next_snapshot()
+        assert first is not None
+        second = await sub.next_snapshot(first.started + 0.6)
+        assert second is not None and second.started - first.started >= 0.6 - 1e-3
+        assert loop.time() - first.started < 2.0
+        assert (await poller()).snapshots >= 5  # the gate's own rounds kept going meanwhile
+
+
+async def test_a_shrunk_queue_is_noticed_in_a_round_with_a_request_to_spare(debitura_conn, monkeypatch):
+    """Two gates on one case need 2 requests a round, leaving 1 under min(N + 1, P) = 3 for page 1."""
+    monkeypatch.setattr(shared_poll, "PROBE_EVERY", 2)
+    debitura_conn.control("POST", "/scenario", _gate_and_fillers(299))  # 3 pages
+    clear_counters(debitura_conn)
+    async with running([gate("GATE"), gate("GATE", blocking_task_types=["ReplyToChat", "SignContract"])]):
+        poll = await poller()
+        await until(lambda: poll.snapshots >= 3 and poll.direct_rounds >= 2, 30, "direct rounds")
+        debitura_conn.control("POST", "/scenario", _gate_and_fillers(5))  # the same case, 6 open tasks: 1 page
+        await until(lambda: poll.open_total == 6 and poll.probes >= 1, 30, "the probe")
+        await until(lambda: poll.shared_reads >= 1 and poll.round_requests[-1] == 1, 30, "a 1-page full read")
+    assert max(poll.round_requests) <= 3
+
+
+# -- a full read that cannot be trusted: the gates re-read directly in the same round --
+
+
+async def test_a_verified_read_opens_the_gate_without_a_confirmation(debitura_conn):
+    for task in _account_task_ids(debitura_conn):
         debitura_conn.control("POST", f"/tasks/{task}/solve", {})
     clear_counters(debitura_conn)
-    trigger = DebituraCaseUnblockedTrigger(case_ids["INV-1005"], poll_interval=0.2, end_time=time.time() + 10)
-    events = [e.payload async for e in trigger.run()]
-    assert [e["status"] for e in events] == ["success"]
+    async with running([gate("INV-1005", checks=1)]) as tasks:
+        event = await asyncio.wait_for(tasks[0], 15)
+    assert event["status"] == "success" and event["checks"] == 2
+    assert counters(debitura_conn) == {"GET /tasks": 1, "total": 1}  # one page, verified by the listing
+
+
+async def test_an_opening_from_an_unverified_read_is_confirmed_in_the_same_round(debitura_conn):
+    """A listing that cannot verify itself (here: a page not sorted oldest first, twice) may have missed a task:
+    the gate it would open reads its own case and the account-level tasks first, in the same round."""
+    for task in _account_task_ids(debitura_conn):
+        debitura_conn.control("POST", f"/tasks/{task}/solve", {})
+    unsorted = _page(
+        [_task("Generic", "2026-01-02T00:00:00Z", "INV-1003"), _task("Generic", "2026-01-01T00:00:00Z", "INV-1003")]
+    )
+    rule = {"kind": "status", "status": 200, "path": "/tasks", "count": 2, "body": unsorted}
+    debitura_conn.control("PUT", "/faults", {"rules": [rule]})
+    clear_counters(debitura_conn)
+    async with running([gate("INV-1005", checks=1)]) as tasks:
+        event = await asyncio.wait_for(tasks[0], 15)
+        poll = await poller() if shared_poll.active_pollers() else None
+    assert event["status"] == "success" and event["checks"] == 2
     seen = counters(debitura_conn)
-    assert seen["GET /cases/{id}/tasks"] == 1  # the confirmation
-    assert seen["GET /tasks"] == 2  # one shared read + the confirmation's account-level page
+    # Two passes (the listing re-reads once), then the gate's case and the account-level tasks.
+    assert (seen["GET /tasks"], seen["GET /cases/{id}/tasks"], seen["total"]) == (3, 1, 4)
+    assert poll is None or poll.fallback_rounds == 1
 
 
-async def test_late_subscriber_gets_a_snapshot_started_after_it_asked(debitura_conn):
-    async with shared_poll.subscribe("debitura_default", 0.3) as poller:
-        first = await poller.next_snapshot()
-        asked = time.time()
-        second = await poller.next_snapshot()
-        assert second.taken_at >= asked > first.taken_at
-        assert 0.25 <= second.taken_at - first.taken_at < 1.0  # paced by the interval
+@pytest.mark.parametrize("kind", ["status", "malformedJson", "html200", "oddEnvelope"])
+async def test_a_shared_read_that_keeps_failing_never_holds_a_gate(debitura_conn, monkeypatch, kind):
+    """Issue 11: a shared read that could not be read (one odd record made every listing fail on main) held
+    coalesced gates on unrelated cases until their timeout. Now each gate re-reads its case in the same round."""
+    conn = json.loads(debitura_conn.conn_json())
+    conn["extra"] = {**conn.get("extra", {}), "max_attempts": 1}
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
+    rule = {"kind": kind, "path": "/tasks"} | ({"status": 503} if kind == "status" else {})
+    if kind == "oddEnvelope":
+        rule = {"kind": "status", "status": 200, "path": "/tasks", "body": {"page": {"totalResults": 1}, "tasks": 7}}
+    debitura_conn.control("PUT", "/faults", {"rules": [rule]})  # every GET /tasks, for ever
+    free = gate("INV-1005", include_account_tasks=False, checks=1)
+    blocked = gate("INV-1003", include_account_tasks=False, checks=1)
+    async with running([free, blocked]) as tasks:
+        event = await asyncio.wait_for(tasks[0], 10)
+        assert event["status"] == "success" and event["checks"] == 2  # in the first round
+        poll = await poller()
+        await until(lambda: poll.snapshots >= 3, 10, "more rounds")
+        assert not tasks[1].done()  # the blocked case stays blocked
+    assert poll.fallback_rounds >= 1
+
+
+async def test_a_record_that_cannot_be_read_holds_only_its_own_case(debitura_conn):
+    victim = case_id_for("INV-1003")
+    body = _page_with_an_odd_record(case_id=victim)
+    debitura_conn.control(
+        "PUT", "/faults", {"rules": [{"kind": "status", "status": 200, "path": "/tasks", "count": 1, "body": body}]}
+    )
+    clear_counters(debitura_conn)
+    spec = GateSpec.of(case_id_for("INV-1005"), include_account_tasks=False)
+    victim_spec = GateSpec.of(victim, include_account_tasks=False)
+    async with (
+        shared_poll.subscribe("debitura_default", 0.3, gate=spec) as sub,
+        shared_poll.subscribe("debitura_default", 0.3, gate=victim_spec) as other,
+    ):
+        snapshot, _ = await asyncio.gather(sub.next_snapshot(), other.next_snapshot())
+    assert snapshot is not None and snapshot.verdict_for(spec).is_unblocked
+    seen = counters(debitura_conn)
+    # The odd record's case is re-read directly (its real tasks: still blocked); the other case is not.
+    assert (
+        seen["GET /cases/{id}/tasks"] == 1
+        and snapshot.verdict(victim, include_account_tasks=False).state.value == "blocked"
+    )
+
+
+# -- lifecycle --
+
+
+async def test_the_last_gate_out_stops_the_poll_and_cancellation_propagates(debitura_conn):
+    async with running([gate("INV-1001"), gate("INV-1002")]) as tasks:
+        poll = await poller()
+        await until(lambda: poll.snapshots >= 1 and poll.waiting == 2, 10, "a quiet moment")
+        tasks[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
+        assert poll.subscribers == 1
     assert shared_poll.active_pollers() == {}
 
 
-async def _open_account_tasks(sb) -> list[str]:
+def _gate_and_fillers(fillers: int) -> dict:
+    return {
+        "name": f"gate-and-{fillers}",
+        "cases": [{"creditorReference": "GATE"}, {"creditorReference": "FILL"}],
+        "tasks": [{"type": "ReplyToChat", "caseCreditorReference": "GATE"}]
+        + [{"type": "Generic", "caseCreditorReference": "FILL", "minutesAgo": 1000 - i} for i in range(fillers)],
+    }
+
+
+def _account_task_ids(sb) -> list[str]:
     with sb.client() as client:
         return [t["id"] for t in client.get("/tasks", params={"PageSize": 100}).json()["tasks"] if t["caseId"] is None]
 
 
-# -- adaptive: direct checks when they cost less than the shared read --
-
-
-async def _quiet(poller, gates: int, *, rounds: int = 0, timeout: float = 20) -> int:
-    """Wait for a moment after ``rounds`` rounds when every gate waits for the next round (no request
-    in flight); return the rounds delivered so far."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if poller.snapshots >= rounds and len(poller._waiters) == poller.subscribers == gates:
-            return poller.snapshots
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"no quiet moment: {poller.snapshots} rounds, {len(poller._waiters)} waiting")
-
-
-def _gate(ref: str, **kwargs) -> DebituraCaseUnblockedTrigger:
-    kwargs.setdefault("poll_interval", 0.3)
-    kwargs.setdefault("end_time", time.time() + 30)
-    return DebituraCaseUnblockedTrigger(case_id_for(ref), **kwargs)
-
-
-async def _stop(tasks) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(0)
-    assert shared_poll.active_pollers() == {}
-
-
-async def test_one_gate_on_a_large_queue_checks_directly_after_the_first_read(debitura_conn):
-    """1 gate over 1,000 open tasks: a shared read costs 10 requests, the gate's own check 2."""
-    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})
-    clear_counters(debitura_conn)
-    tasks = [asyncio.ensure_future(_gate("LRG-000001").run().__anext__())]
-    await asyncio.sleep(0.1)
-    poller = shared_poll.active_pollers()["debitura_default"]
-    rounds = await _quiet(poller, 1, rounds=5)
-    seen = counters(debitura_conn)
-    assert await _quiet(poller, 1) == rounds  # nothing moved while the counters were read
-    shared, direct = poller.shared_reads, poller.direct_rounds
-    assert poller.open_total == 1000 and poller.shared_pages == 10 and poller.direct_cost == 2
-    assert not tasks[0].done()  # still blocked by account-level tasks
-    await _stop(tasks)
-    assert (shared, direct) == (1, rounds - 1)  # before the first read the queue size is unknown
-    assert seen["GET /cases/{id}/tasks"] == direct
-    assert seen["GET /tasks"] == 10 + direct  # one full read, then one account-level page per check
-    assert seen["total"] == 10 + 2 * direct  # steady state: 2 per interval = min(2N, pages + 1)
-
-
-async def test_more_gates_hand_back_to_one_shared_read(debitura_conn):
-    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})
-    tasks = [asyncio.ensure_future(_gate("LRG-000001").run().__anext__())]
-    await asyncio.sleep(0.1)
-    poller = shared_poll.active_pollers()["debitura_default"]
-    await _quiet(poller, 1, rounds=2)
-    assert poller.direct_rounds >= 1
-    # 6 gates x 2 = 12 requests >= 10 pages + 1: one shared read serves them all again.
-    tasks += [asyncio.ensure_future(_gate(f"LRG-{i:06d}").run().__anext__()) for i in range(2, 7)]
-    await _quiet(poller, 6, rounds=poller.snapshots + 2)
-    direct_before = poller.direct_rounds
-    start_rounds = await _quiet(poller, 6)
-    start = counters(debitura_conn)["total"]
-    end_rounds = await _quiet(poller, 6, rounds=start_rounds + 3)
-    end = counters(debitura_conn)["total"]
-    assert await _quiet(poller, 6) == end_rounds
-    direct_after = poller.direct_rounds
-    await _stop(tasks)
-    assert direct_after == direct_before
-    assert end - start == 10 * (end_rounds - start_rounds)  # pages only, no per-gate requests
-
-
-async def test_a_subscriber_that_needs_the_read_keeps_it(debitura_conn):
-    """The new-tasks watcher subscribes without ``direct_cost``: the poller must never skip its read."""
-    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})
-    async with (
-        shared_poll.subscribe("debitura_default", 0.1) as poller,
-        shared_poll.subscribe("debitura_default", 0.1, direct_cost=2),
-    ):
-        snapshots = [await poller.next_snapshot() for _ in range(4)]
-        assert poller.direct_cost is None and not poller.use_direct()
-    assert all(s.ok and not s.direct and s.total == 1000 for s in snapshots)
-
-
-async def test_probe_notices_a_shrunk_queue(debitura_conn, monkeypatch):
-    monkeypatch.setattr(shared_poll, "PROBE_EVERY", 2)
-    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})
-    async with shared_poll.subscribe("debitura_default", 0.05, direct_cost=2) as poller:
-        first = await poller.next_snapshot()
-        assert first.ok and first.total == 1000
-        assert [(await poller.next_snapshot()).direct for _ in range(2)] == [True, True]
-        debitura_conn.control("POST", "/scenario", {"name": "demo"})  # 6 open tasks: 1 page
-        clear_counters(debitura_conn)
-        after = await poller.next_snapshot()  # the probe first, then the (now cheaper) shared read
-        assert after.ok and not after.direct and after.total == 6
-        assert poller.probes == 1
-        assert counters(debitura_conn)["GET /tasks"] == 2  # the 1-task probe + the 1-page read
-    snap = shared_poll.AccountSnapshot.skipped(0.0)
-    assert not snap.ok and snap.direct and not snap.verdict(case_id_for("X")).is_unblocked
-
-
-@pytest.mark.parametrize("kind", ["status", "malformedJson"])
-async def test_direct_rounds_never_open_on_a_failed_read(debitura_conn, monkeypatch, kind):
-    """GATE has no tasks of its own; only the account-level task blocks it, so reading a failed
-    account page as empty would open it. 300 other tasks make the direct checks the cheaper path."""
-    conn = json.loads(debitura_conn.conn_json())
-    conn["extra"] = {**conn.get("extra", {}), "max_attempts": 1}
-    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
-    account_task = "00000000-0000-4000-8000-0000000000ab"
-    scenario = {
-        "name": "direct-faults",
-        "cases": [{"creditorReference": "FILL"}, {"creditorReference": "GATE"}],
-        "tasks": [{"type": "ReplyToChat", "caseCreditorReference": "FILL", "minutesAgo": 1000 - i} for i in range(299)]
-        + [{"id": account_task, "type": "AssignBankAccount"}],
+def _task(type_: str, created: str, ref: str) -> dict:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type_,
+        "status": "Open",
+        "caseId": case_id_for(ref),
+        "dateCreated": created,
     }
-    debitura_conn.control("POST", "/scenario", scenario)
-    task = asyncio.ensure_future(_gate("GATE", poll_interval=0.2).run().__anext__())
-    await asyncio.sleep(0.1)
-    poller = shared_poll.active_pollers()["debitura_default"]
-    await _quiet(poller, 1, rounds=2)
-    assert poller.direct_rounds >= 1
-    rule = {"kind": kind, "count": 3, "path": "/tasks"} | ({"status": 503} if kind == "status" else {})
-    debitura_conn.control("PUT", "/faults", {"rules": [rule]})
-    debitura_conn.control("POST", f"/tasks/{account_task}/solve", {})
-    event = (await asyncio.wait_for(task, 15)).payload
-    assert event["status"] == "success"
-    faults = debitura_conn.control("GET", "/faults").json()
-    assert all(r["count"] == 0 for r in faults["rules"]), faults  # it polled through all 3 failed reads
-    assert poller.shared_reads == 1  # every verdict after the first read came from direct checks
-    await asyncio.sleep(0)
-    assert shared_poll.active_pollers() == {}
+
+
+def _page(tasks: list[dict]) -> dict:
+    n = len(tasks)
+    return {
+        "page": {"totalResults": n, "pageSize": 100, "currentPage": 1, "totalPages": 1, "responseCount": n},
+        "tasks": tasks,
+    }
+
+
+def _page_with_an_odd_record(case_id: str | None = None) -> dict:
+    odd = {"id": None, "type": "Generic", "status": "Open", "caseId": case_id, "dateCreated": "2026-01-01T00:00:00Z"}
+    return {
+        "page": {"totalResults": 1, "pageSize": 100, "currentPage": 1, "totalPages": 1, "responseCount": 1},
+        "tasks": [odd],
+    }

@@ -62,6 +62,23 @@ def test_serialisation_round_trip():
     assert cls(**restored_kwargs).serialize() == (classpath, kwargs)
 
 
+async def test_a_trigger_serialised_by_the_earlier_code_still_runs(debitura_conn, case_ids):
+    """The kwargs a triggerer stored before this version (no case_label, backoff, ...) still deserialise."""
+    earlier = {
+        "case_id": case_ids["INV-1005"],
+        "blocking_task_types": None,
+        "include_account_tasks": False,
+        "debitura_conn_id": "debitura_default",
+        "poll_interval": 0.2,
+        "end_time": time.time() + 20,
+        "checks": 1,
+        "first_blockers": [],
+        "coalesce": True,
+    }
+    event = await first_event(DebituraCaseUnblockedTrigger(**earlier))
+    assert event["status"] == "success" and event["checks"] == 2 and event["blocked_by_on_first_check"] == []
+
+
 @pytest.mark.parametrize("coalesce", [False, True])
 async def test_blocked_then_cleared_yields_success(debitura_conn, case_ids, coalesce):
     debitura_conn.control("POST", f"/tasks/{account_task_id(debitura_conn)}/solve", {"afterSeconds": 1})
@@ -100,12 +117,12 @@ async def test_shared_poll_picks_up_a_rotated_key(sandbox, monkeypatch, case_ids
 
     good = sandbox.conn_json()
     monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(json.loads(good) | {"password": "revoked-key-1"}))
-    async with subscribe("debitura_default", 0.2) as poller:
-        first = await poller.next_snapshot()
-        assert not first.ok and first.fatal and "401" in first.error
+    async with subscribe("debitura_default", 0.2) as subscription:
+        first = await subscription.next_snapshot()
+        assert first is not None and not first.ok and "401" in first.error
         monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", good)
-        second = await poller.next_snapshot()
-        assert second.ok and second.total > 0
+        second = await subscription.next_snapshot()
+        assert second is not None and second.ok and second.total > 0
 
 
 async def test_deadline_yields_timeout(debitura_conn, case_ids):

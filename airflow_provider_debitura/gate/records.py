@@ -1,0 +1,231 @@
+"""Tasks as a gate keeps them, and the calls a gate sends.
+
+Answers are parsed with the models' own record-by-record parser (:mod:`airflow_provider_debitura.models`:
+a record that cannot be understood becomes a ``RejectedRecord`` and never fails the page), then every
+open task is reduced to a plain tuple of strings at once and the models are dropped. Plain tuples of
+strings are not tracked by Python's cyclic garbage collector, so a snapshot of thousands of tasks costs
+the triggerer no collection time (see docs/gates.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.models import (
+    PageData,
+    Records,
+    RejectedRecord,
+    Task,
+    TaskPage,
+    TaskStatus,
+    TaskType,
+    is_account_level_task,
+    parse_records,
+)
+
+ACCOUNT_LEVEL_TYPES: tuple[str, ...] = tuple(sorted(TaskType.account_level()))
+"""Types raised on the whole account (``caseId`` null); the account-level read asks for exactly these."""
+
+COMPACT_FIELDS = ("id", "type", "title", "caseId", "solutionUrl")
+"""The task fields kept in XCom records and trigger kwargs: enough to identify and click through."""
+
+CompactTask = tuple[str, str | None, str | None, str | None, str | None, str | None]
+"""An open task: (id, type, caseId, title, solutionUrl, caseReference); index with the constants below."""
+
+ID: Final = 0
+TYPE: Final = 1
+CASE_ID: Final = 2
+TITLE: Final = 3
+SOLUTION_URL: Final = 4
+CASE_REFERENCE: Final = 5
+
+
+def compact(task: Task) -> CompactTask:
+    """The gate's view of a task.
+
+    :param task: the parsed task.
+    """
+    return (task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference)
+
+
+def task_dict(task: CompactTask) -> dict[str, Any]:
+    """The compact camelCase dict of a task (:data:`COMPACT_FIELDS`), as XCom and logs show it.
+
+    :param task: a compact task.
+    """
+    return {
+        "id": task[ID],
+        "type": task[TYPE],
+        "title": task[TITLE],
+        "caseId": task[CASE_ID],
+        "solutionUrl": task[SOLUTION_URL],
+    }
+
+
+def is_account_level(task: CompactTask) -> bool:
+    """See :func:`airflow_provider_debitura.models.is_account_level_task`.
+
+    :param task: a compact task.
+    """
+    return is_account_level_task(task[TYPE], task[CASE_ID])
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What the listing state machine reads of a task: its id and creation time (for its order checks)."""
+
+    id: str
+    date_created: datetime
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """The records of one answer: the open tasks (compact), every readable task's listing entry, and the
+    records that could not be read.
+
+    :param open: the open tasks.
+    :param rejected: the unreadable records.
+    :param listed: (id, dateCreated) of every readable task, open or not.
+    """
+
+    open: tuple[CompactTask, ...] = ()
+    rejected: tuple[RejectedRecord, ...] = ()
+    listed: tuple[tuple[str, datetime], ...] = ()
+
+
+def record_batch(tasks: Records[Task] | Iterable[Task]) -> RecordBatch:
+    """Reduce parsed tasks to a batch (the models can be dropped afterwards).
+
+    :param tasks: parsed tasks; a :class:`~airflow_provider_debitura.models.Records` also carries its rejects.
+    """
+    tasks = list(tasks) if not isinstance(tasks, list) else tasks
+    return RecordBatch(
+        tuple(compact(t) for t in tasks if t.is_open),
+        tuple(getattr(tasks, "rejected", ())),
+        tuple((t.id, t.date_created) for t in tasks),
+    )
+
+
+def read_records(items: object) -> RecordBatch:
+    """Parse a JSON array of TaskDto records with the models' rules, one record at a time, each reduced at
+    once: a record that cannot be read is set aside (``RejectedRecord``), and no more than one model is alive
+    at any moment (a page of models alive together would be aged by the garbage collector, docs/gates.md).
+
+    :param items: the decoded JSON array (``null`` is empty; anything but an array raises ``ValueError``).
+    """
+    if items is None:
+        return RecordBatch()
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON array of tasks, got {type(items).__name__}")
+    open_tasks: list[CompactTask] = []
+    rejected: list[RejectedRecord] = []
+    listed: list[tuple[str, datetime]] = []
+    for item in items:
+        one = parse_records(Task, [item], "task")
+        rejected.extend(one.rejected)
+        for task in one:
+            listed.append((task.id, task.date_created))
+            if task.is_open:
+                open_tasks.append(compact(task))
+    return RecordBatch(tuple(open_tasks), tuple(rejected), tuple(listed))
+
+
+@dataclass(frozen=True)
+class TaskPageBatch:
+    """One ``GET /tasks`` page reduced for a gate: its paging data, its records, and (only when a
+    subscriber asked for full records) its task records as JSON text."""
+
+    page: PageData
+    batch: RecordBatch
+    raw_count: int
+    text: str | None = None
+
+
+def page_batch(page: TaskPage, *, text: str | None = None) -> TaskPageBatch:
+    """Reduce a parsed page.
+
+    :param page: the parsed page.
+    :param text: the page's task records as JSON, to keep.
+    """
+    return TaskPageBatch(page.page, record_batch(Records(page.tasks, page.rejected)), page.raw_count, text)
+
+
+def read_task_page(body: object, *, keep_text: bool = False) -> TaskPageBatch:
+    """Parse a ``GET /tasks`` body (a broken envelope raises ``ValueError``; a broken record is set aside).
+
+    :param body: the decoded JSON body.
+    :param keep_text: keep the task records as JSON text.
+    """
+    if not isinstance(body, dict):
+        raise ValueError(f"expected a JSON object, got {type(body).__name__}")
+    items = body.get("tasks")
+    envelope = TaskPage.from_api({key: value for key, value in body.items() if key != "tasks"})
+    batch = read_records(items)
+    text = json.dumps(items) if keep_text else None
+    return TaskPageBatch(envelope.page, batch, len(batch.listed) + len(batch.rejected), text)
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _reduced(call: ApiCall[T], reduce: Callable[[T], U]) -> ApiCall[U]:
+    """The same request, its answer reduced as soon as it is parsed."""
+    parse = call.parse
+    return ApiCall(
+        call.method,
+        call.path,
+        lambda body: reduce(parse(body)),
+        params=call.params,
+        json_body=call.json_body,
+        idempotent=call.idempotent,
+    )
+
+
+def case_tasks_call(case_id: str) -> ApiCall[RecordBatch]:
+    """Every open task of one case (one request; the type filter is applied here, so gates on one case with
+    different filters share the read).
+
+    :param case_id: the case GUID.
+    """
+    return _reduced(endpoints.get_case_tasks(case_id, status=TaskStatus.OPEN.value), record_batch)
+
+
+def account_tasks_call(page: int = 1) -> ApiCall[TaskPageBatch]:
+    """One page of the account's open account-level tasks; the same call for every gate.
+
+    :param page: the page number.
+    """
+    call = endpoints.get_tasks_page(
+        status=TaskStatus.OPEN.value, types=ACCOUNT_LEVEL_TYPES, page=page, page_size=endpoints.MAX_PAGE_SIZE
+    )
+    return _reduced(call, page_batch)
+
+
+def compact_page_call(call: ApiCall[TaskPage], *, keep_text: bool = False) -> ApiCall[TaskPageBatch]:
+    """A listing's page call, parsed record by record and reduced to a :class:`TaskPageBatch` at once.
+
+    :param call: the listing's call.
+    :param keep_text: keep the task records as JSON text.
+    """
+    return ApiCall(
+        call.method,
+        call.path,
+        lambda body: read_task_page(body, keep_text=keep_text),
+        params=call.params,
+        idempotent=call.idempotent,
+    )
+
+
+def rejected_scope_reason(record: RejectedRecord) -> str:
+    """Why a gate cannot tell, because of this record (for logs and verdicts).
+
+    :param record: the record that could not be read.
+    """
+    return f"a task record the provider cannot read ({record.describe()})"

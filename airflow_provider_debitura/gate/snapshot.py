@@ -1,0 +1,319 @@
+"""What one round read for every gate on a connection (:class:`AccountSnapshot`), and one round of direct
+reads (:class:`DirectReads`), without I/O."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from airflow_provider_debitura.gate.records import (
+    CASE_ID,
+    ID,
+    TYPE,
+    CompactTask,
+    RecordBatch,
+    TaskPageBatch,
+    account_tasks_call,
+    case_tasks_call,
+    compact,
+    is_account_level,
+)
+from airflow_provider_debitura.gate.verdict import GateSpec, GateVerdict, Part, part_from, part_from_error
+from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.models import RejectedRecord, Task
+
+FAILED_READS_PER_ROUND = 3
+"""After this many transient failures in one round of direct reads the rest are skipped (still blocked):
+a server that is down is not asked N more times."""
+
+UNREADABLE_CASE_RECORD = "a task record of this case could not be read"
+UNREADABLE_ACCOUNT_RECORD = "an account-level task record could not be read"
+UNREADABLE_ANY_RECORD = "a task record whose case cannot be read could belong to any case"
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """What one round read, for every gate on a connection: the open tasks by case, the open
+    account-level tasks, and what a case that was not read separately gets (:attr:`rest`).
+
+    A full read of the queue indexes every open task once (``rest`` is "no tasks"); a round of direct
+    reads holds just the cases it read (``rest`` is "not read"). Tuples of strings throughout, so that
+    holding one costs the triggerer's garbage collector nothing.
+    """
+
+    taken_at: float
+    """Wall-clock time when the reads started."""
+    by_case: Mapping[str, tuple[CompactTask, ...]] = field(default_factory=dict)
+    account: Part = field(default_factory=lambda: Part.unknown("the account-level tasks were not read"))
+    rest: Part = field(default_factory=lambda: Part.unknown("the case was not read"))
+    patches: Mapping[str, Part] = field(default_factory=dict)
+    """Per-case answers that override ``by_case``: a record that could not be read, a direct re-read."""
+    tasks: tuple[CompactTask, ...] = ()
+    """Every open task of a full read (for subscribers that need the whole queue)."""
+    total: int = 0
+    error: str | None = None
+    full: bool = False
+    """The queue was read in full (every page), successfully or not."""
+    pages: tuple[str, ...] = ()
+    """The full read's task records as JSON text, one string per page (only when a subscriber asked)."""
+    started: float = 0.0
+    """Event-loop time when the round started (gates pace their next check from it)."""
+    doubt_all: str | None = None
+    """Set when a record that may belong to any case could not be read: every case not re-read is unknown."""
+    rejected: tuple[RejectedRecord, ...] = ()
+    """The full read's records that could not be understood (the watcher reports them once)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def verified(self) -> bool:
+        return self.full and self.ok and self.rest.complete
+
+    @classmethod
+    def failed(cls, error: str, taken_at: float, *, full: bool = True) -> AccountSnapshot:
+        doubt = Part.unknown(error)
+        return cls(taken_at, account=doubt, rest=doubt, error=error, full=full)
+
+    @classmethod
+    def from_tasks(
+        cls, tasks: Iterable[Task | CompactTask], taken_at: float, *, verified: bool = True
+    ) -> AccountSnapshot:
+        """A full snapshot from already-read tasks (``Task`` models or compact tuples).
+
+        :param tasks: every task of a full listing (a ``Records``/``Listing`` also carries its rejects).
+        :param taken_at: when the listing started.
+        :param verified: whether the listing guarantees it missed no task.
+        """
+        compacts = tuple(t if isinstance(t, tuple) else compact(t) for t in tasks if isinstance(t, tuple) or t.is_open)
+        rejected = tuple(getattr(tasks, "rejected", ()))
+        return cls.from_batch(RecordBatch(compacts, rejected), taken_at, verified=verified)
+
+    @classmethod
+    def from_batch(
+        cls,
+        batch: RecordBatch,
+        taken_at: float,
+        *,
+        verified: bool,
+        pages: tuple[str, ...] = (),
+        total: int | None = None,
+        unverified_reason: str | None = None,
+    ) -> AccountSnapshot:
+        """Index a full read once, so each gate's verdict is a dict lookup.
+
+        :param batch: the records of the whole listing.
+        :param taken_at: when the listing started.
+        :param verified: whether the listing guarantees it missed no task open for the whole read.
+        :param pages: the records as JSON text, for subscribers that asked for them.
+        :param total: the queue's size as the API reported it.
+        :param unverified_reason: why the listing is not verified.
+        """
+        by_case: dict[str, list[CompactTask]] = defaultdict(list)
+        account: list[CompactTask] = []
+        for task in batch.open:
+            case_id = task[CASE_ID]
+            if is_account_level(task):
+                account.append(task)
+            elif case_id:
+                by_case[case_id.lower()].append(task)
+        doubt = (
+            None if verified else f"the listing could not rule out a missed task ({unverified_reason or 'unverified'})"
+        )
+        scopes = {r.scope for r in batch.rejected}
+        account_part = Part(tuple(account), complete=verified, reason=doubt)
+        if scopes & {"account", "any"}:
+            account_part = Part.unknown(UNREADABLE_ACCOUNT_RECORD)
+        patches = {
+            r.case_id.lower(): Part.unknown(UNREADABLE_CASE_RECORD)
+            for r in batch.rejected
+            if r.scope == "case" and r.case_id
+        }
+        return cls(
+            taken_at,
+            {k: tuple(v) for k, v in by_case.items()},
+            account_part,
+            Part(complete=verified, reason=doubt),
+            patches,
+            batch.open,
+            len(batch.open) if total is None else total,
+            full=True,
+            pages=pages,
+            doubt_all=UNREADABLE_ANY_RECORD if "any" in scopes else None,
+            rejected=tuple(batch.rejected),
+        )
+
+    def case_part(self, case_id: str) -> Part:
+        """What this snapshot knows of one case's open tasks.
+
+        :param case_id: the case GUID.
+        """
+        key = case_id.lower()
+        patch = self.patches.get(key)
+        if patch is not None:
+            return patch
+        if self.doubt_all is not None:
+            return Part.unknown(self.doubt_all)
+        tasks = self.by_case.get(key)
+        if tasks is None:
+            return self.rest
+        return Part(tasks, complete=self.rest.complete, reason=self.rest.reason) if self.full else Part(tasks)
+
+    def verdict_for(self, spec: GateSpec) -> GateVerdict:
+        """The gate's verdict from this snapshot.
+
+        :param spec: the gate.
+        """
+        return spec.verdict(self.case_part(spec.case_id), self.account)
+
+    def verdict(
+        self, case_id: str, *, blocking_types: Sequence[str] | None = None, include_account_tasks: bool = True
+    ) -> GateVerdict:
+        """The verdict for one case (same rule as every other path).
+
+        :param case_id: the case GUID.
+        :param blocking_types: the blocking types, None for every type.
+        :param include_account_tasks: whether account-level tasks count.
+        """
+        return self.verdict_for(GateSpec.of(case_id, blocking_types, include_account_tasks))
+
+    def with_reads(self, cases: Mapping[str, Part], account: Part | None) -> AccountSnapshot:
+        """This snapshot with some parts replaced by direct re-reads (the fallback of a doubtful full read).
+
+        :param cases: re-read cases.
+        :param account: the re-read account-level tasks, None when not re-read.
+        """
+        return replace(
+            self, patches={**self.patches, **cases}, account=account if account is not None else self.account
+        )
+
+    def records(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The full task records of a full read (JSON as the API sent it), in listing order.
+
+        :param ids: only these task ids (None: every open task). Needs a poller subscriber that asked for records.
+        """
+        wanted = None if ids is None else set(ids)
+        open_ids = {t[ID] for t in self.tasks}
+        out: dict[str, dict[str, Any]] = {}
+        for text in self.pages:  # a task shifted onto a page read later shows twice: the later copy wins
+            for record in json.loads(text) or ():
+                task_id = record.get("id") if isinstance(record, dict) else None
+                if isinstance(task_id, str) and task_id in open_ids and (wanted is None or task_id in wanted):
+                    out[task_id] = record
+        return list(out.values())
+
+
+@dataclass
+class DirectReads:
+    """The reads of one round of direct checks, for one gate or many: one read per distinct case, and
+    the account-level tasks once (page 1; a further page only while a needed type is still unseen).
+
+    Drive it: send each of :meth:`case_calls` (concurrently is fine) with :meth:`feed_case` (or
+    :meth:`skip_case` once :attr:`tripped`), then :meth:`account_call` / :meth:`feed_account` until it
+    returns None; :meth:`snapshot` holds the answers. Cases first, then the account: an account-level
+    task raised while the cases are read is still seen.
+
+    :param case_ids: the cases to read.
+    :param account_types: the account-level types some gate needs (empty: no account-level read).
+    """
+
+    case_ids: Iterable[str]
+    account_types: frozenset[str] = frozenset()
+    cases: dict[str, Part] = field(default_factory=dict)
+    account: Part | None = None
+    failures: int = 0
+    requests: int = 0
+    """Answers fed so far: the requests this round sent."""
+    _account_tasks: list[CompactTask] = field(default_factory=list)
+    _page: int = 1
+    _total: int | None = None
+
+    def __post_init__(self) -> None:
+        self.case_ids = tuple(dict.fromkeys(c.lower() for c in self.case_ids))
+
+    @property
+    def tripped(self) -> bool:
+        return self.failures >= FAILED_READS_PER_ROUND
+
+    def account_call(self) -> ApiCall[TaskPageBatch] | None:
+        """The next account-level page to read, or None."""
+        if not self.account_types or self.account is not None:
+            return None
+        return account_tasks_call(self._page)
+
+    def feed_account(self, answer: TaskPageBatch | BaseException) -> None:
+        """Take the answer to :meth:`account_call` (or the error it ended with).
+
+        :param answer: the page, or the error.
+        """
+        self.requests += 1
+        if isinstance(answer, BaseException):
+            self.account = self._failed(answer)
+            return
+        batch = answer.batch
+        scopes = {r.scope for r in batch.rejected}
+        if scopes & {"account", "any"}:
+            self.account = Part.unknown(UNREADABLE_ACCOUNT_RECORD)
+            return
+        size, total = endpoints.MAX_PAGE_SIZE, answer.page.total_results
+        if total is None:  # the spec makes it optional: then only a short page ends the listing
+            consistent, last = True, answer.raw_count < size
+        else:
+            expected = min(size, max(0, total - (self._page - 1) * size))
+            consistent = (self._total is None or total == self._total) and answer.raw_count == expected
+            last = self._page * size >= total
+        if not consistent:
+            self.account = Part.unknown("the account-level listing changed or disagreed with its own count")
+            return
+        self._total = total
+        self._account_tasks.extend(t for t in batch.open if is_account_level(t))
+        self.cases.update(
+            {r.case_id.lower(): Part.unknown(UNREADABLE_CASE_RECORD) for r in batch.rejected if r.case_id}
+        )
+        seen = {t[TYPE] for t in self._account_tasks}
+        if last or self.account_types <= seen:
+            reason = None if last else "only the first page(s) of account-level tasks were read"
+            self.account = Part(tuple(self._account_tasks), complete=last, reason=reason)
+        else:
+            self._page += 1
+
+    def case_calls(self) -> list[tuple[str, ApiCall[RecordBatch]]]:
+        """(case, call) for every case still to read."""
+        return [(case_id, case_tasks_call(case_id)) for case_id in self.case_ids if case_id not in self.cases]
+
+    def feed_case(self, case_id: str, answer: RecordBatch | BaseException) -> None:
+        """Take one case's answer (or the error it ended with).
+
+        :param case_id: the case.
+        :param answer: its records, or the error.
+        """
+        self.requests += 1
+        self.cases[case_id] = self._failed(answer) if isinstance(answer, BaseException) else part_from(answer)
+
+    def skip_case(self, case_id: str) -> None:
+        """Do not read this case this round (too many reads failed).
+
+        :param case_id: the case.
+        """
+        self.cases[case_id] = Part.unknown(f"skipped after {self.failures} failed reads in this round")
+
+    def _failed(self, exc: BaseException) -> Part:
+        part = part_from_error(exc)
+        if part.error is None:
+            self.failures += 1
+        return part
+
+    def snapshot(self, taken_at: float) -> AccountSnapshot:
+        """What the round read, as a snapshot that answers just these cases.
+
+        :param taken_at: when the round started (wall clock).
+        """
+        by_case = {c: p.tasks for c, p in self.cases.items() if p.settled}
+        patches = {c: p for c, p in self.cases.items() if not p.settled}
+        account = self.account if self.account is not None else Part.unknown("the account-level tasks were not read")
+        return AccountSnapshot(taken_at, by_case, account, patches=patches)

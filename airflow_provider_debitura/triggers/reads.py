@@ -1,0 +1,210 @@
+"""The async reads behind gates and watchers: a round of direct checks, and one read of the whole queue.
+
+Short drivers: the calls and what their answers mean come from :mod:`airflow_provider_debitura.gate`
+(:class:`~airflow_provider_debitura.gate.DirectReads`, the compact page parser); the consistency of a
+multi-page read comes from the hook's listing (:mod:`airflow_provider_debitura.hooks.paging`). This
+module only sends, within a per-connection limit, and never raises for a failed read: a failure is
+an answer ("unknown", or "failed" when checking again cannot help).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar, cast
+
+from airflow_provider_debitura.exceptions import DebituraAuthError, DebituraError
+from airflow_provider_debitura.gate import (
+    CompactTask,
+    DirectReads,
+    Listed,
+    RecordBatch,
+    TaskPageBatch,
+    compact_page_call,
+)
+from airflow_provider_debitura.hooks import endpoints, paging
+from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.paging import TaskListing
+from airflow_provider_debitura.models import PageData, RejectedRecord, TaskPage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def send(hook: DebituraAsyncHook, call: ApiCall[T]) -> T | BaseException:
+    """The call's answer, or the error it ended with (cancellation still propagates). An error that is not a
+    :class:`DebituraError` is a bug: logged with its traceback, and answered as a transient doubt."""
+    try:
+        return await hook.run(call)
+    except asyncio.CancelledError:
+        raise
+    except DebituraError as exc:
+        return exc
+    except Exception as exc:
+        log.exception("Unexpected error reading %s from Debitura", call.label)
+        return _Unexpected(f"{type(exc).__name__}: {exc}")
+
+
+class _Unexpected(DebituraError):
+    transient = True
+
+
+async def drive_direct(hook: DebituraAsyncHook, reads: DirectReads, slots: asyncio.Semaphore) -> None:
+    """Send one round of direct reads: the cases concurrently (within ``slots``), then the account-level pages.
+
+    :param hook: the connection's async hook.
+    :param reads: the round's reads (filled in place).
+    :param slots: the connection's limit on concurrent requests.
+    """
+
+    async def one(case_id: str, call: ApiCall[RecordBatch]) -> None:
+        async with slots:
+            if reads.tripped:
+                reads.skip_case(case_id)
+                return
+            answer = await send(hook, call)
+            reads.feed_case(case_id, answer)
+
+    await asyncio.gather(*(one(case_id, call) for case_id, call in reads.case_calls()))
+    while (account_call := reads.account_call()) is not None:
+        async with slots:
+            page = await send(hook, account_call)
+        reads.feed_account(page)
+
+
+# ------------------------------------------------------------------------------- the whole queue
+
+
+class ListedIds:
+    """The listing's per-task entries (:class:`~airflow_provider_debitura.gate.Listed`), kept from one full
+    read to the next.
+
+    The listing state machine holds one object per task for the whole read, and Python's collector tracks
+    each. New ones every read would be promoted to the oldest generation every round (5,000 for 5,000 open
+    tasks) and bring on a full collection of the triggerer's heap every few rounds; kept, only the tasks
+    that are new since the last read cost anything.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Listed] = {}
+        self._seen: dict[str, Listed] = {}
+
+    def __call__(self, task_id: str, date_created: datetime) -> Listed:
+        entry = self._entries.get(task_id)
+        if entry is None or entry.date_created != date_created:
+            entry = Listed(task_id, date_created)
+        self._seen[task_id] = entry
+        return entry
+
+    def begin(self) -> None:
+        """Before a read."""
+        self._seen = {}
+
+    def forget_unseen(self) -> None:
+        """After a complete read: drop the entries that read did not list."""
+        self._entries, self._seen = self._seen, {}
+
+
+@dataclass(frozen=True)
+class _ListingPage:
+    """What the listing state machine reads of a page (the attributes of ``models.TaskPage`` it uses)."""
+
+    page: PageData
+    tasks: list[Listed]
+    rejected: tuple[RejectedRecord, ...]
+    raw_count: int
+
+
+@dataclass
+class QueueRead:
+    """What one read of the whole open queue returned: its records, or why there are none.
+
+    ``abandoned`` is set when the caller's ``keep_going`` decided after the first answer that the rest is
+    not worth reading (that answer then served as a probe of the queue's size).
+    """
+
+    batch: RecordBatch | None = None
+    verified: bool = False
+    unverified_reason: str | None = None
+    total: int | None = None
+    pages: tuple[str, ...] = ()
+    error: BaseException | None = None
+    abandoned: bool = False
+    requests: int = 0
+
+
+def pages_for(total: int) -> int:
+    """Requests a full read of ``total`` open tasks costs (an empty queue still answers one page).
+
+    :param total: open tasks.
+    """
+    return paging.pages_for(total, endpoints.MAX_PAGE_SIZE)
+
+
+async def read_queue(
+    hook: DebituraAsyncHook,
+    *,
+    keep_pages: bool = False,
+    keep_going: Callable[[int], bool] | None = None,
+    listed: ListedIds | None = None,
+    pages_hint: int | None = None,
+) -> QueueRead:
+    """Read every open task of the account once with the hook's listing, as compact records (never raises
+    for a failed read). The listing guarantees that every task open for the whole read is in it once, and
+    says when it could not verify that (``QueueRead.verified``).
+
+    :param hook: the connection's async hook.
+    :param keep_pages: also keep each page's records as JSON text (for subscribers that need full records).
+    :param keep_going: called with ``totalResults`` after the first answer; False stops there (``abandoned``).
+    :param listed: the listing entries of earlier reads, to reuse (see :class:`ListedIds`).
+    :param pages_hint: pages the queue had last time (saves the listing's size probe).
+    """
+    listed = listed if listed is not None else ListedIds()
+    listed.begin()
+    listing = TaskListing(status="Open", pages_hint=pages_hint)
+    result = QueueRead()
+    open_by_id: dict[str, CompactTask] = {}
+    texts: dict[int, str] = {}
+    try:
+        while (call := listing.next_call()) is not None:
+            result.requests += 1
+            answer = cast(TaskPageBatch, await hook.run(compact_page_call(call, keep_text=keep_pages)))
+            _collect(answer, open_by_id, texts, result.requests)
+            entries = [listed(task_id, created) for task_id, created in answer.batch.listed]
+            listing.feed(cast(TaskPage, _ListingPage(answer.page, entries, answer.batch.rejected, answer.raw_count)))
+            total = answer.page.total_results
+            if result.requests == 1 and keep_going is not None and total is not None and not keep_going(total):
+                result.total, result.abandoned = total, True
+                return result
+        outcome = listing.result()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, DebituraAuthError):
+            await hook.reset_connection()  # a rotated key takes effect without a triggerer restart
+        result.error = exc
+        return result
+    listed.forget_unseen()
+    result.batch = RecordBatch(
+        tuple(open_by_id[task.id] for task in outcome if task.id in open_by_id), tuple(outcome.rejected)
+    )
+    result.verified, result.unverified_reason, result.total = outcome.verified, outcome.unverified_reason, outcome.total
+    result.pages = tuple(texts[key] for key in sorted(texts))
+    return result
+
+
+def _collect(answer: TaskPageBatch, open_by_id: dict[str, CompactTask], texts: dict[int, str], index: int) -> None:
+    """Keep the latest copy of every task the page lists (a task listed but not open is dropped)."""
+    open_here = {task[0]: task for task in answer.batch.open}
+    for task_id, _created in answer.batch.listed:
+        if task_id in open_here:
+            open_by_id[task_id] = open_here[task_id]
+        else:
+            open_by_id.pop(task_id, None)
+    if answer.text is not None:
+        texts[answer.page.current_page or index] = answer.text
