@@ -148,6 +148,14 @@ class AccountSnapshot:
             rejected=tuple(batch.rejected),
         )
 
+    def from_full_read(self, case_id: str) -> bool:
+        """Whether this snapshot's answer for the case comes from the full read of the queue (not from a read
+        of the case itself): such an answer cannot tell a case with no tasks from a case that is gone.
+
+        :param case_id: the case GUID.
+        """
+        return self.full and case_id.lower() not in self.patches
+
     def case_part(self, case_id: str) -> Part:
         """What this snapshot knows of one case's open tasks.
 

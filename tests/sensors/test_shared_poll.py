@@ -112,14 +112,30 @@ async def test_a_shrunk_queue_is_noticed_in_a_round_with_a_request_to_spare(debi
 # -- a full read that cannot be trusted: the gates re-read directly in the same round --
 
 
-async def test_a_verified_read_opens_the_gate_without_a_confirmation(debitura_conn):
+async def test_a_verified_read_opens_the_gate_after_one_read_of_its_own_case(debitura_conn):
     for task in _account_task_ids(debitura_conn):
         debitura_conn.control("POST", f"/tasks/{task}/solve", {})
     clear_counters(debitura_conn)
     async with running([gate("INV-1005", checks=1)]) as tasks:
         event = await asyncio.wait_for(tasks[0], 15)
     assert event["status"] == "success" and event["checks"] == 2
-    assert counters(debitura_conn) == {"GET /tasks": 1, "total": 1}  # one page, verified by the listing
+    # One page, verified by the listing; the account-level part stands as read. The case's own read (1 request,
+    # once, when the gate opens) is what tells "no tasks" from "no case": see the next test.
+    assert counters(debitura_conn) == {"GET /tasks": 1, "GET /cases/{id}/tasks": 1, "total": 2}
+
+
+async def test_a_case_deleted_while_its_gate_waits_fails_the_gate_as_in_poke_mode(debitura_conn):
+    """A full read of the queue holds no task of a case that was deleted or merged meanwhile, which looks like a
+    case with nothing blocking it: the gate's own case read before opening answers 404, and the gate fails."""
+    case_id = case_id_for("INV-1002")  # blocked by its own ReplyToChat (and the account-level task)
+    async with running([gate("INV-1002", checks=1)]) as tasks:
+        await until(lambda: counters(debitura_conn).get("GET /tasks", 0) >= 1, timeout=15)
+        debitura_conn.control("POST", f"/cases/{case_id}/merge", {"keepListingSeconds": 0})  # its tasks go too
+        for task in _account_task_ids(debitura_conn):
+            debitura_conn.control("POST", f"/tasks/{task}/solve", {})
+        event = await asyncio.wait_for(tasks[0], 15)
+    assert event["status"] == "error" and "404" in event["message"], event
+    assert counters(debitura_conn).get("POST /cases/{id}/chats", 0) == 0
 
 
 async def test_an_opening_from_an_unverified_read_is_confirmed_in_the_same_round(debitura_conn):
