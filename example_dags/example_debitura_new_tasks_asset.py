@@ -34,6 +34,10 @@ no DAG.
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("airflow.task")  # the task's own log (a print lands in a collapsed group on Airflow 3)
+
 try:  # Airflow 3: the Task SDK with asset watchers
     from airflow.sdk import DAG, Asset, AssetWatcher, task
 except ImportError:  # Airflow 2.11: event-driven scheduling does not exist; define nothing
@@ -97,7 +101,7 @@ if AssetWatcher is not None:
                 if isinstance(event.extra, dict) and isinstance(event.extra.get("payload"), dict)
             ]
             for t in tasks:
-                print(f"new {t.get('type')} task {t['id']} on case {t.get('caseId') or '(account)'}")
+                log.info("new %s task %s on case %s", t.get("type"), t["id"], t.get("caseId") or "(account)")
             return tasks
 
         @task
@@ -137,9 +141,9 @@ if AssetWatcher is not None:
 
         @task
         def notify_human(item: dict) -> str:
-            """One mapped task per new task a person must resolve; swap the print for a real notifier."""
+            """One mapped task per new task a person must resolve; swap the log line for a real notifier."""
             message = f"ACTION NEEDED: {item['type']} {item['title'] or ''} -> {item['solution_url']}"
-            print(message)
+            log.info("%s", message)
             return message
 
         notify_human.expand(item=for_humans(found))

@@ -32,7 +32,11 @@ parse time.
 
 from __future__ import annotations
 
+import logging
+
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+
+log = logging.getLogger("airflow.task")  # the task's own log (a print lands in a collapsed group on Airflow 3)
 
 if HITL_AVAILABLE:
     from datetime import timedelta
@@ -88,7 +92,7 @@ if HITL_AVAILABLE:
             for outcome in outcomes:
                 if outcome:
                     summary[outcome["outcome"]] = summary.get(outcome["outcome"], 0) + 1
-            print(f"Handoff outcomes: {summary}")
+            log.info("Handoff outcomes: %s", summary)
             return summary
 
         auto_reply >> list_for_people
