@@ -22,6 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.alias_generators import to_camel
+from typing_extensions import Self
 
 __all__ = [
     "ApiError",
@@ -571,7 +572,12 @@ class _Envelope(ApiModel):
         return len(getattr(self, self.items_field)) + len(self._rejected)
 
     @classmethod
-    def _from_api(cls, payload: object) -> Any:
+    def from_api(cls, payload: object) -> Self:
+        """Parse a list body (``TaskListDto``, ``InvoiceListDto``, ``UserListDto``), record by record: one
+        record that cannot be understood goes to :attr:`rejected` instead of failing the page.
+
+        :param payload: the decoded JSON body.
+        """
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
         if "page" not in payload and "pageData" in payload:
@@ -597,15 +603,6 @@ class TaskPage(_Envelope):
     item_model = Task
     what = "task"
 
-    @classmethod
-    def from_api(cls, payload: object) -> TaskPage:
-        """Parse a ``GET /tasks`` body, record by record.
-
-        :param payload: the decoded JSON body.
-        """
-        page: TaskPage = cls._from_api(payload)
-        return page
-
 
 class CasePage(_Envelope):
     """The ``GET /cases`` envelope (``InvoiceListDto``) with its unreadable records in ``rejected``."""
@@ -616,15 +613,6 @@ class CasePage(_Envelope):
     item_model = Case
     what = "case"
 
-    @classmethod
-    def from_api(cls, payload: object) -> CasePage:
-        """Parse a ``GET /cases`` body, record by record.
-
-        :param payload: the decoded JSON body.
-        """
-        page: CasePage = cls._from_api(payload)
-        return page
-
 
 class UserPage(_Envelope):
     """The ``GET /users`` envelope (``UserListDto``) with its unreadable records in ``rejected``."""
@@ -634,12 +622,3 @@ class UserPage(_Envelope):
     items_field = "users"
     item_model = User
     what = "user"
-
-    @classmethod
-    def from_api(cls, payload: object) -> UserPage:
-        """Parse a ``GET /users`` body, record by record.
-
-        :param payload: the decoded JSON body.
-        """
-        page: UserPage = cls._from_api(payload)
-        return page
