@@ -12,11 +12,21 @@ through the task supervisor's channel to the Execution API (never to the metadat
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-__all__ = ["HITL_AVAILABLE", "HITL_UNAVAILABLE_REASON", "MIN_AIRFLOW", "HITLOperator", "require_hitl"]
+from airflow_provider_debitura.exceptions import DebituraConfigError
+
+__all__ = [
+    "HITL_AVAILABLE",
+    "HITL_UNAVAILABLE_REASON",
+    "MIN_AIRFLOW",
+    "HITLOperator",
+    "refuse_fixed_args",
+    "require_hitl",
+]
 
 MIN_AIRFLOW = "3.1"
 """The first Airflow release with Human-in-the-loop."""
@@ -52,6 +62,18 @@ def airflow_version() -> str:
     from airflow import __version__
 
     return __version__
+
+
+def refuse_fixed_args(what: str, fixed: Iterable[str], kwargs: Mapping[str, object]) -> None:
+    """Refuse HITLOperator arguments a Debitura operator sets itself (options, params, ...).
+
+    :param what: the operator, for the message.
+    :param fixed: the argument names it sets.
+    :param kwargs: what the DAG passed.
+    """
+    for name in fixed:
+        if name in kwargs:
+            raise DebituraConfigError(f"{what} sets {name} itself; remove {name}=.")
 
 
 def require_hitl(what: str) -> None:

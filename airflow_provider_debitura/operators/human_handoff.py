@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraError
 from airflow_provider_debitura.handoff import HandoffCheck, default_subject, handoff_body, handoff_tasks, run_check
-from airflow_provider_debitura.hitl_compat import HITLOperator, require_hitl
+from airflow_provider_debitura.hitl_compat import HITLOperator, refuse_fixed_args, require_hitl
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.triggers.human_handoff import CLEARED_KEY, DebituraHandoffTrigger
@@ -95,9 +95,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
         **kwargs: Any,
     ) -> None:
         require_hitl(type(self).__name__)
-        for name in self.FIXED_ARGS:
-            if name in kwargs:
-                raise DebituraConfigError(f"{type(self).__name__} sets {name} itself; remove {name}=.")
+        refuse_fixed_args(type(self).__name__, self.FIXED_ARGS, kwargs)
         if on_still_open not in STILL_OPEN_MODES:
             raise DebituraConfigError(f"on_still_open={on_still_open!r} must be one of {list(STILL_OPEN_MODES)}.")
         from airflow.sdk import Param

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.handoff import escape_markdown, format_deadline
-from airflow_provider_debitura.hitl_compat import HITLOperator, require_hitl
+from airflow_provider_debitura.hitl_compat import HITLOperator, refuse_fixed_args, require_hitl
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.models import TaskType
 from airflow_provider_debitura.operators.listing import list_scope
@@ -120,9 +120,7 @@ class DebituraReplyApprovalOperator(HITLOperator):
         **kwargs: Any,
     ) -> None:
         require_hitl(type(self).__name__)
-        for name in self.FIXED_ARGS:
-            if name in kwargs:
-                raise DebituraConfigError(f"{type(self).__name__} sets {name} itself; remove {name}=.")
+        refuse_fixed_args(type(self).__name__, self.FIXED_ARGS, kwargs)
         self.post_on_timeout = as_bool("post_on_timeout", post_on_timeout)
         super().__init__(
             subject=subject or "",
