@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox_process import start_sandbox  # bench/ is on sys.path when a script here runs
+
 # Each gate logs its blockers at INFO on its first check; 1,000 of those through Airflow's console logging
 # would measure the terminal, not the triggers. Set before Airflow is imported.
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
@@ -219,38 +221,6 @@ async def _sample_rounds(control: Any, active_pollers: Any, gates: int, rounds: 
 # ------------------------------------------------------------------------------------ the parent
 
 
-def start_sandbox() -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_debitura.sandbox",
-            "--scenario",
-            f"large:{OPEN_TASKS}",
-            "--api-key",
-            API_KEY,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = conn = None
-    deadline = time.monotonic() + 60
-    assert proc.stdout is not None
-    while time.monotonic() < deadline and (url is None or conn is None):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("DEBITURA_SANDBOX_URL="):
-            url = line.split("=", 1)[1].strip()
-        elif line.startswith("AIRFLOW_CONN_DEBITURA_DEFAULT="):
-            conn = line.split("=", 1)[1].strip().strip("'")
-    if url is None or conn is None:
-        proc.kill()
-        raise RuntimeError("sandbox did not start")
-    return proc, url, conn
-
-
 def export_baseline(ref: str, into: Path) -> Path:
     """The package as it is at ``ref``, in a directory to put first on ``PYTHONPATH``."""
     archive = subprocess.run(
@@ -322,7 +292,7 @@ def main() -> int:
         result = asyncio.run(child(args.child, int(args.gates), args.interval, args.rounds))
         print(json.dumps(asdict(result)))
         return 0
-    proc, url, conn = start_sandbox()
+    proc, url, conn = start_sandbox(f"large:{OPEN_TASKS}", API_KEY, timeout=60)
     results: list[Result] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-gates-") as tmp:

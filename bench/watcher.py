@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from pydantic import JsonValue
+from sandbox_process import start_sandbox  # bench/ is on sys.path when a script here runs
 
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
@@ -44,28 +45,6 @@ API_KEY = "bench-key-9d1e4b2c"
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def start_sandbox(tasks: int) -> tuple[subprocess.Popen[str], str, str]:
-    command = [sys.executable, "-m", "airflow_provider_debitura.sandbox", "--scenario", f"large:{tasks}"]
-    proc = subprocess.Popen(
-        [*command, "--api-key", API_KEY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = conn = None
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline and (url is None or conn is None):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("DEBITURA_SANDBOX_URL="):
-            url = line.split("=", 1)[1].strip()
-        elif line.startswith("AIRFLOW_CONN_DEBITURA_DEFAULT="):
-            conn = line.split("=", 1)[1].strip().strip("'")
-    if url is None or conn is None:
-        proc.kill()
-        raise RuntimeError("sandbox did not start")
-    return proc, url, conn
 
 
 class MemorySlot:
@@ -253,7 +232,7 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
     # Fired tasks enter the stored state 30 s after their event (crash safety); the phases here are a few
     # seconds long, so store them at once to measure the state they make.
     seen_tasks.PERSIST_GRACE = 0.0
-    proc, url, conn = start_sandbox(args.tasks)
+    proc, url, conn = start_sandbox(f"large:{args.tasks}", API_KEY)
     os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn
     phases: list[Phase] = []
     try:
