@@ -220,13 +220,14 @@ class CheckedRule(Spec):
     A *check* is an API read that answers with the task among its open tasks and asks for it
     specifically: ``GET /tasks`` filtered by ``type`` naming the task's type (the account-level read
     of every gate check), or ``GET /cases/{id}/tasks`` of the task's own case. Full listings
-    (triage, list operators, the shared poll) are not checks.
+    (triage, list operators, the shared poll) are not checks, but one that no longer shows the solved task
+    starts the re-arm delay, as a check would.
     """
 
     seconds: Seconds = Field(description="Seconds from the first check to the solve.")
     rearmAfterSeconds: Seconds | None = Field(
         default=None,
-        description="Once a check has seen it solved, the first check this many seconds or more later raises "
+        description="Once a read of open tasks (a check or a full listing) has seen it solved, the first check this many seconds or more later raises "
         "a fresh copy (new id, created now), which that check already sees. Null: never.",
     )
 

@@ -62,7 +62,7 @@ class CheckedTask:
 
     :param spec: the task's spec (to raise a fresh copy).
     :param task_id: the current incarnation's id.
-    :param clear_seen: monotonic time of the first check that saw the current incarnation solved.
+    :param clear_seen: monotonic time of the first read of open tasks that saw the current incarnation solved.
     :param generation: how many fresh copies were raised.
     """
 
@@ -338,12 +338,20 @@ class SandboxState:
 
     # ---------------------------------------------------------------- gate checks (solveAfterChecked)
 
-    def _on_check(self, types: set[str] | None, case_id: str | None) -> None:
-        """A targeted read of open tasks: a type-filtered ``GET /tasks`` or a case's own listing."""
+    def _on_check(self, types: set[str] | None, case_id: str | None, *, targeted: bool = True) -> None:
+        """A read of open tasks. A targeted one (a type-filtered ``GET /tasks`` or a case's own listing) is a
+        check; an untargeted full listing (a shared poll's) only notes that a solved task was seen clear, so a
+        gate that opened on it still starts the re-arm delay."""
         now = self.now()
         for checked in self._checked:
             task = self.tasks.get(checked.task_id)
-            if task is None or not _asks_for(task, types, case_id):
+            if task is None:
+                continue
+            if not targeted:
+                if task.status != "Open" and checked.clear_seen is None:
+                    checked.clear_seen = now
+                continue
+            if not _asks_for(task, types, case_id):
                 continue
             rule = checked.spec.solveAfterChecked
             if rule is None:  # pragma: no cover - only tasks with a rule are registered
@@ -546,8 +554,8 @@ class SandboxState:
         wanted = set(types) or None
         with self._lock:
             self.tick()
-            if wanted is not None and status == "Open":
-                self._on_check(wanted, None)
+            if status == "Open":
+                self._on_check(wanted, None, targeted=wanted is not None)
             selected = self._listing(status, wanted)
             chunk = [task_dto(t, self.naive) for t in selected[(page - 1) * page_size : page * page_size]]
             total = len(selected)

@@ -328,3 +328,20 @@ def test_a_slow_gate_still_opens_when_re_arming_is_on(sb: SandboxServer, api: ht
     assert len(api.get("/tasks", params=gate_read).json()["tasks"]) == 1  # the next run waits
     sb.state.advance_clock(60)
     assert api.get("/tasks", params=gate_read).json()["tasks"] == []
+
+
+def test_a_gate_that_opened_on_a_full_listing_still_starts_the_re_arm_delay(
+    sb: SandboxServer, api: httpx.Client
+) -> None:
+    """A deferred gate's shared poll reads the whole queue (not a check); when that read is what shows the
+    blocker gone, the next run 20 s later must still find a fresh blocker (the CI failure of 2026-11-28)."""
+    sb.reset("demo-ui")
+    gate_read = {"status": "Open", "type": ["SignContract", "AssignBankAccount"], "PageSize": 100}
+    first = [t["id"] for t in api.get("/tasks", params=gate_read).json()["tasks"]]
+    assert len(first) == 1
+    sb.state.advance_clock(6)
+    full = [t["id"] for t in api.get("/tasks", params={"status": "Open", "PageSize": 100}).json()["tasks"]]
+    assert first[0] not in full  # the gate opens on the shared read
+    sb.state.advance_clock(30)
+    second = [t["id"] for t in api.get("/tasks", params=gate_read).json()["tasks"]]
+    assert len(second) == 1 and second != first
