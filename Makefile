@@ -1,14 +1,16 @@
 # Two commands for a fresh clone (Python 3.10+ on PATH, nothing else needed):
 #   make demo   build .venv, start the Debitura sandbox, run the example DAGs in Airflow, print a summary
-#   make test   everything CI runs: ruff, the whole suite on Airflow 3.x, the end-to-end DAG tests on 2.11
+#   make test   everything CI runs: ruff, mypy, the whole suite on Airflow 3.x, the end-to-end DAG tests on 2.11
 PYTHON ?= python3
 VENV ?= .venv
 VENV2 ?= .venv-airflow2
 AIRFLOW_VERSION ?= 3.3.2
 AIRFLOW2_VERSION ?= 2.11.2
 PYTEST_ARGS ?=
+# pytest-xdist workers: the DAG runs and servers mostly wait on each other, so more workers than cores pays.
+TEST_WORKERS ?= 3
 
-.PHONY: demo airflow test test-airflow3 test-airflow2 lint format sandbox bench clean
+.PHONY: demo airflow test test-airflow3 test-airflow2 lint typecheck format sandbox bench clean
 
 # uv comes from PyPI into the venv itself, so nothing has to be installed by hand first.
 define make_venv
@@ -33,17 +35,20 @@ AIRFLOW_ARGS ?=
 airflow: $(VENV)/.installed
 	$(VENV)/bin/python scripts/airflow_ui.py $(AIRFLOW_ARGS)
 
-test: lint test-airflow3 test-airflow2
+test: lint typecheck test-airflow3 test-airflow2
 
 test-airflow3: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-airflow2: $(VENV2)/.installed
-	$(VENV2)/bin/python -m pytest -m e2e $(PYTEST_ARGS)
+	$(VENV2)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m e2e $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
@@ -56,6 +61,7 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/parse_cost.py
 	$(VENV)/bin/python bench/listing.py
 	$(VENV)/bin/python bench/gates.py
+	$(VENV)/bin/python bench/watcher.py
 
 clean:
 	rm -rf $(VENV) $(VENV2) .airflow-demo .airflow-ui .pytest_cache .ruff_cache

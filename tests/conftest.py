@@ -2,9 +2,11 @@
 
 - ``sandbox``: a real Debitura sandbox HTTP server on a free loopback port (demo scenario).
 - ``debitura_conn``: ``AIRFLOW_CONN_DEBITURA_DEFAULT`` pointing at it, so hooks resolve it with no DB.
-- ``airflow_env``: one migrated SQLite ``AIRFLOW_HOME`` per test session whose DAGs folder holds
-  ``tests/dags`` and ``example_dags``; ``airflow_env.run_dag(dag_id, conn_json=...)`` runs
-  ``airflow dags test`` in a subprocess and reads states and XComs back.
+- ``airflow_env``: one migrated SQLite ``AIRFLOW_HOME`` per test session (per pytest-xdist worker, copied
+  from one DB migrated once per run) whose DAGs folder holds ``tests/dags`` and ``example_dags``;
+  ``airflow_env.run_dag(dag_id, conn_json=...)`` runs ``airflow dags test`` in a process of its own (a fork
+  of a warm process that imported Airflow once; ``DEBITURA_COLD_AIRFLOW=1`` for a fresh ``airflow``
+  process each time) and reads states and XComs back.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.airflow_harness import AirflowEnv, make_env
+from helpers.airflow_harness import AirflowEnv, make_env, migrated_template
+
+from airflow_provider_debitura.sandbox.scenarios import case_id_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,11 +49,22 @@ def debitura_conn(sandbox, monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv]:
     base = tmp_path_factory.mktemp("airflow")
     dags = base / "dags"
     dags.mkdir()
     for folder in (ROOT / "tests" / "dags", ROOT / "example_dags"):
         for path in folder.glob("*.py"):
             shutil.copy(path, dags / path.name)
-    return make_env(base, dags)
+    # One migration per run, shared by pytest-xdist's workers (their temp dirs have a common parent).
+    run_temp = tmp_path_factory.getbasetemp()
+    template = migrated_template(run_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_temp)
+    env = make_env(base, dags, template=template, warm=True)
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def case_ids() -> dict[str, str]:
+    """Demo-scenario creditor references to case GUIDs (stable ids)."""
+    return {ref: case_id_for(ref) for ref in ("INV-1001", "INV-1002", "INV-1003", "INV-1004", "INV-1005")}

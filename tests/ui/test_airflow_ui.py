@@ -26,7 +26,8 @@ GATE_TASK = "wait_until_unblocked"
 BANK_ACCOUNT_URL = "https://app.debitura.com/creditor/settings/bank-accounts"
 
 # Starting Airflow standalone takes 1-3 minutes on 2 busy cores, and it counts towards the first test.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+# One standalone Airflow for the module: its tests stay on one pytest-xdist worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900), pytest.mark.xdist_group("airflow-ui")]
 
 if airflow_major() < 3:
     pytest.skip("the browser tests look at Airflow 3's UI", allow_module_level=True)
@@ -37,7 +38,7 @@ if reason := browser_skip_reason():
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiDemo]:
     # The blocker clears only when a test says so: the screenshots of the waiting gate come first.
-    with ui_demo(tmp_path_factory.mktemp("airflow-ui") / "home", blocker_delay=None) as running:
+    with ui_demo(tmp_path_factory.mktemp("airflow-ui") / "home", manual_blocker=True) as running:
         yield running
         processes = running.airflow.processes()
         ports = (running.airflow.port, *running.airflow.log_ports, running.sandbox.port)
@@ -174,7 +175,7 @@ def test_gate_waits_on_its_blocker_with_log_and_resolve_link(demo: UiDemo, page)
     airflow.wait_for_dag(GATE_DAG)
     run_id = airflow.trigger(GATE_DAG)
     assert airflow.wait_for_task(GATE_DAG, run_id, GATE_TASK, {"deferred", "success", "failed"}) == "deferred"
-    assert demo.blocker.is_open()
+    assert demo.blocker is not None and demo.blocker.is_open()
 
     page.goto(ti_url(demo, GATE_DAG, run_id, GATE_TASK))
     page.get_by_text("check 1: blocked by").first.wait_for()
