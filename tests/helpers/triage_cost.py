@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////nonexistent/x.db")
 from airflow_provider_debitura.operators import DebituraListTasksOperator, DebituraReplyToChatTasksOperator
 from airflow_provider_debitura.sandbox import SandboxServer
-from helpers.operator_context import task_context
+from helpers.context import task_context
 
 REPLY = "We are on it for case {{ case.creditorReference }} by {{ ds }}."
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from helpers.operator_context import task_context
+from helpers.context import task_context
 
 from airflow_provider_debitura import links
 from airflow_provider_debitura.links import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.operator_context import task_context
+from helpers.context import task_context
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.operators import DebituraListTasksOperator

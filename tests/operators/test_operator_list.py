@@ -6,20 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from helpers.context import FakeTI
 
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
 from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY
 from airflow_provider_debitura.models import Task
 from airflow_provider_debitura.operators import DebituraListTasksOperator
 from airflow_provider_debitura.operators.debitura import _summary_table
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
 
 
 def ctx() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers.context import FakeTI
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError, DebituraConfigError
 from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY
@@ -23,14 +24,6 @@ TEMPLATE = (
     "You wrote: {{ partner_message }}"
 )
 CHAT_TYPES = {"ReplyToChat", "ClientInputRequired", "MoreInfoNeeded"}
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
 
 
 def reply(

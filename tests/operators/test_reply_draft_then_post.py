@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers.operator_context import task_context
+from helpers.context import task_context
 
 from airflow_provider_debitura.operators import DebituraReplyToChatTasksOperator
 from airflow_provider_debitura.replies import CaseDraft

@@ -13,29 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.reliability import REL_KEY
 
 from airflow_provider_debitura.hooks import retry as retry_module
-from airflow_provider_debitura.models import TaskType
-from airflow_provider_debitura.sandbox.scenarios import case_id_for
 
-REL_KEY = "reliability-key-5d2e8a91-do-not-log"
-CHAT_TYPES = frozenset(TaskType.chat_driven())
-ACCOUNT_TYPES = frozenset(TaskType.account_level())
 MATRIX_KEY = pytest.StashKey[dict]()
-
-
-class FakeTI:
-    """Enough of a task instance for the operators' and sensor's XCom pushes (the "Resolve" link)."""
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-def context() -> dict[str, Any]:
-    return {"ti": FakeTI(), "ds": "2026-11-27", "params": {}}
 
 
 @pytest.fixture(scope="session")
@@ -47,84 +29,12 @@ def rel_sb() -> Iterator[Any]:
         yield server
 
 
-def use_conn(monkeypatch: pytest.MonkeyPatch, sb: Any, **extra: Any) -> dict[str, Any]:
-    conn = json.loads(sb.conn_json())
-    conn["extra"] = {**conn.get("extra", {}), **extra}
-    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
-    return conn
-
-
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shrink only the exponential backoff between retries (0.5 s -> 0.02 s); a server's retryAfter is
     still honoured as sent. Keeps the matrix fast without changing which errors are retried."""
     real = retry_module.wait_retry_after_or_backoff
     monkeypatch.setattr(retry_module, "wait_retry_after_or_backoff", lambda: real(initial=0.02, maximum=0.2))
-
-
-def load_world(sb: Any, scenario: dict[str, Any], *, chat_solve_delay: float | None = None) -> None:
-    """A clean server (faults, config, log, counters, events) holding ``scenario``."""
-    assert sb.control("POST", "/reset", json={"scenario": "empty"}).status_code == 200
-    response = sb.control("POST", "/scenario", json=scenario)
-    assert response.status_code == 200, response.text
-    if chat_solve_delay is not None:
-        assert sb.control("PUT", "/config", json={"chatSolveDelaySeconds": chat_solve_delay}).status_code == 200
-
-
-def set_faults(sb: Any, rules: list[dict[str, Any]], seed: int = 7) -> None:
-    response = sb.control("PUT", "/faults", json={"seed": seed, "rules": rules})
-    assert response.status_code == 200, response.text
-
-
-def request_total(sb: Any) -> int:
-    return sb.control("GET", "/counters").json().get("total", 0)
-
-
-def settle(sb: Any, limit: float = 4.0) -> None:
-    """Wait until every request the client gave up on (latency beyond its timeout) has been answered by
-    the server, so it cannot land in the next test's world or log."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        faults = sb.control("GET", "/faults").json()["rules"]
-        applied = sum(r.get("applied", 0) for r in faults if r["kind"] == "latency")
-        logged = sum(1 for r in sb.control("GET", "/requests").json() if r["fault"] == "latency")
-        if logged >= applied:
-            return
-        time.sleep(0.05)
-
-
-# -- the oracle: the sandbox's own state --
-
-
-def open_tasks(sb: Any) -> list[dict[str, Any]]:
-    return sb.state.list_tasks("Open")
-
-
-def truly_blocked(sb: Any, case_id: str, tasks: list[dict[str, Any]] | None = None) -> bool:
-    """The documented rule, from the server's state: an open task of the case, or an open
-    account-level task (by type), blocks it."""
-    tasks = open_tasks(sb) if tasks is None else tasks
-    case_id = case_id.lower()
-    return any((t["caseId"] or "").lower() == case_id or t["type"] in ACCOUNT_TYPES for t in tasks)
-
-
-def creditor_messages(sb: Any, case_id: str) -> list[dict[str, Any]]:
-    return [c for c in sb.state.dump()["chats"].get(case_id, []) if c["role"] == 1]
-
-
-def replyable_cases(sb: Any) -> set[str]:
-    """Cases with an open chat task whose action the reply operator may follow (POST to the own case)."""
-    out = set()
-    for t in open_tasks(sb):
-        action = t.get("action") or {}
-        own = ("/cases/{caseId}/chats", f"/cases/{t['caseId']}/chats")
-        if t["type"] in CHAT_TYPES and t["caseId"] and (action.get("method") or "").upper() == "POST":
-            out.update([t["caseId"]] if action.get("path") in own else [])
-    return out
-
-
-def cid(ref: str) -> str:
-    return case_id_for(ref)
 
 
 # -- the matrix's record, written at the end of the session --

@@ -13,12 +13,11 @@ import time
 from typing import Any
 
 import pytest
+from helpers.reliability import context, load_world
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.operators import DebituraListTasksOperator
-
-from .conftest import context, load_world
 
 ROWS: list[dict[str, Any]] = []
 SECRET = "kEy-7Hq2-PzX9"

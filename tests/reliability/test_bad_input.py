@@ -15,13 +15,12 @@ import re
 from typing import Any
 
 import pytest
+from helpers.reliability import REL_KEY, cid, context, load_world
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.operators import DebituraListTasksOperator, DebituraReplyToChatTasksOperator
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-
-from .conftest import REL_KEY, cid, context, load_world
 
 GUID = cid("INV-1002")
 ALL = ("sensor", "list", "reply")

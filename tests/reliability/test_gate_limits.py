@@ -12,13 +12,12 @@ import time
 
 import pytest
 from helpers.gates import first_event, stop
+from helpers.reliability import REL_KEY
 
 from airflow_provider_debitura.sandbox import SandboxServer
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-
-from .conftest import REL_KEY
 
 
 @pytest.fixture

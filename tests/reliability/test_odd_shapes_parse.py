@@ -7,10 +7,9 @@ whole, on every page, and says which tasks have no usable API action.
 from __future__ import annotations
 
 import pytest
+from helpers.reliability import load_world
 
 from airflow_provider_debitura.hooks.debitura import DebituraHook
-
-from .conftest import load_world
 
 ODD = [
     ("ReplyToChat", {"action": {"method": None, "path": None}}, False),

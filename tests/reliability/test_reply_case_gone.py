@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers.operator_context import RecordingTI
+from helpers.context import FakeTI
 
 from airflow_provider_debitura.operators import DebituraReplyToChatTasksOperator
 from airflow_provider_debitura.replies import DebituraReplyCasesFailedError
@@ -19,8 +19,8 @@ from airflow_provider_debitura.replies import DebituraReplyCasesFailedError
 POSTS = "POST /cases/{id}/chats"
 
 
-def run(sb: Any) -> tuple[dict[str, Any] | None, RecordingTI, BaseException | None]:
-    ti = RecordingTI()
+def run(sb: Any) -> tuple[dict[str, Any] | None, FakeTI, BaseException | None]:
+    ti = FakeTI()
     op = DebituraReplyToChatTasksOperator(task_id="reply", reply_template="Noted for {{ case.creditorReference }}.")
     try:
         return op.execute({"ti": ti}), ti, None

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.reliability import REL_KEY, load_world, set_faults, use_conn
 
 from airflow_provider_debitura.exceptions import DebituraAuthError, DebituraServerError, DebituraTransportError
 from airflow_provider_debitura.hooks import debitura as hook_module
@@ -29,8 +30,6 @@ from airflow_provider_debitura.operators import DebituraListTasksOperator, Debit
 from airflow_provider_debitura.replies import ReplyTemplateError, compile_template, render_reply, template_context
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-
-from .conftest import REL_KEY, load_world, set_faults, use_conn
 
 CANARY = {"api_key": "DEBITURA-KEY-CANARY-4f9a1c7e2b", "bearer": "DEBITURA-BEARER-CANARY-8d3b6e0f5a"}
 

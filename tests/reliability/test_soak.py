@@ -24,14 +24,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from helpers.reliability import cid, context, load_world, open_tasks, set_faults, settle, truly_blocked, use_conn
 
 from airflow_provider_debitura.exceptions import DebituraError
 from airflow_provider_debitura.gate import AccountSnapshot, GateState
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.hooks.paging import TaskListing
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-
-from .conftest import cid, context, load_world, open_tasks, set_faults, settle, truly_blocked, use_conn
 
 CHECKS = 2_000
 FAULT_RATE = 0.20

@@ -7,21 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers.context import FakeTI
+from helpers.sandbox import clear_counters, counters, solve_all_account_tasks
 
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
 from airflow_provider_debitura.sensors.memory import TaskMemory
-
-from .conftest import clear_counters, counters, solve_all_account_tasks
-
-
-class FakeTI:
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 class FakeStateStore:

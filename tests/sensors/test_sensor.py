@@ -8,26 +8,18 @@ from datetime import timedelta
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from helpers.context import FakeTI
+from helpers.sandbox import clear_counters, counters, solve_all_account_tasks
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY, DebituraResolveLink
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 
-from .conftest import clear_counters, counters, solve_all_account_tasks
-
 try:
     from airflow.sdk.exceptions import TaskDeferred
 except ImportError:  # Airflow 2
     from airflow.exceptions import TaskDeferred
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 def sensor(**kwargs) -> DebituraCaseUnblockedSensor:
@@ -119,7 +111,7 @@ def test_account_level_blocker_then_clears_with_two_requests_per_check(debitura_
     first = op.poke({"ti": ti})
     assert not first.is_done
     assert counters(debitura_conn)["total"] == 2
-    assert ti.pushed[SOLUTION_URL_XCOM_KEY].startswith("https://")
+    assert ti.xcom[SOLUTION_URL_XCOM_KEY].startswith("https://")
 
     solve_all_account_tasks(debitura_conn)
     clear_counters(debitura_conn)
@@ -204,11 +196,11 @@ def test_the_link_records_the_last_blocker_and_nothing_without_one(debitura_conn
     solve_all_account_tasks(debitura_conn)
     ti = FakeTI()
     assert sensor(case_id=case_ids["INV-1005"]).poke({"ti": ti}).is_done
-    assert ti.pushed == {}  # no blocker, nothing recorded (and the link reads no XCom for it)
+    assert ti.xcom == {}  # no blocker, nothing recorded (and the link reads no XCom for it)
     blocked = sensor(case_id=case_ids["INV-1002"])
     blocked.poke({"ti": ti})
     blocked.poke({"ti": ti})
-    assert ti.pushed[SOLUTION_URL_XCOM_KEY].startswith("https://app.debitura.com/")
+    assert ti.xcom[SOLUTION_URL_XCOM_KEY].startswith("https://app.debitura.com/")
 
 
 def test_case_tasks_and_type_filter(debitura_conn, case_ids):
@@ -316,7 +308,7 @@ def test_execute_complete_events():
         op.execute_complete({}, None)
     ti = FakeTI()
     op.execute_complete({"ti": ti}, {"status": "success", **record, "solution_url": "https://app.debitura.com/x"})
-    assert ti.pushed[SOLUTION_URL_XCOM_KEY] == "https://app.debitura.com/x"  # the link after the trigger's run
+    assert ti.xcom[SOLUTION_URL_XCOM_KEY] == "https://app.debitura.com/x"  # the link after the trigger's run
     op.soft_fail = True
     with pytest.raises(AirflowSkipException):
         op.execute_complete({}, {"status": "timeout", "message": "late"})

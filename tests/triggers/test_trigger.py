@@ -8,11 +8,10 @@ import time
 import uuid
 
 import pytest
+from helpers.sandbox import open_tasks
 
 from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-
-from .conftest import open_tasks
 
 MISSING = "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b"
 
