@@ -23,13 +23,7 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
-
-from airflow_provider_debitura.hooks.debitura import DebituraHook
-from airflow_provider_debitura.operators import DebituraListTasksOperator, DebituraReplyToChatTasksOperator
-from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-
-from .conftest import (
+from helpers.reliability import (
     cid,
     context,
     creditor_messages,
@@ -42,9 +36,14 @@ from .conftest import (
     use_conn,
 )
 
+from airflow_provider_debitura.hooks.debitura import DebituraHook
+from airflow_provider_debitura.operators import DebituraListTasksOperator, DebituraReplyToChatTasksOperator
+from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
+from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+
 TIMEOUT_S = 0.5
 LATENCY_MS = 1500
-BLOCKED, FREE, FILL = "REL-BLOCKED", "REL-FREE", "REL-FILL"
+BLOCKED, FREE, FILL, GONE = "REL-BLOCKED", "REL-FREE", "REL-FILL", "REL-GONE"
 BLOCKER_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "reliability/blocker"))
 FILLER0_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "reliability/filler-0"))
 
@@ -63,6 +62,11 @@ def world(variant: str | None = None) -> dict[str, Any]:
         tasks.append({"type": "FutureAccountThing", "minutesAgo": 9})  # caseless, unknown: not account-level
     elif variant == "actionNull":
         blocker["action"] = None
+    elif variant == "actionPartsNull":  # the spec's TaskActionDto: method and path both nullable
+        blocker["action"] = {"method": None, "path": None}
+        tasks.append({"type": "Generic", "caseCreditorReference": FILL, "minutesAgo": 9, "action": {"path": None}})
+    elif variant == "caseGone":  # a chat case merged away while the queue still lists its task (see install)
+        tasks.append({"type": "ReplyToChat", "caseCreditorReference": GONE, "minutesAgo": 9})
     elif variant == "actionElsewhere":
         blocker["action"] = {"method": "POST", "path": f"/cases/{cid(FREE)}/chats"}
         tasks.append(
@@ -91,9 +95,12 @@ def world(variant: str | None = None) -> dict[str, Any]:
              "action": {"type": "addTask", "task": {"type": "AssignBankAccount"}}},
         ]  # fmt: skip
     scenario |= {
-        "cases": [{"creditorReference": ref} for ref in (BLOCKED, FREE, FILL)],
+        "cases": [{"creditorReference": ref} for ref in (BLOCKED, FREE, FILL, GONE)],
         "tasks": tasks,
-        "chats": [{"caseCreditorReference": BLOCKED, "message": "Is the debtor's address current?", "minutesAgo": 11}],
+        "chats": [
+            {"caseCreditorReference": ref, "message": "Is the debtor's address current?", "minutesAgo": 11}
+            for ref in (BLOCKED, GONE)
+        ],
         "events": events,
     }
     return scenario
@@ -154,6 +161,8 @@ FAULTS: dict[str, Fault] = {
         na={c: "action is read only by the reply operator" for c in ("hook", "list")},
     ),
     "naiveNulls": Fault("naive timestamps, null fields", variant="naiveNulls"),
+    "actionPartsNull": Fault("action method and path null (spec-allowed)", variant="actionPartsNull"),
+    "caseGone": Fault("another chat case merged away (404), its task still listed", variant="caseGone"),
 }
 
 COMPONENTS = {
@@ -168,6 +177,8 @@ COMPONENTS = {
 
 
 def install(sb: Any, fault: Fault, component: str) -> None:
+    if fault.variant == "caseGone":
+        assert sb.control("POST", f"/cases/{cid(GONE)}/merge", json={}).status_code == 200
     if fault.rule is None:
         return
     extra = {"latencyMs": LATENCY_MS} if fault.rule["kind"] == "latency" else {}
@@ -278,34 +289,41 @@ def run_list(sb: Any, fault: Fault) -> Outcome:
 
 
 def run_reply(sb: Any, fault: Fault) -> Outcome:
-    targets = replyable_cases(sb)
-    refused = {t["caseId"] for t in open_tasks(sb) if t["caseId"]} - targets
+    gone = set(sb.state.removed_cases)  # its messages cannot be posted: reported, never counted as lost
+    targets = replyable_cases(sb) - gone
+    refused = {t["caseId"] for t in open_tasks(sb) if t["caseId"]} - targets - gone
 
-    def run() -> dict[str, Any]:
-        return DebituraReplyToChatTasksOperator(task_id="reply", reply_template="Noted: {{ task.id }}").execute(
-            context()
-        )
+    def run() -> tuple[dict[str, Any], str | None]:
+        """The report (from XCom when the task failed at the end) and the error, if it raised."""
+        ctx = context()
+        op = DebituraReplyToChatTasksOperator(task_id="reply", reply_template="Noted: {{ task.id }}")
+        try:
+            return op.execute(ctx), None
+        except AirflowException as exc:
+            return ctx["ti"].xcom.get("return_value") or {}, _err(exc)
 
-    first: str
-    try:
-        report = run()
-        first = (
-            f"replied {len(report['replied'])}, skipped {len(report['skipped'])}, "
-            f"needs human {len(report['needs_human'])}"
-        )
-    except AirflowException as exc:
-        first = _err(exc)
+    report, error = run()
+    first = (
+        f"replied {len(report.get('replied', []))}, skipped {len(report.get('skipped', []))}, "
+        f"needs human {len(report.get('needs_human', []))}"
+    )
+    if report.get("failed"):
+        first += f", failed {len(report['failed'])}"
+    if error:
+        first = f"{first} + {error}" if report else error
     settle(sb)  # a post the client gave up on may still land: judge after it did
     applied = applied_faults(sb)
     set_faults(sb, [])
-    rerun = run()
+    rerun, _ = run()
     counts = {c: len(creditor_messages(sb, c)) for c in targets | refused}
     duplicates = sum(max(0, counts[c] - 1) for c in targets)
     lost = sum(1 for c in targets if counts[c] == 0)
     stray = sum(counts[c] for c in refused)
-    ok = duplicates == 0 and lost == 0 and stray == 0
+    # a gone case is reported as failed and fails the Airflow task (alerts, retries), after the others
+    reported = not gone or (error is not None and {f.get("case_id") for f in report.get("failed", [])} >= gone)
+    ok = duplicates == 0 and lost == 0 and stray == 0 and reported
     per_case = sorted(counts[c] for c in targets)
-    text = f"{first}; re-run posted {len(rerun['replied']) and 1}; messages per case {per_case}"
+    text = f"{first}; re-run posted {len(rerun.get('replied', [])) and 1}; messages per case {per_case}"
     if not targets:
         text = f"{first}; nothing to answer"
     text += f"; {stray} posts elsewhere"
