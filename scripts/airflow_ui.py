@@ -3,8 +3,9 @@
 Starts the sandbox on a fixed loopback port and ``airflow standalone`` with a throwaway SQLite home
 (``.airflow-ui/``), the example DAGs as its DAGs folder, the ``debitura_default`` connection preset to the
 sandbox and the connection Test button enabled; prints the URL and the login; stops every process it started
-on Ctrl-C or SIGTERM. The case-gate example waits on an account-level blocker that clears
-``--blocker-delay`` seconds after the gate first sees it, and is raised again for the next run.
+on Ctrl-C or SIGTERM. The sandbox runs the ``demo-ui`` scenario: the case-gate example waits on an
+account-level blocker that clears 5 s after the gate first checks it, and is raised again for a run 20 s or
+more later.
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="Airflow UI port on 127.0.0.1 (default 8080)")
     parser.add_argument("--sandbox-port", type=int, default=8765, help="sandbox port on 127.0.0.1 (default 8765)")
     parser.add_argument("--home", type=Path, default=ROOT / ".airflow-ui", help="AIRFLOW_HOME (default .airflow-ui/)")
-    parser.add_argument(
-        "--blocker-delay",
-        type=float,
-        default=25.0,
-        help="seconds the case-gate example waits on its blocker after its first check (default 25)",
-    )
     return parser.parse_args(argv)
 
 
@@ -48,9 +43,10 @@ def banner(demo: UiDemo, args: argparse.Namespace, started: float) -> None:
     say(f"  login: {airflow.username} / {airflow.password}")
     say(f"Debitura sandbox: {sandbox.url}  (connection 'debitura_default'; control plane {sandbox.url}/_sandbox/)")
     say()
-    say(f"* {GATE_DAG}: trigger it ({GATE_CASE}). Its gate is 'deferred' for about {args.blocker_delay:.0f} s")
+    say(f"* {GATE_DAG}: trigger it ({GATE_CASE}). Its gate is 'deferred' for a few seconds")
     say("  while an account-level AssignBankAccount blocks every case: the task's log lists the blocker and")
-    say("  its link; the task's Details -> Extra Links has 'Resolve in Debitura'.")
+    say("  its link; the task's Details -> Extra Links has 'Resolve in Debitura'. A run 20 s or more later")
+    say("  waits again on a fresh blocker (the sandbox's demo-ui scenario).")
     say(f"* {TRIAGE_DAG}: trigger it to list, auto-reply and route the demo queue.")
     say("  Triggering unpauses it, so its schedule starts a run too: the first run answers the chat tasks.")
     say("* Admin -> Connections -> debitura_default -> Test: checks the connection (GET /me).")
@@ -85,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Starting the Debitura sandbox on port {args.sandbox_port} and Airflow standalone on port {args.port}")
     say(f"(AIRFLOW_HOME {args.home}; the first start takes a minute or two) ...")
     try:
-        with ui_demo(
-            args.home, airflow_port=args.port, sandbox_port=args.sandbox_port, blocker_delay=args.blocker_delay
-        ) as demo:
+        with ui_demo(args.home, airflow_port=args.port, sandbox_port=args.sandbox_port) as demo:
             banner(demo, args, started)
             while demo.airflow.process is not None and demo.airflow.process.poll() is None:
                 time.sleep(1.0)

@@ -3,24 +3,21 @@ the browser tests look at.
 
 ::
 
-    with ui_demo(home, airflow_port=0, sandbox_port=0, blocker_delay=25) as demo:
+    with ui_demo(home, airflow_port=0, sandbox_port=0) as demo:
         demo.airflow   # StandaloneAirflow (tests/helpers/standalone.py): url, username, password, api(), cli()
-        demo.sandbox   # SandboxServer (demo scenario; connection 'debitura_default' points at it)
-        demo.blocker   # DemoBlocker: the account-level task the case-gate example waits on
+        demo.sandbox   # SandboxServer (connection 'debitura_default' points at it)
+        demo.blocker   # None, or with manual_blocker=True the ManualBlocker the case-gate example waits on
 
-The demo scenario's AssignBankAccount clears 5 s after the scenario *loads*, long before anyone triggers the
-gate in a running Airflow. Here it is replaced by a :class:`DemoBlocker`: one open AssignBankAccount that
-clears ``blocker_delay`` seconds after the first gate check on ``INV-1001`` sees it, and is raised again
-30 s after it cleared, so every run of the case-gate example visibly waits (state *deferred*, blockers and links in
-its log). ``blocker_delay=None`` clears it only on ``blocker.solve()`` (the tests take their screenshots first).
+By default the sandbox runs the ``demo-ui`` scenario: its account-level AssignBankAccount clears 5 s after the
+case-gate example's first check, and any run 20 s or more later finds a fresh one, so every run visibly waits
+(state *deferred*, blockers and links in its log) with no helper thread. ``manual_blocker=True`` holds the gate
+until the test calls ``demo.blocker.solve()`` (the browser tests take their screenshots first).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +25,6 @@ from typing import Any
 
 from airflow_provider_debitura.provider_info import CONN_FIELDS
 from airflow_provider_debitura.sandbox import SandboxServer
-from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from helpers.standalone import StandaloneAirflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +38,7 @@ BLOCKER_TITLE = "Assign a bank account for payouts"
 
 
 def demo_scenario() -> dict[str, Any]:
-    """The bundled demo scenario without its timed AssignBankAccount (a :class:`DemoBlocker` raises it)."""
+    """The bundled demo scenario without its timed AssignBankAccount (a :class:`ManualBlocker` raises one)."""
     scenario = json.loads(DEMO_SCENARIO.read_text())
     scenario["tasks"] = [t for t in scenario["tasks"] if t["type"] != "AssignBankAccount"]
     return scenario
@@ -70,86 +66,32 @@ def preset_connection(airflow: StandaloneAirflow, sandbox: SandboxServer, conn_i
     airflow.api("POST", "/api/v2/connections", json=body).raise_for_status()
 
 
-class DemoBlocker:
-    """One open account-level AssignBankAccount that the case-gate example waits on, raised again once cleared.
+class ManualBlocker:
+    """One open account-level AssignBankAccount that the case-gate example waits on until :meth:`solve`
+    (the browser tests take their screenshots of the waiting gate first).
 
     :param sandbox: the sandbox.
-    :param delay: seconds between the first gate check on ``case`` that sees the task and its clearing;
-        ``None``: only :meth:`solve` clears it.
-    :param case: the creditor reference the gate checks (its ``GET /cases/{id}/tasks`` arms the timer).
-    :param interval: how often the background thread looks whether to raise a fresh blocker.
-    :param rearm_after: seconds a cleared blocker stays cleared before a fresh one is raised: long enough for
-        a waiting gate (polling every few seconds, then confirming) to see the clear and open.
     """
 
-    def __init__(
-        self,
-        sandbox: SandboxServer,
-        delay: float | None = 25.0,
-        case: str = GATE_CASE,
-        interval: float = 1.0,
-        rearm_after: float = 30.0,
-    ) -> None:
+    def __init__(self, sandbox: SandboxServer) -> None:
         self.sandbox = sandbox
-        self.delay = delay
-        self.case_path = f"/cases/{case_id_for(case)}/tasks"
-        self.interval = interval
-        self.rearm_after = rearm_after
-        self._cleared_at: float | None = None
-        self.task_id: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def arm(self) -> str:
-        """Raise a fresh blocker (and its timer); returns its task id."""
-        task = self.sandbox.control(
-            "POST", "/_sandbox/tasks", json={"type": "AssignBankAccount", "title": BLOCKER_TITLE}
-        )
+        task = sandbox.control("POST", "/_sandbox/tasks", json={"type": "AssignBankAccount", "title": BLOCKER_TITLE})
         task.raise_for_status()
-        self.task_id = task.json()["id"]
-        if self.delay is not None:
-            event = {
-                "at": {"afterRequests": {"method": "GET", "path": self.case_path, "count": 1}},
-                "action": {"type": "solveTask", "taskId": self.task_id, "afterSeconds": self.delay},
-            }
-            self.sandbox.control("POST", "/_sandbox/events", json=event).raise_for_status()
-        return self.task_id
+        self.task_id: str = task.json()["id"]
 
     def is_open(self) -> bool:
-        return self.task_id is not None and (self.sandbox.state.task(self.task_id) or {}).get("status") == "Open"
+        return (self.sandbox.state.task(self.task_id) or {}).get("status") == "Open"
 
     def solve(self) -> None:
-        """Clear the current blocker now (a fresh one is raised ``rearm_after`` seconds later)."""
-        if self.task_id is not None:
-            self.sandbox.control("POST", f"/_sandbox/tasks/{self.task_id}/solve").raise_for_status()
-
-    def start(self) -> DemoBlocker:
-        self.arm()
-        self._thread = threading.Thread(target=self._rearm_loop, name="debitura-demo-blocker", daemon=True)
-        self._thread.start()
-        return self
-
-    def _rearm_loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            with contextlib.suppress(Exception):  # the sandbox is stopping; the next round retries
-                if self.is_open():
-                    self._cleared_at = None
-                elif self._cleared_at is None:
-                    self._cleared_at = time.monotonic()
-                elif time.monotonic() - self._cleared_at >= self.rearm_after:
-                    self.arm()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        """Clear the blocker now."""
+        self.sandbox.control("POST", f"/_sandbox/tasks/{self.task_id}/solve").raise_for_status()
 
 
 @dataclass
 class UiDemo:
     airflow: StandaloneAirflow
     sandbox: SandboxServer
-    blocker: DemoBlocker
+    blocker: ManualBlocker | None
 
 
 @contextlib.contextmanager
@@ -158,7 +100,7 @@ def ui_demo(
     *,
     airflow_port: int = 0,
     sandbox_port: int = 0,
-    blocker_delay: float | None = 25.0,
+    manual_blocker: bool = False,
     dags_folder: Path = EXAMPLE_DAGS,
     startup_timeout: float = 420,
 ) -> Iterator[UiDemo]:
@@ -168,12 +110,13 @@ def ui_demo(
     :param home: the throwaway ``AIRFLOW_HOME``.
     :param airflow_port: the api-server's port (0: a free one).
     :param sandbox_port: the sandbox's port (0: a free one).
-    :param blocker_delay: see :class:`DemoBlocker`.
+    :param manual_blocker: hold the gate on a :class:`ManualBlocker` until the caller solves it, instead of
+        the ``demo-ui`` scenario's own blocker.
     :param dags_folder: the DAGs folder (the example DAGs).
     :param startup_timeout: seconds to wait for Airflow.
     """
-    with SandboxServer(scenario=demo_scenario(), port=sandbox_port) as sandbox:
-        blocker = DemoBlocker(sandbox, blocker_delay).start()
+    with SandboxServer(scenario=demo_scenario() if manual_blocker else "demo-ui", port=sandbox_port) as sandbox:
+        blocker = ManualBlocker(sandbox) if manual_blocker else None
         airflow = StandaloneAirflow(
             home, dags_folder, port=airflow_port, config={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
         )
@@ -182,5 +125,4 @@ def ui_demo(
             preset_connection(airflow, sandbox)
             yield UiDemo(airflow, sandbox, blocker)
         finally:
-            blocker.stop()
             airflow.stop()
