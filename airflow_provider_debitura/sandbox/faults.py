@@ -80,6 +80,36 @@ def _fail(where: str, msg: str) -> None:
     raise FaultError(f"{where}: {msg}")
 
 
+def _kind_params(kind: str, spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """The kind-specific part of a rule (``status``, ``rateLimit`` or ``latency``), validated."""
+    params: dict[str, Any] = {}
+    if kind == "status":
+        status = spec.get("status", 500)
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            _fail(f"{where}.status", "must be an HTTP status code")
+        params["status"] = status
+        if "body" in spec:
+            params["body"] = copy.deepcopy(spec["body"])
+        headers = spec.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            _fail(f"{where}.headers", "must be an object of string values")
+        params["headers"] = dict(headers)
+    elif kind == "rateLimit":
+        retry = spec.get("retryAfter", 1.0)
+        if isinstance(retry, bool) or not isinstance(retry, (int, float)) or retry < 0:
+            _fail(f"{where}.retryAfter", "must be a non-negative number of seconds")
+        where_in = spec.get("retryAfterIn", "body")
+        if where_in not in RETRY_AFTER_IN:
+            _fail(f"{where}.retryAfterIn", f"must be one of {list(RETRY_AFTER_IN)}")
+        params.update(retryAfter=float(retry), retryAfterIn=where_in)
+    elif kind == "latency":
+        ms = spec.get("latencyMs", 1000)
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= 600_000:
+            _fail(f"{where}.latencyMs", "must be a number of milliseconds (0..600000)")
+        params["latencyMs"] = ms
+    return params
+
+
 def parse_rule(spec: Any, where: str) -> FaultRule:
     """Validate one rule's JSON.
 
@@ -108,31 +138,7 @@ def parse_rule(spec: Any, where: str) -> FaultRule:
     prob = spec.get("probability", 1.0)
     if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
         _fail(f"{where}.probability", "must be a number between 0 and 1")
-    params: dict[str, Any] = {}
-    if kind == "status":
-        status = spec.get("status", 500)
-        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-            _fail(f"{where}.status", "must be an HTTP status code")
-        params["status"] = status
-        if "body" in spec:
-            params["body"] = copy.deepcopy(spec["body"])
-        headers = spec.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            _fail(f"{where}.headers", "must be an object of string values")
-        params["headers"] = dict(headers)
-    elif kind == "rateLimit":
-        retry = spec.get("retryAfter", 1.0)
-        if isinstance(retry, bool) or not isinstance(retry, (int, float)) or retry < 0:
-            _fail(f"{where}.retryAfter", "must be a non-negative number of seconds")
-        where_in = spec.get("retryAfterIn", "body")
-        if where_in not in RETRY_AFTER_IN:
-            _fail(f"{where}.retryAfterIn", f"must be one of {list(RETRY_AFTER_IN)}")
-        params.update(retryAfter=float(retry), retryAfterIn=where_in)
-    elif kind == "latency":
-        ms = spec.get("latencyMs", 1000)
-        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= 600_000:
-            _fail(f"{where}.latencyMs", "must be a number of milliseconds (0..600000)")
-        params["latencyMs"] = ms
+    params = _kind_params(kind, spec, where)
     return FaultRule(
         kind=kind,
         method=method.upper() if method else None,
