@@ -1,15 +1,16 @@
 """The provider in the real Airflow 3 UI: Airflow ``standalone`` + the sandbox, driven in headless Chromium.
 
 One Airflow for the whole module (starting it is most of the cost); the tests run in file order and share
-it. Each takes the README's screenshots on the way (``docs/images/``, or ``$DEBITURA_SCREENSHOT_DIR``), so
-the pictures are retaken from the real UI on every run and cannot rot. Skipped, with the reason, where
-Debian's Chromium or the playwright package is missing, and on Airflow 2.
+it. Each takes the README's screenshots on the way, into a temporary folder; with
+``DEBITURA_SAVE_SCREENSHOTS=1`` into ``docs/images/`` (how the docs' pictures are retaken from the real UI).
+Skipped, with the reason, where Debian's Chromium or the playwright package is missing, and on Airflow 2.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,11 @@ from helpers.standalone import alive, port_is_free, wait_until
 from helpers.ui_demo import GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = Path(os.environ.get("DEBITURA_SCREENSHOT_DIR") or ROOT / "docs" / "images")
+SHOTS = (
+    ROOT / "docs" / "images"
+    if os.environ.get("DEBITURA_SAVE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "debitura-ui-screenshots"
+)
 GATE_TASK = "wait_until_unblocked"
 BANK_ACCOUNT_URL = "https://app.debitura.com/creditor/settings/bank-accounts"
 
