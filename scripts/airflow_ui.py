@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers.standalone import port_is_free  # noqa: E402
 from helpers.ui_demo import GATE_CASE, GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo  # noqa: E402
+from helpers.waiting import port_is_free  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,10 +17,8 @@ import concurrent.futures
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,28 +26,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from helpers.airflow_harness import BIN, AirflowEnv, DagRunResult
+from helpers.waiting import free_port, wait_until
 
 HitlDetail = dict[str, Any]
 
 WAITING_STATES = ("deferred", "awaiting_input", "queued", "scheduled", "running", "up_for_reschedule")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 class ApiServer:

@@ -7,7 +7,8 @@ Each test counts the sandbox's requests: the handoff's cost is part of its contr
 from __future__ import annotations
 
 import pytest
-from helpers.api_server import ApiServer, run_dag_async, wait_until
+from helpers.api_server import ApiServer, run_dag_async
+from helpers.waiting import wait_until
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from helpers.airflow_harness import airflow_major
 from helpers.browser import browser_skip_reason, chromium, login, new_page, offline_violations
-from helpers.standalone import alive, port_is_free, wait_until
+from helpers.standalone import alive
 from helpers.ui_demo import GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo
+from helpers.waiting import port_is_free, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = (
