@@ -68,3 +68,9 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv
 def case_ids() -> dict[str, str]:
     """Demo-scenario creditor references to case GUIDs (stable ids)."""
     return {ref: case_id_for(ref) for ref in ("INV-1001", "INV-1002", "INV-1003", "INV-1004", "INV-1005")}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end tests first (stable: file order otherwise): pytest-xdist hands work out in collection
+    order, and a minute-long DAG run started last would keep one worker busy while the others idle."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
