@@ -227,8 +227,9 @@ class CheckedRule(Spec):
     seconds: Seconds = Field(description="Seconds from the first check to the solve.")
     rearmAfterSeconds: Seconds | None = Field(
         default=None,
-        description="Once a read of open tasks (a check or a full listing) has seen it solved, the first check this many seconds or more later raises "
-        "a fresh copy (new id, created now), which that check already sees. Null: never.",
+        description="Once a read of open tasks (a check or a full listing) has seen it solved, the first check "
+        "this many seconds or more later raises a fresh copy (new id, created now), which that check already sees. "
+        "Null: never.",
     )
 
 
