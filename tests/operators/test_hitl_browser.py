@@ -2,18 +2,18 @@
 Debitura link) and a reply awaiting approval (with its editable reply). Headless Debian Chromium driven by
 Playwright; skipped with the reason where either is missing.
 
-With ``DEBITURA_SAVE_SCREENSHOTS=1`` the screenshots are also written to ``docs/images/`` (how the docs' images
-were made).
+The screenshots go to ``docs/images/`` (``$DEBITURA_SCREENSHOT_DIR`` to put them elsewhere), so the docs'
+pictures are retaken on every run.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 from helpers.api_server import ApiServer, browser_skip_reason, logged_in_page, run_dag_async
+from helpers.screenshots import screenshot_dir
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
 
@@ -24,14 +24,11 @@ pytestmark = [
     pytest.mark.skipif(not HITL_AVAILABLE, reason=f"Human-in-the-loop needs Airflow {MIN_AIRFLOW}+"),
 ]
 
-DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 RUN_TIMEOUT = 300
 
 
 def _keep(shot: Path) -> None:
-    if os.environ.get("DEBITURA_SAVE_SCREENSHOTS"):
-        DOCS_IMAGES.mkdir(exist_ok=True)
-        shutil.copy(shot, DOCS_IMAGES / shot.name)
+    shutil.copy(shot, screenshot_dir() / shot.name)
 
 
 def test_required_actions_page_shows_the_waiting_handoff(airflow_env, sandbox, tmp_path) -> None:

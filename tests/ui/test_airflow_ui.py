@@ -1,16 +1,14 @@
 """The provider in the real Airflow 3 UI: Airflow ``standalone`` + the sandbox, driven in headless Chromium.
 
 One Airflow for the whole module (starting it is most of the cost); the tests run in file order and share
-it. Each takes the README's screenshots on the way, into a temporary folder; with
-``DEBITURA_SAVE_SCREENSHOTS=1`` into ``docs/images/`` (how the docs' pictures are retaken from the real UI).
+it. Each takes the README's screenshots on the way (``docs/images/``, or ``$DEBITURA_SCREENSHOT_DIR``), so
+the pictures are retaken from the real UI on every run and cannot rot.
 Skipped, with the reason, where Debian's Chromium or the playwright package is missing, and on Airflow 2.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +16,13 @@ from pathlib import Path
 import pytest
 from helpers.airflow_harness import airflow_major
 from helpers.browser import browser_skip_reason, chromium, login, new_page, offline_violations
+from helpers.screenshots import screenshot_dir
 from helpers.standalone import alive
 from helpers.ui_demo import GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo
 from helpers.waiting import port_is_free, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = (
-    ROOT / "docs" / "images"
-    if os.environ.get("DEBITURA_SAVE_SCREENSHOTS")
-    else Path(tempfile.gettempdir()) / "debitura-ui-screenshots"
-)
+
 GATE_TASK = "wait_until_unblocked"
 BANK_ACCOUNT_URL = "https://app.debitura.com/creditor/settings/bank-accounts"
 
@@ -64,8 +59,7 @@ def page(demo: UiDemo):
 
 
 def shot(page, name: str, locator=None) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    (locator or page).screenshot(path=str(SHOTS / name))
+    (locator or page).screenshot(path=str(screenshot_dir() / name))
 
 
 def test_providers_page_lists_the_provider(demo: UiDemo, page) -> None:
