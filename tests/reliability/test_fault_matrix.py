@@ -271,7 +271,7 @@ def run_trigger(sb: Any, fault: Fault, ref: str) -> Outcome:
         return Outcome(f"CRASH {_err(value)}", False, {"crash": 1, "error": repr(value)[:300]})
     blocked = truly_blocked(sb, case_id)
     if kind == "polling":
-        text = f"still polling ({trigger.checks} checks)"
+        text = f"still polling ({trigger.progress.checks} checks)"
         return Outcome(text, blocked or fault.count is None, {"cautious": int(not blocked)})
     status = value["status"]
     if status == "success":
