@@ -7,6 +7,7 @@
   ``airflow_env.run_dag(dag_id, conn_json=...)`` runs ``airflow dags test`` in a process of its own (a fork
   of a warm process that imported Airflow once; ``DEBITURA_COLD_AIRFLOW=1`` for a fresh ``airflow``
   process each time) and reads states and XComs back.
+- ``own_airflow_env``: the same, fresh for one test (for pages that list everything in the DB).
 """
 
 from __future__ import annotations
@@ -48,20 +49,34 @@ def debitura_conn(sandbox, monkeypatch: pytest.MonkeyPatch):
     return sandbox
 
 
-@pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv]:
-    base = tmp_path_factory.mktemp("airflow")
+def _dags_and_template(tmp_path_factory: pytest.TempPathFactory, base: Path) -> tuple[Path, Path]:
+    """A DAGs folder under ``base`` holding ``tests/dags`` and ``example_dags``, and the run's migrated DB
+    (one migration per run, shared by pytest-xdist's workers: their temp dirs have a common parent)."""
     dags = base / "dags"
     dags.mkdir()
     for folder in (ROOT / "tests" / "dags", ROOT / "example_dags"):
         for path in folder.glob("*.py"):
             shutil.copy(path, dags / path.name)
-    # One migration per run, shared by pytest-xdist's workers (their temp dirs have a common parent).
     run_temp = tmp_path_factory.getbasetemp()
-    template = migrated_template(run_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_temp)
+    return dags, migrated_template(run_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_temp)
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv]:
+    base = tmp_path_factory.mktemp("airflow")
+    dags, template = _dags_and_template(tmp_path_factory, base)
     env = make_env(base, dags, template=template, warm=True)
     yield env
     env.close()
+
+
+@pytest.fixture
+def own_airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+    """An ``airflow_env`` of the test's own (empty metadata DB; cold DAG runs): for pages that list every run
+    or request in the DB, such as Required Actions."""
+    base = tmp_path_factory.mktemp("own-airflow")
+    dags, template = _dags_and_template(tmp_path_factory, base)
+    return make_env(base, dags, template=template)
 
 
 @pytest.fixture

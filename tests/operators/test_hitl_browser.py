@@ -31,13 +31,13 @@ def _keep(shot: Path) -> None:
     shutil.copy(shot, screenshot_dir() / shot.name)
 
 
-def test_required_actions_page_shows_the_waiting_handoff(airflow_env, sandbox, tmp_path) -> None:
+def test_required_actions_page_shows_the_waiting_handoff(own_airflow_env, sandbox, tmp_path) -> None:
     reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
     [review] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "ReviewPartner"]
-    with ApiServer(airflow_env) as api:
-        run = run_dag_async(airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    with ApiServer(own_airflow_env) as api:
+        run = run_dag_async(own_airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
         [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
         try:
             with logged_in_page(api) as page:
@@ -60,12 +60,12 @@ def test_required_actions_page_shows_the_waiting_handoff(airflow_env, sandbox, t
     assert result.xcom("summarise") == ["cant_do"], result.explain()
 
 
-def test_required_actions_page_shows_a_reply_awaiting_approval(airflow_env, sandbox, tmp_path) -> None:
+def test_required_actions_page_shows_a_reply_awaiting_approval(own_airflow_env, sandbox, tmp_path) -> None:
     reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
-    with ApiServer(airflow_env) as api:
-        run = run_dag_async(airflow_env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    with ApiServer(own_airflow_env) as api:
+        run = run_dag_async(own_airflow_env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
         [request] = api.wait_for_request("hitl_approval", timeout=RUN_TIMEOUT, run=run)
         try:
             with logged_in_page(api) as page:
