@@ -8,6 +8,7 @@
   of a warm process that imported Airflow once; ``DEBITURA_COLD_AIRFLOW=1`` for a fresh ``airflow``
   process each time) and reads states and XComs back.
 - ``own_airflow_env``: the same, fresh for one test (for pages that list everything in the DB).
+- ``migrated_db``: the run's one migrated ``airflow.db``, for tests that start Airflow their own way.
 """
 
 from __future__ import annotations
@@ -49,34 +50,38 @@ def debitura_conn(sandbox, monkeypatch: pytest.MonkeyPatch):
     return sandbox
 
 
-def _dags_and_template(tmp_path_factory: pytest.TempPathFactory, base: Path) -> tuple[Path, Path]:
-    """A DAGs folder under ``base`` holding ``tests/dags`` and ``example_dags``, and the run's migrated DB
-    (one migration per run, shared by pytest-xdist's workers: their temp dirs have a common parent)."""
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ``airflow.db`` migrated by this Airflow, once per run and shared by pytest-xdist's workers (their temp
+    dirs have a common parent): copy it rather than run ``airflow db migrate`` again."""
+    run_temp = tmp_path_factory.getbasetemp()
+    return migrated_template(run_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_temp)
+
+
+def _dags_folder(base: Path) -> Path:
+    """A DAGs folder under ``base`` holding ``tests/dags`` and ``example_dags``."""
     dags = base / "dags"
     dags.mkdir()
     for folder in (ROOT / "tests" / "dags", ROOT / "example_dags"):
         for path in folder.glob("*.py"):
             shutil.copy(path, dags / path.name)
-    run_temp = tmp_path_factory.getbasetemp()
-    return dags, migrated_template(run_temp.parent if os.environ.get("PYTEST_XDIST_WORKER") else run_temp)
+    return dags
 
 
 @pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowEnv]:
+def airflow_env(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[AirflowEnv]:
     base = tmp_path_factory.mktemp("airflow")
-    dags, template = _dags_and_template(tmp_path_factory, base)
-    env = make_env(base, dags, template=template, warm=True)
+    env = make_env(base, _dags_folder(base), template=migrated_db, warm=True)
     yield env
     env.close()
 
 
 @pytest.fixture
-def own_airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:
+def own_airflow_env(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> AirflowEnv:
     """An ``airflow_env`` of the test's own (empty metadata DB; cold DAG runs): for pages that list every run
     or request in the DB, such as Required Actions."""
     base = tmp_path_factory.mktemp("own-airflow")
-    dags, template = _dags_and_template(tmp_path_factory, base)
-    return make_env(base, dags, template=template)
+    return make_env(base, _dags_folder(base), template=migrated_db)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ def ui_demo(
     airflow_port: int = 0,
     sandbox_port: int = 0,
     manual_blocker: bool = False,
+    db_template: Path | None = None,
     dags_folder: Path = EXAMPLE_DAGS,
     startup_timeout: float = 420,
 ) -> Iterator[UiDemo]:
@@ -112,11 +114,16 @@ def ui_demo(
     :param sandbox_port: the sandbox's port (0: a free one).
     :param manual_blocker: hold the gate on a :class:`ManualBlocker` until the caller solves it, instead of
         the ``demo-ui`` scenario's own blocker.
+    :param db_template: a migrated ``airflow.db`` to start from (the tests' ``migrated_db``); None: standalone
+        migrates its own.
     :param dags_folder: the DAGs folder (the example DAGs).
     :param startup_timeout: seconds to wait for Airflow.
     """
     with SandboxServer(scenario=demo_scenario() if manual_blocker else "demo-ui", port=sandbox_port) as sandbox:
         blocker = ManualBlocker(sandbox) if manual_blocker else None
+        if db_template is not None:
+            home.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(db_template, home / "airflow.db")
         airflow = StandaloneAirflow(
             home, dags_folder, port=airflow_port, config={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
         )

@@ -37,9 +37,11 @@ if reason := browser_skip_reason():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiDemo]:
+def demo(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[UiDemo]:
     # The blocker clears only when a test says so: the screenshots of the waiting gate come first.
-    with ui_demo(tmp_path_factory.mktemp("airflow-ui") / "home", manual_blocker=True) as running:
+    with ui_demo(
+        tmp_path_factory.mktemp("airflow-ui") / "home", manual_blocker=True, db_template=migrated_db
+    ) as running:
         yield running
         processes = running.airflow.processes()
         ports = (running.airflow.port, *running.airflow.log_ports, running.sandbox.port)
