@@ -8,6 +8,7 @@
   of a warm process that imported Airflow once; ``DEBITURA_COLD_AIRFLOW=1`` for a fresh ``airflow``
   process each time) and reads states and XComs back.
 - ``own_airflow_env``: the same, fresh for one test (for pages that list everything in the DB).
+- ``api``: Airflow's api-server on ``airflow_env``, for one module.
 - ``migrated_db``: the run's one migrated ``airflow.db``, for tests that start Airflow their own way.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from helpers.airflow_harness import AirflowEnv, make_env, migrated_template
+from helpers.api_server import ApiServer
 
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 
@@ -94,3 +96,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """End-to-end tests first (stable: file order otherwise): pytest-xdist hands work out in collection
     order, and a minute-long DAG run started last would keep one worker busy while the others idle."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+@pytest.fixture(scope="module")
+def api(airflow_env: AirflowEnv) -> Iterator[ApiServer]:
+    """Airflow's api-server on ``airflow_env`` (human-in-the-loop answers, the UI) for one test module; such a
+    module carries an ``xdist_group`` mark so that one worker starts it once."""
+    with ApiServer(airflow_env) as server:
+        yield server

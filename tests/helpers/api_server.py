@@ -21,11 +21,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from helpers.airflow_harness import BIN, AirflowEnv, DagRunResult
+from helpers.browser import chromium, new_page
 from helpers.waiting import free_port, wait_until
 
 HitlDetail = dict[str, Any]
@@ -183,52 +183,15 @@ def run_dag_async(env: AirflowEnv, dag_id: str, **kwargs: Any) -> concurrent.fut
     return _EXECUTOR.submit(env.run_dag, dag_id, **kwargs)
 
 
-# -- a real browser on the api-server's UI (until tests/helpers/browser.py from the UI work is on main) --
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def browser_skip_reason() -> str | None:
-    """Why no browser check can run here (None when it can): Debian's Chromium and Playwright are needed."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed"
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
-    return None
+# -- a real browser on the api-server's UI (tests/helpers/browser.py) --
 
 
 @contextlib.contextmanager
 def logged_in_page(api: ApiServer) -> Iterator[Any]:
-    """A headless Chromium page logged in to ``api``'s UI (all-admins login, no password); requests that leave
-    127.0.0.1 are aborted. Playwright gives the launch an empty user-data dir of its own."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS), headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.route("**/*", _local_only)
-            page.goto(f"{api.url}/auth/token/login", wait_until="domcontentloaded")
-            yield page
-        finally:
-            browser.close()
-
-
-def _local_only(route: Any) -> None:
-    host = urlsplit(route.request.url).hostname or ""
-    if host in ("127.0.0.1", "localhost") or route.request.url.startswith(("data:", "blob:")):
-        route.continue_()
-    else:
-        route.abort()
+    """A headless Chromium page logged in to ``api``'s UI (all-admins login, no password), 1400 x 900, that
+    refuses every request off loopback (:func:`helpers.browser.new_page`)."""
+    with chromium() as browser:
+        page = new_page(browser)
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto(f"{api.url}/auth/token/login", wait_until="domcontentloaded")
+        yield page

@@ -6,7 +6,8 @@ Chat posts are counted through the sandbox in each: exactly the intended ones.
 from __future__ import annotations
 
 import pytest
-from helpers.api_server import ApiServer, run_dag_async
+from helpers.api_server import run_dag_async
+from helpers.sandbox import counters as request_counts
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
 
@@ -19,16 +20,6 @@ pytestmark = [
 
 POSTS = "POST /cases/{id}/chats"
 RUN_TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def api(airflow_env):
-    with ApiServer(airflow_env) as server:
-        yield server
-
-
-def _counters(sandbox) -> dict[str, int]:
-    return sandbox.control("GET", "/counters").json()
 
 
 def _fields(request: dict) -> dict[str, str]:
@@ -66,14 +57,14 @@ def test_approve_as_rendered_posts_each_case_once(airflow_env, api, sandbox) -> 
     assert "**Clears:** Reply to chat: Reply to the collection partner" in body
     inv1002 = _fields(request)[_field_of(request, "INV-1002")]
     assert inv1002.startswith('Regarding INV-1002: you wrote "Could you confirm the debtor')
-    assert _counters(sandbox).get(POSTS, 0) == 0  # nothing is posted before the answer
+    assert request_counts(sandbox).get(POSTS, 0) == 0  # nothing is posted before the answer
 
     assert api.answer(request, ["Approve"], _fields(request)).status_code == 200
     report = _report(run)
     assert report["outcome"] == "approved" and report["edited"] == [] and report["responded_by"]["name"]
     assert len(report["replied"]) == 3 and report["skipped"] == []
     assert _creditor_messages(sandbox, "INV-1002") == [inv1002]
-    counters = _counters(sandbox)
+    counters = request_counts(sandbox)
     assert counters[POSTS] == 2
     # listing 1; per case: history (draft), history (partner check), history (post), open tasks (post)
     assert counters["GET /tasks"] == 1 and counters["GET /cases/{id}/chats"] == 2 * 3
@@ -105,7 +96,7 @@ def test_approve_with_an_edit_rechecks_every_case_before_posting(airflow_env, ap
     assert reasons["INV-1005"] == "no longer open in Debitura"
     assert _creditor_messages(sandbox, "INV-1002") == ["Edited by a person: the address is Main Street 1, Aarhus."]
     assert _creditor_messages(sandbox, "INV-1003") == [] and _creditor_messages(sandbox, "INV-1005") == []
-    assert _counters(sandbox)[POSTS] == 1
+    assert request_counts(sandbox)[POSTS] == 1
 
 
 def test_reject_posts_nothing(airflow_env, api, sandbox) -> None:
@@ -113,12 +104,12 @@ def test_reject_posts_nothing(airflow_env, api, sandbox) -> None:
     assert api.answer(request, ["Reject"], _fields(request)).status_code == 200
     report = _report(run)
     assert report["outcome"] == "rejected" and report["replied"] == []
-    assert _counters(sandbox).get(POSTS, 0) == 0
+    assert request_counts(sandbox).get(POSTS, 0) == 0
 
 
 def test_timeout_posts_nothing(airflow_env, api, sandbox) -> None:
     run, _ = _start(airflow_env, api, sandbox, "hitl_approval_timeout")
     report = _report(run)
     assert report["outcome"] == "timed_out" and report["replied"] == [] and report["responded_by"] is None
-    assert _counters(sandbox).get(POSTS, 0) == 0
+    assert request_counts(sandbox).get(POSTS, 0) == 0
     assert api.pending("hitl_approval_timeout") == []

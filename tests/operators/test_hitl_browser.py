@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.api_server import ApiServer, browser_skip_reason, logged_in_page, run_dag_async
+from helpers.api_server import ApiServer, logged_in_page, run_dag_async
+from helpers.browser import browser_skip_reason
 from helpers.screenshots import screenshot_dir
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW

@@ -7,7 +7,8 @@ Each test counts the sandbox's requests: the handoff's cost is part of its contr
 from __future__ import annotations
 
 import pytest
-from helpers.api_server import ApiServer, run_dag_async
+from helpers.api_server import run_dag_async
+from helpers.sandbox import counters as request_counts
 from helpers.waiting import wait_until
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
@@ -21,16 +22,6 @@ pytestmark = [
 
 CASE_TASKS = "GET /cases/{id}/tasks"
 RUN_TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def api(airflow_env):
-    with ApiServer(airflow_env) as server:
-        yield server
-
-
-def _counters(sandbox) -> dict[str, int]:
-    return sandbox.control("GET", "/counters").json()
 
 
 def _open_task(sandbox, type_name: str) -> dict:
@@ -65,7 +56,7 @@ def test_done_while_still_open_asks_again_then_done(airflow_env, api, sandbox) -
     assert result.xcom("summarise") == ["done"]
     assert result.xcom("handoff", key="_link_DebituraResolveLink", map_index=0) == review["solutionUrl"]
     assert "but Debitura still shows 1 still open" in result.output + airflow_env.task_logs("hitl_handoff_wait")
-    counters = _counters(sandbox)
+    counters = request_counts(sandbox)
     # one check before asking, one per "Done" answer; the listing is one page (one request)
     assert counters[CASE_TASKS] == 3 and counters["GET /tasks"] == 1
     assert "POST /cases/{id}/chats" not in counters
@@ -79,7 +70,7 @@ def test_cant_do_lets_the_dag_go_on(airflow_env, api, sandbox) -> None:
     report = _report(run.result(timeout=RUN_TIMEOUT))
     assert report["outcome"] == "cant_do" and report["note"] == "Needs the CFO"
     assert [t["type"] for t in report["tasks"]] == ["ReviewPartner"] and len(report["still_open"]) == 1
-    assert _counters(sandbox)[CASE_TASKS] == 1  # no check after "Can't do"
+    assert request_counts(sandbox)[CASE_TASKS] == 1  # no check after "Can't do"
     assert _open_task(sandbox, "ReviewPartner")["status"] == "Open"
 
 
@@ -87,7 +78,7 @@ def test_solved_in_debitura_closes_the_request_and_the_dag_goes_on(airflow_env, 
     review = _open_task(sandbox, "ReviewPartner")
     run = run_dag_async(airflow_env, "hitl_handoff_watch", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
     [request] = api.wait_for_request("hitl_handoff_watch", timeout=RUN_TIMEOUT, run=run)
-    checks_before = _counters(sandbox)[CASE_TASKS]
+    checks_before = request_counts(sandbox)[CASE_TASKS]
     sandbox.control("POST", f"/tasks/{review['id']}/solve")  # fixed in the app; nobody answers in Airflow
     report = _report(run.result(timeout=RUN_TIMEOUT))
     assert report["outcome"] == "cleared_in_debitura" and report["chosen_option"] == "Done"
@@ -99,7 +90,7 @@ def test_solved_in_debitura_closes_the_request_and_the_dag_goes_on(airflow_env, 
     assert api.pending("hitl_handoff_watch") == []
     assert api.hitl_details("hitl_handoff_watch", response_received=False) == []
     # every check is one request (one case); the last one saw the task gone
-    checks = _counters(sandbox)[CASE_TASKS]
+    checks = request_counts(sandbox)[CASE_TASKS]
     assert checks >= checks_before + 1 and checks == report["checks"]
 
 
@@ -112,7 +103,7 @@ def test_response_timeout_without_answer_fails_the_handoff(airflow_env, api, san
     logs = result.output + airflow_env.task_logs("hitl_handoff_timeout")
     assert "HITLTimeoutError" in logs
     # one check before asking, one last check at the timeout (Debitura might have cleared it meanwhile)
-    assert _counters(sandbox)[CASE_TASKS] == 2
+    assert request_counts(sandbox)[CASE_TASKS] == 2
     assert api.pending("hitl_handoff_timeout") == []
 
 
@@ -139,5 +130,5 @@ def test_example_dag_replies_then_hands_the_rest_over_per_case(airflow_env, api,
     assert report["outcome"] == "done" and report["rounds"] == 2 and report["still_open"] == []
     assert [t["id"] for t in report["tasks"]] == [validation["id"]]  # round 2 asked about what was left
     assert result.xcom("report") == {"done": 1}
-    assert _counters(sandbox)["POST /cases/{id}/chats"] == 2  # the auto-replies, one per chat case
+    assert request_counts(sandbox)["POST /cases/{id}/chats"] == 2  # the auto-replies, one per chat case
     assert api.pending(dag_id) == []
