@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox_process import start_sandbox  # bench/ is on sys.path when a script here runs
+from sandbox_process import start_sandbox, stop_sandbox  # bench/ is on sys.path when a script here runs
 
 # Each gate logs its blockers at INFO on its first check; 1,000 of those through Airflow's console logging
 # would measure the terminal, not the triggers. Set before Airflow is imported.
@@ -309,11 +309,7 @@ def main() -> int:
                     )
                     results.append(result)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_sandbox(proc)
     print()
     print(table(results))
     if args.json:

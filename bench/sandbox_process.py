@@ -31,3 +31,12 @@ def start_sandbox(scenario: str, api_key: str, timeout: float = 120) -> tuple[su
         proc.kill()
         raise RuntimeError("sandbox did not start")
     return proc, url, conn
+
+
+def stop_sandbox(proc: subprocess.Popen[str]) -> None:
+    """Stop the sandbox child: SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -27,7 +27,6 @@ import asyncio
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from pydantic import JsonValue
-from sandbox_process import start_sandbox  # bench/ is on sys.path when a script here runs
+from sandbox_process import start_sandbox, stop_sandbox  # bench/ is on sys.path when a script here runs
 
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
@@ -257,11 +256,7 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
             for phase in phases[1:]:
                 print(f"  {phase.name}: round {median(phase.rounds):.2f} s, {phase.events} events", flush=True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_sandbox(proc)
     return phases
 
 

@@ -11,6 +11,19 @@ from typing import Any
 from airflow_provider_debitura.sandbox import SandboxServer
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
 
+EMPTY_200 = {
+    "kind": "status",
+    "status": 200,
+    "method": "GET",
+    "path": "/tasks",
+    "body": {
+        "page": {"totalResults": 0, "pageSize": 100, "currentPage": 1, "responseCount": 0, "totalPages": 0},
+        "tasks": [],
+    },
+}
+"""A sandbox fault rule: ``GET /tasks`` answers a well-formed empty page (an API hiccup, a proxy's empty 200);
+add ``"count"`` to limit it."""
+
 
 class Watch:
     """Runs a trigger's ``run()`` in the background and records its events."""

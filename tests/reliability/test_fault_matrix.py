@@ -57,6 +57,7 @@ def world(variant: str | None = None) -> dict[str, Any]:
     tasks = [blocker]
     events: list[dict[str, Any]] = []
     scenario: dict[str, Any] = {"name": f"reliability-{variant or 'base'}"}
+    extra_cases: tuple[str, ...] = ()
     if variant == "unknownType":
         blocker["type"] = "FutureTaskType"  # blocks by itself: every type blocks unless filtered
         tasks.append({"type": "FutureAccountThing", "minutesAgo": 9})  # caseless, unknown: not account-level
@@ -67,6 +68,7 @@ def world(variant: str | None = None) -> dict[str, Any]:
         tasks.append({"type": "Generic", "caseCreditorReference": FILL, "minutesAgo": 9, "action": {"path": None}})
     elif variant == "caseGone":  # a chat case merged away while the queue still lists its task (see install)
         tasks.append({"type": "ReplyToChat", "caseCreditorReference": GONE, "minutesAgo": 9})
+        extra_cases = (GONE,)
     elif variant == "actionElsewhere":
         blocker["action"] = {"method": "POST", "path": f"/cases/{cid(FREE)}/chats"}
         tasks.append(
@@ -95,11 +97,11 @@ def world(variant: str | None = None) -> dict[str, Any]:
              "action": {"type": "addTask", "task": {"type": "AssignBankAccount"}}},
         ]  # fmt: skip
     scenario |= {
-        "cases": [{"creditorReference": ref} for ref in (BLOCKED, FREE, FILL, GONE)],
+        "cases": [{"creditorReference": ref} for ref in (BLOCKED, FREE, FILL, *extra_cases)],
         "tasks": tasks,
         "chats": [
             {"caseCreditorReference": ref, "message": "Is the debtor's address current?", "minutesAgo": 11}
-            for ref in (BLOCKED, GONE)
+            for ref in (BLOCKED, *extra_cases)
         ],
         "events": events,
     }

@@ -39,6 +39,8 @@ from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
 CLASSPATH = "airflow_provider_debitura.triggers.new_tasks.DebituraNewTasksTrigger"
 INTERVAL = 0.15
 
+pytestmark = pytest.mark.usefixtures("no_persist_grace")
+
 
 def make(store: MemorySeenTasksStore, **kwargs: Any) -> DebituraNewTasksTrigger:
     kwargs.setdefault("poll_interval", INTERVAL)
@@ -53,17 +55,6 @@ def restarted(trigger: DebituraNewTasksTrigger, store: MemorySeenTasksStore) -> 
 
 def solve(sb, task_id: str) -> None:
     assert sb.control("POST", f"/tasks/{task_id}/solve", {}).status_code == 200
-
-
-@pytest.fixture
-def store() -> MemorySeenTasksStore:
-    return MemorySeenTasksStore()
-
-
-@pytest.fixture(autouse=True)
-def no_persist_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fired tasks are stored at once here (the 30 s grace has its own tests), so a restart finds them."""
-    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 0.0)
 
 
 both_modes = pytest.mark.parametrize("coalesce", [True, False], ids=["shared-poll", "direct"])

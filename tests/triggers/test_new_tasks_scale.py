@@ -12,36 +12,14 @@ from typing import Any
 
 import pytest
 from helpers.seen_store import MemorySeenTasksStore
-from helpers.watcher import Watch, add_task
+from helpers.watcher import EMPTY_200, Watch, add_task
 
 from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY, created_epoch
 from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
 
-pytestmark = pytest.mark.timeout(600)
-
-EMPTY_200 = {
-    "kind": "status",
-    "status": 200,
-    "method": "GET",
-    "path": "/tasks",
-    "body": {
-        "page": {"totalResults": 0, "pageSize": 100, "currentPage": 1, "responseCount": 0, "totalPages": 0},
-        "tasks": [],
-    },
-}
-
-
-@pytest.fixture
-def store() -> MemorySeenTasksStore:
-    return MemorySeenTasksStore()
-
-
-@pytest.fixture(autouse=True)
-def no_persist_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fired tasks are stored at once here (the 30 s grace has its own tests), so a restart finds them."""
-    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 0.0)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("no_persist_grace")]
 
 
 def open_ids(sb) -> set[str]:
