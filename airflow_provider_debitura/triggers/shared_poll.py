@@ -159,6 +159,8 @@ class SharedAccountPoller:
         self.last_duration = 0.0
         self.round_requests: collections.deque[int] = collections.deque(maxlen=1000)
         """Requests each recent round sent (a retried request counts once per call)."""
+        self.round_gates: collections.deque[int] = collections.deque(maxlen=1000)
+        """Gates each recent round served (a gate that subscribes during a round joins the next one)."""
         self._requests = 0
 
     # -- membership (through :func:`subscribe`) --
@@ -295,6 +297,7 @@ class SharedAccountPoller:
         try:
             snapshot = replace(await self._read(plan), started=started)
             self.round_requests.append(self._requests)
+            self.round_gates.append(len(plan.gates))
             self.snapshots += 1
             await self._deliver(tokens, snapshot)
         finally:

@@ -46,11 +46,15 @@ async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n,
     interval = 0.3 if n < 49 else 2.0  # a 50-page read takes longer than 0.3 s here: leave gaps between rounds
     gates = [gate(f"LRG-{i + 1:06d}", poll_interval=interval) for i in range(n)]
     per_round, seen, poll = await _rounds(debitura_conn, gates, 4)
-    assert per_round[0] == first <= min(n + 2, 51)  # min(N + 1, P) + the size probe
+    served = list(poll.round_gates)
+    # On a loaded machine some gates may subscribe only after round 1 began: that round serves those present,
+    # still at the bound (min(N + 1, P) + the size probe for its N), and every gate is in round 2.
+    assert per_round[0] == (first if served[0] == n else 1 + min(served[0] + 1, 50)) <= min(n + 2, 51)
+    assert served[1:4] == [n] * 3
     assert per_round[1:4] == [then] * 3 and then <= min(n + 1, 50)
     assert poll.open_total == 5000
     if n < 49:
-        assert seen["GET /cases/{id}/tasks"] == n * len(per_round)  # one case read per gate per round
+        assert seen["GET /cases/{id}/tasks"] == sum(served)  # one case read per gate per round
         assert seen["GET /tasks"] == 1 + len(per_round)  # the probe page, and one account-level read a round
 
 
