@@ -7,8 +7,8 @@
   ``airflow_env.run_dag(dag_id, conn_json=...)`` runs ``airflow dags test`` in a process of its own (a fork
   of a warm process that imported Airflow once; ``DEBITURA_COLD_AIRFLOW=1`` for a fresh ``airflow``
   process each time) and reads states and XComs back.
-- ``own_airflow_env``: the same, fresh for one test (for pages that list everything in the DB).
-- ``api``: Airflow's api-server on ``airflow_env``, for one module.
+- ``module_airflow_env``: the same, fresh for one test module (for pages that list everything in the DB).
+- ``api``: Airflow's api-server on ``airflow_env`` (one per worker; its modules share one ``xdist_group``).
 - ``migrated_db``: the run's one migrated ``airflow.db``, for tests that start Airflow their own way.
 """
 
@@ -78,12 +78,14 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> 
     env.close()
 
 
-@pytest.fixture
-def own_airflow_env(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> AirflowEnv:
-    """An ``airflow_env`` of the test's own (empty metadata DB; cold DAG runs): for pages that list every run
-    or request in the DB, such as Required Actions."""
-    base = tmp_path_factory.mktemp("own-airflow")
-    return make_env(base, _dags_folder(base), template=migrated_db)
+@pytest.fixture(scope="module")
+def module_airflow_env(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[AirflowEnv]:
+    """An ``airflow_env`` of the test module's own (an empty metadata DB): for pages that list every run or
+    request in the DB, such as Required Actions, which the worker's shared one fills with other tests' runs."""
+    base = tmp_path_factory.mktemp("module-airflow")
+    env = make_env(base, _dags_folder(base), template=migrated_db, warm=True)
+    yield env
+    env.close()
 
 
 @pytest.fixture
@@ -93,14 +95,15 @@ def case_ids() -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """End-to-end tests first (stable: file order otherwise): pytest-xdist hands work out in collection
-    order, and a minute-long DAG run started last would keep one worker busy while the others idle."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    """The ``slow`` tests first, then the other end-to-end tests (stable: file order otherwise). pytest-xdist
+    hands work out in this order, after the ``xdist_group`` units (largest first): a two-minute test started
+    last would keep one worker busy while the others idle."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.get_closest_marker("e2e") is None))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(airflow_env: AirflowEnv) -> Iterator[ApiServer]:
-    """Airflow's api-server on ``airflow_env`` (human-in-the-loop answers, the UI) for one test module; such a
-    module carries an ``xdist_group`` mark so that one worker starts it once."""
+    """Airflow's api-server on ``airflow_env`` (human-in-the-loop answers, the UI), one per pytest-xdist
+    worker: the modules that use it share the ``xdist_group`` mark "hitl", so that one worker starts it once."""
     with ApiServer(airflow_env) as server:
         yield server

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import airflow
@@ -39,30 +37,24 @@ def test_metadata_is_complete_and_importable():
         assert getattr(importlib.import_module(module), cls).name == "Resolve in Debitura"
 
 
-def airflow_cli(tmp_path, *args: str) -> str:
-    airflow = Path(sys.executable).parent / "airflow"
-    env = {
-        "AIRFLOW_HOME": str(tmp_path),
-        "PATH": str(Path(sys.executable).parent),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    }
-    proc = subprocess.run([str(airflow), *args], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+def airflow_cli(airflow_env, *args: str) -> str:
+    returncode, output = airflow_env.cli(*args)
+    assert returncode == 0, output[-2000:]
+    return output
 
 
 @pytest.mark.e2e
-def test_airflow_cli_shows_provider_hook_and_connection_form(tmp_path):
+def test_airflow_cli_shows_provider_hook_and_connection_form(airflow_env):
     """Through the entry point, in a real Airflow: 3.2+ reads the declarative form, 2.x the hook methods."""
-    listing = airflow_cli(tmp_path, "providers", "list")
+    listing = airflow_cli(airflow_env, "providers", "list")
     assert "airflow-provider-debitura" in listing and airflow_provider_debitura.__version__ in listing
-    hooks = airflow_cli(tmp_path, "providers", "hooks")
+    hooks = airflow_cli(airflow_env, "providers", "hooks")
     line = next(line for line in hooks.splitlines() if line.startswith("debitura"))
     assert "airflow_provider_debitura.hooks.debitura.DebituraHook" in line and "Debitura" in line
-    widgets = airflow_cli(tmp_path, "providers", "widgets")
+    widgets = airflow_cli(airflow_env, "providers", "widgets")
     for field in DOCUMENTED_EXTRAS:
         assert f"extra__debitura__{field}" in widgets
-    behaviours = airflow_cli(tmp_path, "providers", "behaviours")
+    behaviours = airflow_cli(airflow_env, "providers", "behaviours")
     assert any(line.startswith("debitura") for line in behaviours.splitlines())
 
 

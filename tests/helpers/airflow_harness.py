@@ -118,18 +118,30 @@ class AirflowEnv:
         if conn_json is not None:
             run_env["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn_json
         run_env.update(env or {})
-        cmd = [str(BIN / "airflow"), "dags", "test", dag_id]
+        args = ["dags", "test", dag_id]
         if conf:
-            cmd += ["--conf", json.dumps(conf)]
-        zygote = self._warm_process(run_env)
-        if zygote is not None:
-            returncode, output = zygote.run(["airflow", *cmd[1:]], run_env, timeout)
-        else:
-            proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=timeout)
-            returncode, output = proc.returncode, proc.stdout + "\n" + proc.stderr
+            args += ["--conf", json.dumps(conf)]
+        returncode, output = self._airflow(args, run_env, timeout)
         result = DagRunResult(dag_id, returncode, output)
         self._read_back(result)
         return result
+
+    def cli(self, *args: str, timeout: float = 120) -> tuple[int, str]:
+        """``airflow <args>`` on this home and configuration; (exit code, stdout and stderr).
+
+        :param args: the CLI arguments, e.g. ``("providers", "list")``.
+        :param timeout: seconds.
+        """
+        return self._airflow(list(args), self.env, timeout)
+
+    def _airflow(self, args: list[str], run_env: dict[str, str], timeout: float) -> tuple[int, str]:
+        zygote = self._warm_process(run_env)
+        if zygote is not None:
+            return zygote.run(["airflow", *args], run_env, timeout)
+        proc = subprocess.run(
+            [str(BIN / "airflow"), *args], env=run_env, capture_output=True, text=True, timeout=timeout
+        )
+        return proc.returncode, proc.stdout + "\n" + proc.stderr
 
     def _warm_process(self, run_env: dict[str, str]) -> Zygote | None:
         """The warm process for a run with ``run_env``, or None for a cold run (not warm, or a run whose

@@ -95,6 +95,7 @@ def serve() -> None:
     for name in PRELOAD:
         with contextlib.suppress(Exception):
             __import__(name)
+    _build_execution_api()
     gc.freeze()  # what the imports built stays shared with the children and out of their collections
     _say({"ready": os.getpid()})
     children: dict[int, int] = {}  # pid -> request id
@@ -116,6 +117,20 @@ def serve() -> None:
         elif not selector.get_map():
             time.sleep(0.05)
         _reap(children)
+
+
+def _build_execution_api() -> None:
+    """Build the in-process execution API that ``dags test`` runs its tasks through (Airflow 3), routes and
+    all, so each run does not: its FastAPI app and Cadwyn's versioned routers, built on the app's first
+    request, were two thirds of a run's CPU (about 5 s of 7.5 s on 3.3.2). Only the app object is built
+    here, from the same configuration; its event loop, thread, lifespan and DB sessions start in the child."""
+    try:
+        from airflow.sdk.execution_time.supervisor import in_process_api_server
+    except ImportError:  # Airflow 2: tasks run without an execution API
+        return
+    app = in_process_api_server().app  # cached for the process (functools.lru_cache + cached_property)
+    if not getattr(app, "_cadwyn_initialized", True):
+        app._cadwyn_initialize()  # what Cadwyn.__call__ does on the first request
 
 
 def _reap(children: dict[int, int]) -> None:

@@ -9,6 +9,7 @@ pictures are retaken on every run.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,53 +33,61 @@ def _keep(shot: Path) -> None:
     shutil.copy(shot, screenshot_dir() / shot.name)
 
 
-def test_required_actions_page_shows_the_waiting_handoff(own_airflow_env, sandbox, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def browser_api(module_airflow_env) -> Iterator[ApiServer]:
+    """One api-server over an Airflow of the module's own: Required Actions lists every request in the DB, so
+    not the worker's shared one (other tests' requests would show)."""
+    with ApiServer(module_airflow_env) as api:
+        yield api
+
+
+def test_required_actions_page_shows_the_waiting_handoff(browser_api, sandbox, tmp_path) -> None:
     reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
     [review] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "ReviewPartner"]
-    with ApiServer(own_airflow_env) as api:
-        run = run_dag_async(own_airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-        [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
-        try:
-            with logged_in_page(api) as page:
-                page.goto(f"{api.url}/required_actions", wait_until="networkidle")
-                page.get_by_text(request["subject"]).first.wait_for(timeout=60_000)
-                page.screenshot(path=tmp_path / "hitl_handoff_required_actions.png", full_page=True)
-                _keep(tmp_path / "hitl_handoff_required_actions.png")
+    api = browser_api
+    run = run_dag_async(api.env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+    try:
+        with logged_in_page(api) as page:
+            page.goto(f"{api.url}/required_actions", wait_until="networkidle")
+            page.get_by_text(request["subject"]).first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "hitl_handoff_required_actions.png", full_page=True)
+            _keep(tmp_path / "hitl_handoff_required_actions.png")
 
-                page.get_by_text(request["subject"]).first.click()
-                link = page.get_by_role("link", name="Open in Debitura")
-                link.first.wait_for(timeout=60_000)
-                assert link.first.get_attribute("href") == review["solutionUrl"]
-                for option in ("Done", "Can't do"):
-                    assert page.get_by_role("button", name=option).count() >= 1
-                page.screenshot(path=tmp_path / "hitl_handoff_request.png", full_page=True)
-                _keep(tmp_path / "hitl_handoff_request.png")
-        finally:
-            api.answer(request, ["Can't do"], {"note": "browser check done"})
-            result = run.result(timeout=RUN_TIMEOUT)
+            page.get_by_text(request["subject"]).first.click()
+            link = page.get_by_role("link", name="Open in Debitura")
+            link.first.wait_for(timeout=60_000)
+            assert link.first.get_attribute("href") == review["solutionUrl"]
+            for option in ("Done", "Can't do"):
+                assert page.get_by_role("button", name=option).count() >= 1
+            page.screenshot(path=tmp_path / "hitl_handoff_request.png", full_page=True)
+            _keep(tmp_path / "hitl_handoff_request.png")
+    finally:
+        api.answer(request, ["Can't do"], {"note": "browser check done"})
+        result = run.result(timeout=RUN_TIMEOUT)
     assert result.xcom("summarise") == ["cant_do"], result.explain()
 
 
-def test_required_actions_page_shows_a_reply_awaiting_approval(own_airflow_env, sandbox, tmp_path) -> None:
+def test_required_actions_page_shows_a_reply_awaiting_approval(browser_api, sandbox, tmp_path) -> None:
     reason = browser_skip_reason()
     if reason:
         pytest.skip(reason)
-    with ApiServer(own_airflow_env) as api:
-        run = run_dag_async(own_airflow_env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-        [request] = api.wait_for_request("hitl_approval", timeout=RUN_TIMEOUT, run=run)
-        try:
-            with logged_in_page(api) as page:
-                page.goto(f"{api.url}/required_actions", wait_until="networkidle")
-                page.get_by_text(request["subject"]).first.click()
-                page.get_by_text("Could you confirm the debtor's current address?").first.wait_for(timeout=60_000)
-                assert page.get_by_role("button", name="Approve").count() >= 1
-                assert page.get_by_text("Reply to INV-1002").count() >= 1  # the editable field's title
-                page.screenshot(path=tmp_path / "hitl_reply_approval.png", full_page=True)
-                _keep(tmp_path / "hitl_reply_approval.png")
-        finally:
-            api.answer(request, ["Reject"], {k: p["value"] for k, p in request["params"].items()})
-            result = run.result(timeout=RUN_TIMEOUT)
+    api = browser_api
+    run = run_dag_async(api.env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request("hitl_approval", timeout=RUN_TIMEOUT, run=run)
+    try:
+        with logged_in_page(api) as page:
+            page.goto(f"{api.url}/required_actions", wait_until="networkidle")
+            page.get_by_text(request["subject"]).first.click()
+            page.get_by_text("Could you confirm the debtor's current address?").first.wait_for(timeout=60_000)
+            assert page.get_by_role("button", name="Approve").count() >= 1
+            assert page.get_by_text("Reply to INV-1002").count() >= 1  # the editable field's title
+            page.screenshot(path=tmp_path / "hitl_reply_approval.png", full_page=True)
+            _keep(tmp_path / "hitl_reply_approval.png")
+    finally:
+        api.answer(request, ["Reject"], {k: p["value"] for k, p in request["params"].items()})
+        result = run.result(timeout=RUN_TIMEOUT)
     assert result.xcom("approve_replies")["outcome"] == "rejected", result.explain()
     assert sandbox.control("GET", "/counters").json().get("POST /cases/{id}/chats", 0) == 0

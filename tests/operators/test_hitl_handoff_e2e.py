@@ -15,7 +15,7 @@ from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.xdist_group("hitl-handoff"),  # one api-server for the module, on one pytest-xdist worker
+    pytest.mark.xdist_group("hitl"),  # one api-server for the HITL modules, on one pytest-xdist worker
     pytest.mark.timeout(900),  # a real api-server and DAG runs on a shared 2-core machine
     pytest.mark.skipif(not HITL_AVAILABLE, reason=f"Human-in-the-loop needs Airflow {MIN_AIRFLOW}+"),
 ]
