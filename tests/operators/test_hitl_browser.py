@@ -36,19 +36,25 @@ def _keep(shot: Path) -> None:
 @pytest.fixture(scope="module")
 def browser_api(module_airflow_env) -> Iterator[ApiServer]:
     """One api-server over an Airflow of the module's own: Required Actions lists every request in the DB, so
-    not the worker's shared one (other tests' requests would show)."""
+    not the worker's shared one (other tests' requests would show). Skips where there is no browser."""
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
     with ApiServer(module_airflow_env) as api:
         yield api
 
 
+def _start(api: ApiServer, sandbox, dag_id: str):
+    """Run ``dag_id`` in the background until its request is waiting; (the run, the request)."""
+    run = run_dag_async(api.env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request(dag_id, timeout=RUN_TIMEOUT, run=run)
+    return run, request
+
+
 def test_required_actions_page_shows_the_waiting_handoff(browser_api, sandbox, tmp_path) -> None:
-    reason = browser_skip_reason()
-    if reason:
-        pytest.skip(reason)
     [review] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "ReviewPartner"]
     api = browser_api
-    run = run_dag_async(api.env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+    run, request = _start(api, sandbox, "hitl_handoff_wait")
     try:
         with logged_in_page(api) as page:
             page.goto(f"{api.url}/required_actions", wait_until="networkidle")
@@ -71,12 +77,8 @@ def test_required_actions_page_shows_the_waiting_handoff(browser_api, sandbox, t
 
 
 def test_required_actions_page_shows_a_reply_awaiting_approval(browser_api, sandbox, tmp_path) -> None:
-    reason = browser_skip_reason()
-    if reason:
-        pytest.skip(reason)
     api = browser_api
-    run = run_dag_async(api.env, "hitl_approval", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request("hitl_approval", timeout=RUN_TIMEOUT, run=run)
+    run, request = _start(api, sandbox, "hitl_approval")
     try:
         with logged_in_page(api) as page:
             page.goto(f"{api.url}/required_actions", wait_until="networkidle")
