@@ -183,6 +183,16 @@ def run_dag_async(env: AirflowEnv, dag_id: str, **kwargs: Any) -> concurrent.fut
     return _EXECUTOR.submit(env.run_dag, dag_id, **kwargs)
 
 
+def run_until_request(
+    api: ApiServer, dag_id: str, conn_json: str, timeout: float
+) -> tuple[concurrent.futures.Future[DagRunResult], HitlDetail]:
+    """Start ``dag_id`` on ``api``'s Airflow in the background and wait until its one request is pending;
+    (the run, the request). Fails if the run ends first, or if more than one request appears."""
+    run = run_dag_async(api.env, dag_id, conn_json=conn_json, timeout=timeout)
+    [request] = api.wait_for_request(dag_id, timeout=timeout, run=run)
+    return run, request
+
+
 # -- a real browser on the api-server's UI (tests/helpers/browser.py) --
 
 

@@ -6,7 +6,7 @@ Chat posts are counted through the sandbox in each: exactly the intended ones.
 from __future__ import annotations
 
 import pytest
-from helpers.api_server import run_dag_async
+from helpers.api_server import run_until_request
 from helpers.sandbox import counters as request_counts
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
@@ -37,10 +37,8 @@ def _creditor_messages(sandbox, reference: str) -> list[str]:
     return [c["message"] for c in chats.get(sandbox.state.case_id(reference), []) if c["role"] == 1]
 
 
-def _start(airflow_env, api, sandbox, dag_id: str = "hitl_approval"):
-    run = run_dag_async(airflow_env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request(dag_id, timeout=RUN_TIMEOUT, run=run)
-    return run, request
+def _start(api, sandbox, dag_id: str = "hitl_approval"):
+    return run_until_request(api, dag_id, sandbox.conn_json(), RUN_TIMEOUT)
 
 
 def _report(run) -> dict:
@@ -49,8 +47,8 @@ def _report(run) -> dict:
     return result.xcom("approve_replies")
 
 
-def test_approve_as_rendered_posts_each_case_once(airflow_env, api, sandbox) -> None:
-    run, request = _start(airflow_env, api, sandbox)
+def test_approve_as_rendered_posts_each_case_once(api, sandbox) -> None:
+    run, request = _start(api, sandbox)
     assert request["options"] == ["Approve", "Reject"] and request["subject"] == "Approve 2 Debitura chat replies"
     body = request["body"]
     assert "### 1. INV-1002" in body and "Could you confirm the debtor's current address?" in body
@@ -72,12 +70,12 @@ def test_approve_as_rendered_posts_each_case_once(airflow_env, api, sandbox) -> 
     assert api.pending("hitl_approval") == []
 
 
-def test_approve_with_an_edit_rechecks_every_case_before_posting(airflow_env, api, sandbox) -> None:
+def test_approve_with_an_edit_rechecks_every_case_before_posting(api, sandbox) -> None:
     inv1005 = sandbox.state.case_id("INV-1005")
     third = sandbox.control(
         "POST", f"/cases/{inv1005}/partner-message", json={"message": "Any news?", "task": "ReplyToChat"}
     ).json()["task"]
-    run, request = _start(airflow_env, api, sandbox)
+    run, request = _start(api, sandbox)
     assert request["subject"] == "Approve 3 Debitura chat replies"
     fields = _fields(request)
     fields[_field_of(request, "INV-1002")] = "Edited by a person: the address is Main Street 1, Aarhus."
@@ -99,16 +97,16 @@ def test_approve_with_an_edit_rechecks_every_case_before_posting(airflow_env, ap
     assert request_counts(sandbox)[POSTS] == 1
 
 
-def test_reject_posts_nothing(airflow_env, api, sandbox) -> None:
-    run, request = _start(airflow_env, api, sandbox)
+def test_reject_posts_nothing(api, sandbox) -> None:
+    run, request = _start(api, sandbox)
     assert api.answer(request, ["Reject"], _fields(request)).status_code == 200
     report = _report(run)
     assert report["outcome"] == "rejected" and report["replied"] == []
     assert request_counts(sandbox).get(POSTS, 0) == 0
 
 
-def test_timeout_posts_nothing(airflow_env, api, sandbox) -> None:
-    run, _ = _start(airflow_env, api, sandbox, "hitl_approval_timeout")
+def test_timeout_posts_nothing(api, sandbox) -> None:
+    run, _ = _start(api, sandbox, "hitl_approval_timeout")
     report = _report(run)
     assert report["outcome"] == "timed_out" and report["replied"] == [] and report["responded_by"] is None
     assert request_counts(sandbox).get(POSTS, 0) == 0

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.api_server import ApiServer, logged_in_page, run_dag_async
+from helpers.api_server import ApiServer, logged_in_page, run_until_request
 from helpers.browser import browser_skip_reason
 from helpers.screenshots import screenshot_dir
 
@@ -44,17 +44,10 @@ def browser_api(module_airflow_env) -> Iterator[ApiServer]:
         yield api
 
 
-def _start(api: ApiServer, sandbox, dag_id: str):
-    """Run ``dag_id`` in the background until its request is waiting; (the run, the request)."""
-    run = run_dag_async(api.env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request(dag_id, timeout=RUN_TIMEOUT, run=run)
-    return run, request
-
-
 def test_required_actions_page_shows_the_waiting_handoff(browser_api, sandbox, tmp_path) -> None:
     [review] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "ReviewPartner"]
     api = browser_api
-    run, request = _start(api, sandbox, "hitl_handoff_wait")
+    run, request = run_until_request(api, "hitl_handoff_wait", sandbox.conn_json(), RUN_TIMEOUT)
     try:
         with logged_in_page(api) as page:
             page.goto(f"{api.url}/required_actions", wait_until="networkidle")
@@ -78,7 +71,7 @@ def test_required_actions_page_shows_the_waiting_handoff(browser_api, sandbox, t
 
 def test_required_actions_page_shows_a_reply_awaiting_approval(browser_api, sandbox, tmp_path) -> None:
     api = browser_api
-    run, request = _start(api, sandbox, "hitl_approval")
+    run, request = run_until_request(api, "hitl_approval", sandbox.conn_json(), RUN_TIMEOUT)
     try:
         with logged_in_page(api) as page:
             page.goto(f"{api.url}/required_actions", wait_until="networkidle")

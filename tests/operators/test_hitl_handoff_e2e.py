@@ -7,7 +7,7 @@ Each test counts the sandbox's requests: the handoff's cost is part of its contr
 from __future__ import annotations
 
 import pytest
-from helpers.api_server import run_dag_async
+from helpers.api_server import run_dag_async, run_until_request
 from helpers.sandbox import counters as request_counts
 from helpers.waiting import wait_until
 
@@ -37,8 +37,7 @@ def _report(result) -> dict:
 
 def test_done_while_still_open_asks_again_then_done(airflow_env, api, sandbox) -> None:
     review = _open_task(sandbox, "ReviewPartner")
-    run = run_dag_async(airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+    run, request = run_until_request(api, "hitl_handoff_wait", sandbox.conn_json(), RUN_TIMEOUT)
     assert request["options"] == ["Done", "Can't do"]
     assert request["subject"] == "Review partner: Review your collection partner (case INV-1004)"
     assert f"**[Open in Debitura]({review['solutionUrl']})**" in request["body"]
@@ -63,9 +62,8 @@ def test_done_while_still_open_asks_again_then_done(airflow_env, api, sandbox) -
     assert api.pending("hitl_handoff_wait") == []
 
 
-def test_cant_do_lets_the_dag_go_on(airflow_env, api, sandbox) -> None:
-    run = run_dag_async(airflow_env, "hitl_handoff_wait", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request("hitl_handoff_wait", timeout=RUN_TIMEOUT, run=run)
+def test_cant_do_lets_the_dag_go_on(api, sandbox) -> None:
+    run, request = run_until_request(api, "hitl_handoff_wait", sandbox.conn_json(), RUN_TIMEOUT)
     assert api.answer(request, ["Can't do"], {"note": "Needs the CFO"}).status_code == 200
     report = _report(run.result(timeout=RUN_TIMEOUT))
     assert report["outcome"] == "cant_do" and report["note"] == "Needs the CFO"
@@ -74,10 +72,9 @@ def test_cant_do_lets_the_dag_go_on(airflow_env, api, sandbox) -> None:
     assert _open_task(sandbox, "ReviewPartner")["status"] == "Open"
 
 
-def test_solved_in_debitura_closes_the_request_and_the_dag_goes_on(airflow_env, api, sandbox) -> None:
+def test_solved_in_debitura_closes_the_request_and_the_dag_goes_on(api, sandbox) -> None:
     review = _open_task(sandbox, "ReviewPartner")
-    run = run_dag_async(airflow_env, "hitl_handoff_watch", conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request("hitl_handoff_watch", timeout=RUN_TIMEOUT, run=run)
+    run, request = run_until_request(api, "hitl_handoff_watch", sandbox.conn_json(), RUN_TIMEOUT)
     checks_before = request_counts(sandbox)[CASE_TASKS]
     sandbox.control("POST", f"/tasks/{review['id']}/solve")  # fixed in the app; nobody answers in Airflow
     report = _report(run.result(timeout=RUN_TIMEOUT))
@@ -107,13 +104,12 @@ def test_response_timeout_without_answer_fails_the_handoff(airflow_env, api, san
     assert api.pending("hitl_handoff_timeout") == []
 
 
-def test_example_dag_replies_then_hands_the_rest_over_per_case(airflow_env, api, sandbox) -> None:
+def test_example_dag_replies_then_hands_the_rest_over_per_case(api, sandbox) -> None:
     [bank] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "AssignBankAccount"]
     sandbox.control("POST", f"/tasks/{bank['id']}/solve")  # the demo clears it after 5 s anyway: now, for sure
     review, validation = _open_task(sandbox, "ReviewPartner"), _open_task(sandbox, "CaseValidationNeedsInfo")
     dag_id = "example_debitura_triage_with_approval"
-    run = run_dag_async(airflow_env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
-    [request] = api.wait_for_request(dag_id, timeout=RUN_TIMEOUT, run=run)
+    run, request = run_until_request(api, dag_id, sandbox.conn_json(), RUN_TIMEOUT)
     assert request["subject"] == "2 Debitura tasks on case INV-1004"
     assert review["solutionUrl"] in request["body"] and validation["solutionUrl"] in request["body"]
 
