@@ -29,14 +29,14 @@ from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraEr
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.diagnose import TEST_TIMEOUT, check_connection
 from airflow_provider_debitura.hooks.endpoints import ApiCall, parse_response, transport_error
-from airflow_provider_debitura.hooks.lookup import CaseLookup, case_lookup
+from airflow_provider_debitura.hooks.lookup import CaseLookup
 from airflow_provider_debitura.hooks.paging import Listing, TaskListing
 from airflow_provider_debitura.hooks.retry import retry_kwargs
 from airflow_provider_debitura.hooks.settings import ConnectionSettings
 from airflow_provider_debitura.models import Case, ChatMessage, Creditor, Records, Task, TaskPage, User
 from airflow_provider_debitura.validation import CaseSelector, case_selector, chat_message
 
-__all__ = ["DebituraAsyncHook", "DebituraHook", "case_lookup"]
+__all__ = ["DebituraAsyncHook", "DebituraHook"]
 
 T = TypeVar("T")
 

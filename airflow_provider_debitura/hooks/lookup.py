@@ -22,8 +22,12 @@ SEARCH_MAX_PAGES = 10
 SEARCH_PAGE_SIZE = 100
 
 
-def case_lookup(selector: CaseSelector) -> ApiCall[Case]:
-    """The one request that looks a validated :class:`CaseSelector` up.
+__all__ = ["SEARCH_MAX_PAGES", "CaseLookup"]
+
+
+def _first_call(selector: CaseSelector) -> ApiCall[Case]:
+    """The first request of a lookup. Private on purpose: alone it has no search fallback, so every caller
+    goes through :class:`CaseLookup` (``DebituraHook.find_case_for`` and its async twin drive it).
 
     :param selector: exactly one identifier of the case.
     """
@@ -56,7 +60,7 @@ class CaseLookup:
     def __init__(self, selector: CaseSelector) -> None:
         self.selector = selector
         self.requests = 0
-        self._call: ApiCall[Any] | None = case_lookup(selector)
+        self._call: ApiCall[Any] | None = _first_call(selector)
         self._page = 0
         self._searched = 0
         self._not_found: DebituraNotFoundError | None = None

@@ -22,7 +22,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.exceptions import DebituraError, DebituraRequestError
 from airflow_provider_debitura.gate import DirectReads, GateProgress, GateSpec, GateState, GateVerdict
-from airflow_provider_debitura.hooks.debitura import DebituraHook, case_lookup
+from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.sensors.memory import TaskMemory
@@ -154,7 +154,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             self._case = _Case(str(stored["case_id"]), stored.get("label"))
         else:
             try:
-                found = self.hook.run(case_lookup(selector))
+                found = self.hook.find_case_for(selector)
             except DebituraError as exc:
                 if gate.is_fatal(exc):
                     raise AirflowFailException(gate.lookup_failure_message(selector.description, exc)) from _cause(exc)
