@@ -42,6 +42,7 @@ from airflow.providers.common.compat.sdk import Variable
 from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from airflow_provider_debitura.models import RejectedRecord, is_open_status
+from airflow_provider_debitura.supervisor import call_airflow
 
 log = logging.getLogger(__name__)
 
@@ -823,7 +824,7 @@ class AirflowSeenTasksStore:
         now = time.time()
         slots = self._slots()
         if not slots:
-            stored = await asyncio.to_thread(lambda: SeenState.from_json(_variable_get(watch.key)))
+            stored = SeenState.from_json(await call_airflow(_variable_get, watch.key))
             return with_legacy_mark(stored, watch, now)
         values = [await slot.aget(ASSET_STATE_KEY, None) for slot in slots]
         merged = await asyncio.to_thread(_decode_merged, values)
@@ -844,7 +845,7 @@ class AirflowSeenTasksStore:
         slots = self._slots()
         if not slots:
             text = await asyncio.to_thread(lambda: dumps(state.to_json()))
-            await asyncio.to_thread(_variable_set, watch.key, text)
+            await call_airflow(_variable_set, watch.key, text)
             return len(text)
         size = 0
         for slot in slots:

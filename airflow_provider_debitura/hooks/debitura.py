@@ -34,6 +34,7 @@ from airflow_provider_debitura.hooks.paging import Listing, TaskListing
 from airflow_provider_debitura.hooks.retry import retry_kwargs
 from airflow_provider_debitura.hooks.settings import ConnectionSettings
 from airflow_provider_debitura.models import Case, ChatMessage, Creditor, Records, Task, TaskPage, User
+from airflow_provider_debitura.supervisor import call_airflow
 from airflow_provider_debitura.validation import CaseSelector, case_selector, chat_message
 
 __all__ = ["DebituraAsyncHook", "DebituraHook"]
@@ -453,10 +454,8 @@ async def _read_connection_async(conn_id: str) -> tuple[Any, dict[str, Any]]:
     try:
         from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
     except ImportError:
-        from asgiref.sync import sync_to_async
-
-        conn = await sync_to_async(BaseHook.get_connection)(conn_id)
-        return conn, await sync_to_async(lambda: conn.extra_dejson)()
+        conn = await call_airflow(BaseHook.get_connection, conn_id)
+        return conn, await call_airflow(lambda: conn.extra_dejson)
     conn = await get_async_connection(conn_id)
     return conn, await get_async_extra_dejson(conn)
 
@@ -484,8 +483,9 @@ class DebituraAsyncHook(_DebituraHookBase):
             except AirflowNotFoundException as exc:
                 raise self._missing_connection(exc) from None
             settings = self._settings_from(conn, extra)
-            # The masker may talk to the supervisor synchronously: never on the triggerer's loop.
-            await asyncio.to_thread(_mask, settings.api_key)
+            # The masker may talk to the supervisor synchronously: never on the triggerer's loop, and only from
+            # the thread asgiref keeps for it (supervisor.call_airflow says why).
+            await call_airflow(_mask, settings.api_key)
             self._settings = settings
         return self._settings
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
 
 
@@ -30,3 +32,13 @@ def solve_all_account_tasks(sb: Any) -> None:
     """Solve every open task without a case."""
     for task_id in account_task_ids(sb):
         sb.control("POST", f"/tasks/{task_id}/solve", {})
+
+
+def demo_without_timer() -> dict[str, Any]:
+    """The demo scenario with its account-level AssignBankAccount left open until a test solves it (the demo
+    clears it after 5 s, which a DAG run can take just to reach its first check)."""
+    text = resources.files("airflow_provider_debitura.sandbox").joinpath("scenarios/demo.json").read_text()
+    scenario = json.loads(text)
+    for task in scenario["tasks"]:
+        task.pop("solveAfterSeconds", None)
+    return scenario

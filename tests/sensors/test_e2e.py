@@ -7,11 +7,11 @@ import json
 import threading
 import time
 from datetime import datetime
-from importlib import resources
 from importlib.metadata import version
 
 import pytest
 from helpers.airflow_harness import airflow_major
+from helpers.sandbox import demo_without_timer
 
 pytestmark = pytest.mark.e2e
 
@@ -21,16 +21,6 @@ AIRFLOW_3_3 = tuple(int(part) for part in version("apache-airflow").split(".")[:
 
 def _reset(sandbox) -> None:
     sandbox.control("POST", "/reset", {"scenario": "demo"})
-
-
-def _demo_without_timer() -> dict:
-    """The demo scenario with its AssignBankAccount left open: ``airflow dags test`` can take longer
-    than the demo's 5 s to reach the first check, so the test starts the clock itself."""
-    text = resources.files("airflow_provider_debitura.sandbox").joinpath("scenarios/demo.json").read_text()
-    scenario = json.loads(text)
-    for task in scenario["tasks"]:
-        task.pop("solveAfterSeconds", None)
-    return scenario
 
 
 def _solve_after_first_check(sandbox, stop: threading.Event, after: float = 4.0) -> None:
@@ -45,7 +35,7 @@ def _solve_after_first_check(sandbox, stop: threading.Event, after: float = 4.0)
 
 @pytest.mark.parametrize("dag_id", ["sensor_gate_poke", "sensor_gate_deferrable", "sensor_gate_reschedule"])
 def test_gate_opens_when_account_level_task_clears(airflow_env, sandbox, dag_id):
-    sandbox.control("POST", "/scenario", _demo_without_timer())
+    sandbox.control("POST", "/scenario", demo_without_timer())
     sandbox.control("DELETE", "/requests")
     stop = threading.Event()
     helper = threading.Thread(target=_solve_after_first_check, args=(sandbox, stop), daemon=True)
@@ -123,7 +113,7 @@ def test_never_fail_skips_a_missing_case_in_every_mode(airflow_env, sandbox):
 
 def test_exponential_backoff_is_honoured_when_deferred(airflow_env, sandbox):
     """Issue 16: ``exponential_backoff`` / ``max_wait`` were silently ignored by the trigger (fixed interval)."""
-    sandbox.control("POST", "/scenario", _demo_without_timer())
+    sandbox.control("POST", "/scenario", demo_without_timer())
     sandbox.control("DELETE", "/requests")
     stop = threading.Event()
     helper = threading.Thread(target=_solve_after_first_check, args=(sandbox, stop, 9.0), daemon=True)
