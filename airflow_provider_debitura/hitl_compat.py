@@ -1,6 +1,7 @@
 """Airflow's Human-in-the-loop (HITL) surface, behind one version gate.
 
-HITL exists from Airflow 3.1 (``apache-airflow-providers-standard`` >= 1.5). On older Airflow the
+HITL exists from Airflow 3.1; this package needs ``apache-airflow-providers-standard`` >= 1.13 for it (the
+``hitl`` extra). On older Airflow the
 standard provider's ``hitl`` module raises at import, or is not installed at all (2.11). This module
 imports it once and, where it is missing, puts a stand-in base class in its place whose constructor
 fails with a message naming the version needed: a DAG that uses a HITL operator then fails at parse
@@ -12,6 +13,7 @@ through the task supervisor's channel to the Execution API (never to the metadat
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +36,32 @@ MIN_AIRFLOW = "3.1"
 if TYPE_CHECKING:
     from uuid import UUID
 
-try:
+MIN_STANDARD_PROVIDER = "1.13.0"
+"""The first apache-airflow-providers-standard with ``response_timeout`` on ``HITLOperator`` (Airflow 3.1.8's
+own constraints pin 1.12.1): the ``hitl`` extra of this package asks for it."""
+
+
+def _unavailable_reason() -> str | None:
+    """Why Human-in-the-loop cannot work here, or None."""
+    try:
+        from airflow.providers.standard.operators.hitl import HITLOperator as Base
+    except Exception as exc:  # ImportError (2.11: no standard provider) or AirflowOptionalProviderFeatureException
+        return f"{type(exc).__name__}: {exc}"
+    if "response_timeout" not in inspect.signature(Base.__init__).parameters:
+        from importlib.metadata import version
+
+        return (
+            f"apache-airflow-providers-standard {version('apache-airflow-providers-standard')} has no "
+            f"response_timeout; install 'airflow-provider-debitura[hitl]' (standard provider {MIN_STANDARD_PROVIDER}+)"
+        )
+    return None
+
+
+HITL_UNAVAILABLE_REASON: str | None = _unavailable_reason()
+
+if HITL_UNAVAILABLE_REASON is None:
     from airflow.providers.standard.operators.hitl import HITLOperator
-except Exception as _exc:  # ImportError (2.11: no standard provider) or AirflowOptionalProviderFeatureException
-    HITL_UNAVAILABLE_REASON: str | None = f"{type(_exc).__name__}: {_exc}"
+else:
 
     class HITLOperator(BaseOperator):  # type: ignore[no-redef]
         """Stand-in for Airflow's ``HITLOperator`` where it does not exist: constructing one fails."""
@@ -51,8 +75,6 @@ except Exception as _exc:  # ImportError (2.11: no standard provider) or Airflow
             """``.partial(...).expand(...)`` never calls the constructor at parse time: gate it here too."""
             require_hitl(cls.__name__)
 
-else:
-    HITL_UNAVAILABLE_REASON = None
 
 HITL_AVAILABLE = HITL_UNAVAILABLE_REASON is None
 """True on Airflow 3.1+ with the standard provider's Human-in-the-loop module."""
@@ -86,7 +108,8 @@ def require_hitl(what: str) -> None:
     from airflow.exceptions import AirflowOptionalProviderFeatureException
 
     raise AirflowOptionalProviderFeatureException(
-        f"{what} needs Airflow {MIN_AIRFLOW} or newer (Human-in-the-loop and the Required Actions page); this is "
+        f"{what} needs Airflow {MIN_AIRFLOW} or newer with apache-airflow-providers-standard {MIN_STANDARD_PROVIDER}+ "
+        f"(Human-in-the-loop and the Required Actions page); this is "
         f"Airflow {airflow_version()} ({HITL_UNAVAILABLE_REASON}). Upgrade Airflow, or on this version hand tasks "
         "to people with DebituraListTasksOperator and a notifier (see example_debitura_task_triage)."
     )

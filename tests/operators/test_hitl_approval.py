@@ -8,9 +8,12 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, HITL_UNAVAILABLE_REASON
 
-pytestmark = pytest.mark.skipif(not HITL_AVAILABLE, reason="Human-in-the-loop needs Airflow 3.1+")
+pytestmark = [
+    pytest.mark.hitl,
+    pytest.mark.skipif(not HITL_AVAILABLE, reason=f"Human-in-the-loop: {HITL_UNAVAILABLE_REASON}"),
+]
 
 WHEN = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 

@@ -17,7 +17,12 @@ from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.handoff import default_subject, handoff_body, handoff_tasks, run_check
 
-pytestmark = pytest.mark.skipif(not hitl_compat.HITL_AVAILABLE, reason="Human-in-the-loop needs Airflow 3.1+")
+pytestmark = [
+    pytest.mark.hitl,
+    pytest.mark.skipif(
+        not hitl_compat.HITL_AVAILABLE, reason=f"Human-in-the-loop: {hitl_compat.HITL_UNAVAILABLE_REASON}"
+    ),
+]
 
 CASE_TASKS = "GET /cases/{id}/tasks"
 
@@ -399,16 +404,13 @@ async def test_trigger_closes_the_request_when_debitura_clears_the_task(debitura
 async def test_trigger_lets_a_person_who_answered_first_win(debitura_conn, request_, monkeypatch):
     review = _open(debitura_conn, "ReviewPartner")
     debitura_conn.control("POST", f"/tasks/{review['id']}/solve")
-    read = request_.read
-    calls = {"n": 0}
+    record = request_.record
 
-    def read_then_answered(ti_id):  # the person answers between the trigger's read and its write
-        calls["n"] += 1
-        if calls["n"] == 2:
-            request_.answer(["Can't do"])
-        return read(ti_id)
+    def answered_just_before(ti_id, **kwargs):  # the person answers between the trigger's read and its write
+        request_.answer(["Can't do"])
+        return record(ti_id, **kwargs)  # Airflow refuses the write (409): an answer is already recorded
 
-    monkeypatch.setattr(hitl_compat, "read_response", read_then_answered)
+    monkeypatch.setattr(hitl_compat, "record_response", answered_just_before)
     event = await _first_event(_trigger(handoff_tasks("t", review), poll_interval=0.01))
     assert event["chosen_options"] == ["Can't do"] and "debitura_cleared" not in event
     assert request_.recorded == []

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, HITL_UNAVAILABLE_REASON, airflow_version
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +34,13 @@ NEEDS = {
     "handoff_mapped": "DebituraHumanHandoffOperator",
     "reply_approval": "DebituraReplyApprovalOperator",
 }
+
+
+def test_available_on_every_airflow_that_has_it():
+    """Where Airflow has Human-in-the-loop (3.1+), the pinned installs make it available here, so the HITL tests
+    run instead of skipping (standard provider 1.12, which Airflow 3.1.8's own constraints pin, is too old)."""
+    has_it = tuple(int(part) for part in airflow_version().split(".")[:2]) >= (3, 1)
+    assert has_it == HITL_AVAILABLE, HITL_UNAVAILABLE_REASON
 
 
 def _dagbag(folder):

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.scale, pytest.mark.timeout(900)]
 
 DAG_ID = "example_debitura_task_triage"
 MAX_REPLIES = 50  # as in the example
