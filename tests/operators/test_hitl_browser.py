@@ -2,8 +2,8 @@
 Debitura link) and a reply awaiting approval (with its editable reply). Headless Debian Chromium driven by
 Playwright; skipped with the reason where either is missing.
 
-The screenshots go to ``docs/images/`` (``$DEBITURA_SCREENSHOT_DIR`` to put them elsewhere), so the docs'
-pictures are retaken on every run.
+The screenshots go to a temporary folder, or to ``docs/images/`` with ``make screenshots``, which retakes the
+docs' pictures.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The provider in the real Airflow 3 UI: Airflow ``standalone`` + the sandbox, driven in headless Chromium.
 
 One Airflow for the whole module (starting it is most of the cost); the tests run in file order and share
-it. Each takes the README's screenshots on the way (``docs/images/``, or ``$DEBITURA_SCREENSHOT_DIR``), so
-the pictures are retaken from the real UI on every run and cannot rot.
+it. Each takes the README's screenshots on the way (``make screenshots`` writes them to ``docs/images/``), so
+the pictures are retaken from the real UI and cannot rot; a plain test run keeps them in a temporary folder.
 Skipped, with the reason, where Debian's Chromium or the playwright package is missing, and on Airflow 2.
 """
 
