@@ -14,6 +14,7 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.wait import wait_base
 
 from airflow_provider_debitura.exceptions import DebituraRateLimitError
 from airflow_provider_debitura.hooks.endpoints import ApiCall, is_retryable
@@ -25,21 +26,58 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 
 
+RETRY_AFTER_SPREAD = 0.5
+"""After a 429 the wait is drawn uniformly from ``[retryAfter, retryAfter * (1 + RETRY_AFTER_SPREAD)]``: clients
+told the same ``retryAfter`` at once (one key shared by many DAGs) come back spread over half the wait, not
+together into the limit again."""
+
+RETRY_AFTER_MIN_SPREAD = 0.2
+"""The least spread, in seconds, for a very short ``retryAfter``."""
+
+RETRY_AFTER_MAX_SPREAD = 60.0
+"""The most spread, in seconds: a long ``retryAfter`` (the hourly or daily window) is not doubled for it."""
+
+
+class wait_retry_after(wait_base):
+    """The server's ``retryAfter`` (never less) plus jitter proportional to it (see :data:`RETRY_AFTER_SPREAD`);
+    0 when the last error carries no ``retryAfter``.
+
+    :param spread: the jitter's upper bound as a fraction of ``retryAfter``.
+    :param rng: the random source (a seeded ``random.Random`` makes the waits reproducible).
+    """
+
+    def __init__(self, spread: float = RETRY_AFTER_SPREAD, rng: random.Random | None = None) -> None:
+        self.spread = spread
+        self._rng = rng if rng is not None else random.Random()
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if not isinstance(exc, DebituraRateLimitError) or exc.retry_after is None:
+            return 0.0
+        told = max(0.0, exc.retry_after)
+        jitter = min(RETRY_AFTER_MAX_SPREAD, max(RETRY_AFTER_MIN_SPREAD, self.spread * told))
+        return told + self._rng.uniform(0.0, jitter)
+
+
 class wait_retry_after_or_backoff:
-    """Honour the server's ``retryAfter`` on a 429; otherwise capped exponential backoff with jitter.
+    """Honour the server's ``retryAfter`` on a 429 (spread by :class:`wait_retry_after`); otherwise capped
+    exponential backoff with jitter.
 
     :param initial: the first backoff, in seconds.
     :param maximum: the longest backoff, in seconds.
+    :param rng: the random source of the ``retryAfter`` jitter (default: a fresh ``random.Random``).
     """
 
-    def __init__(self, initial: float = BACKOFF_INITIAL, maximum: float = BACKOFF_MAX) -> None:
+    def __init__(
+        self, initial: float = BACKOFF_INITIAL, maximum: float = BACKOFF_MAX, rng: random.Random | None = None
+    ) -> None:
         self._backoff = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
+        self._retry_after = wait_retry_after(rng=rng)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, DebituraRateLimitError) and exc.retry_after is not None:
-            # A little jitter on top, so that many clients told the same retryAfter do not return at once.
-            return exc.retry_after + random.uniform(0, min(1.0, 0.1 + 0.1 * exc.retry_after))
+            return self._retry_after(retry_state)
         return self._backoff(retry_state)
 
 
