@@ -15,9 +15,9 @@ from airflow_provider_debitura import get_provider_info
 from airflow_provider_debitura.provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 AIRFLOW = tuple(int(part) for part in airflow.__version__.split(".")[:2])
-# `airflow providers widgets` lists the connection form's fields from the declarative conn-fields on Airflow
-# 3.2+, and from the hook's wtforms widgets before that, which need Flask-AppBuilder (there on 2.11; on 3.0 and
-# 3.1 only with the FAB provider, which the form does not need: it shows no extra fields there).
+# `airflow providers widgets` and `behaviours` list the connection form from the declarative conn-fields on
+# Airflow 3.2+, and from the hook's methods before that, which the CLI loads only with Flask-AppBuilder (there on
+# 2.11; on 3.0 and 3.1 only with the FAB provider, without which those versions show no extra fields).
 FORM_FIELDS_LISTED = AIRFLOW >= (3, 2) or importlib.util.find_spec("flask_appbuilder") is not None
 
 # Every extra the README documents for the connection.
@@ -65,7 +65,7 @@ def test_airflow_cli_shows_provider_hook_and_connection_form(airflow_env):
     else:  # Airflow 3.0/3.1 without Flask-AppBuilder: the hook's wtforms widgets cannot be built
         assert "extra__debitura__" not in widgets
     behaviours = airflow_cli(airflow_env, "providers", "behaviours")
-    assert any(line.startswith("debitura") for line in behaviours.splitlines())
+    assert any(line.startswith("debitura") for line in behaviours.splitlines()) == FORM_FIELDS_LISTED
 
 
 def test_every_documented_extra_is_a_form_field():

@@ -324,6 +324,11 @@ def test_20000_open_tasks_each_fire_once_and_the_asset_store_holds_the_state(air
     )
 
 
+@pytest.mark.skipif(
+    AIRFLOW < (3, 3),
+    reason="Before Airflow 3.3 the state is a Variable per filter: a filter change starts fresh, with first-start "
+    "semantics (docs/event-driven.md)",
+)
 @pytest.mark.timeout(600)
 def test_a_filter_change_and_its_revert_lose_nothing_and_fire_nothing_twice(airflow: Airflow, sandbox):
     for component in ("dag-processor", "triggerer", "scheduler"):

@@ -92,7 +92,11 @@ def test_gate_watcher_and_another_trigger_share_a_live_triggerer(airflow: Standa
     sandbox.control("POST", "/scenario", demo_without_timer())  # its AssignBankAccount stays open until solved
     blocker = next(t for t in sandbox.state.dump()["tasks"] if t["type"] == "AssignBankAccount")
     for dag_id in ("triggerer_neighbours", "triggerer_neighbours_events", "triggerer_neighbours_after"):
-        airflow.wait_for_dag(dag_id)
+        try:
+            airflow.wait_for_dag(dag_id)
+        except TimeoutError:
+            errors = airflow.api("GET", "/api/v2/importErrors").text
+            raise AssertionError(f"{dag_id} not parsed; import errors: {errors}\n{airflow.log_tail(6000)}") from None
 
     # The watcher's first round stores its baseline: a synchronous save on 3.0-3.2 (the Variable).
     wait_until(lambda: stored_ids(airflow) is not None, 180, "the watcher's baseline in Airflow's metadata", 1.0)
