@@ -99,6 +99,10 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         poll_interval: float | timedelta | None = None,
         **kwargs: Any,
     ) -> None:
+        # Before Airflow's own check, which raises AirflowException on 2.11 and 3.1 and ValueError on 3.2+.
+        for name in ("poke_interval", "timeout"):
+            if kwargs.get(name) is not None:
+                positive_seconds(name, kwargs[name])
         super().__init__(**kwargs)
         self.case_id = case_id
         self.creditor_reference = creditor_reference
