@@ -81,8 +81,10 @@ def case_selector(
     :param case_reference: Debitura's 8-character reference.
     :param required: whether giving none is an error.
     """
+    # A creditor reference is the creditor's own text: used exactly as given (a trailing space included; a
+    # lookup that finds nothing says so). The GUID and Debitura's reference have no spaces to keep.
     given = {
-        name: str(value).strip()
+        name: str(value) if name == "creditor_reference" else str(value).strip()
         for name, value in (
             ("case_id", case_id),
             ("creditor_reference", creditor_reference),

@@ -79,9 +79,9 @@ class CaseLookup:
         if isinstance(answer, Case):
             self._done(answer)
             return
-        reference = (self.selector.creditor_reference or "").strip()
+        reference = self.selector.creditor_reference
         self._searched += answer.raw_count
-        match = next((c for c in answer.cases if (c.creditor_reference or "").strip() == reference), None)
+        match = next((c for c in answer.cases if c.creditor_reference == reference), None)
         if match is not None:
             self._done(match)
         elif answer.raw_count < SEARCH_PAGE_SIZE or self._page >= SEARCH_MAX_PAGES:
@@ -99,7 +99,7 @@ class CaseLookup:
         if self._page and self._not_found is not None:  # the server has no GET /cases either
             raise self._searched_in_vain(f"GET /cases answered 404 too: {exc}") from None
         if "/" not in reference:
-            raise exc
+            raise _with_whitespace_hint(exc, reference) from None
         self._not_found = exc
         self._next_search_page()
 
@@ -124,10 +124,29 @@ class CaseLookup:
             f"the {self._searched:,} newest cases were searched too ({self._page} requests): none has "
             f"creditorReference {self.selector.creditor_reference!r}"
         )
-        return DebituraNotFoundError(
-            f"{first}. The reference contains '/', which some servers cannot route; {searched}.",
-            method=first.method,
-            path=first.path,
-            status=404,
-            api_error=first.api_error,
+        return _with_whitespace_hint(
+            DebituraNotFoundError(
+                f"{first}. The reference contains '/', which some servers cannot route; {searched}.",
+                method=first.method,
+                path=first.path,
+                status=404,
+                api_error=first.api_error,
+            ),
+            self.selector.creditor_reference or "",
         )
+
+
+def _with_whitespace_hint(exc: DebituraNotFoundError, reference: str) -> DebituraNotFoundError:
+    """The 404 as it is, or, for a creditor reference with leading or trailing whitespace, the same 404 saying
+    that the reference was looked up exactly as given and how to look it up without the whitespace."""
+    if not reference or reference == reference.strip():
+        return exc
+    return DebituraNotFoundError(
+        f"{exc}. creditor_reference={reference!r} has leading or trailing whitespace and was looked up exactly as "
+        f"given; if the case's reference has none, pass creditor_reference={reference.strip()!r} "
+        "(e.g. a template's value with '| trim').",
+        method=exc.method,
+        path=exc.path,
+        status=404,
+        api_error=exc.api_error,
+    )

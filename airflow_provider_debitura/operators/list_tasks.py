@@ -13,9 +13,16 @@ from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.links import push_solution_url
 from airflow_provider_debitura.models import Task, TaskType
 from airflow_provider_debitura.operators.base import DebituraTaskOperatorBase, scope_label
-from airflow_provider_debitura.operators.list_output import DEFAULT_BATCH_SIZE, mapping_error, shape_of, valid_shape
+from airflow_provider_debitura.operators.list_output import (
+    DEFAULT_BATCH_SIZE,
+    batch_size,
+    by_case_groups,
+    mapping_error,
+    shape_of,
+    valid_shape,
+)
 from airflow_provider_debitura.operators.listing import describe_rejected, list_scope
-from airflow_provider_debitura.validation import as_bool, as_limit, task_status, task_types
+from airflow_provider_debitura.validation import as_bool, task_status, task_types
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -116,7 +123,7 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         status = task_status("status", self.status)
         with_account = as_bool("include_account_level", self.include_account_level)
         shape = valid_shape(self.shape)
-        batch_size = as_limit("batch_size", self.batch_size) or DEFAULT_BATCH_SIZE
+        per_batch = batch_size(self.batch_size)
         with self._hook() as hook:
             _, listed = list_scope(hook, selector, status=status, types=types, with_account_level=with_account)
         if listed.rejected:
@@ -129,8 +136,8 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         self.log.info("%s", summary_table(tasks, f"{status} tasks in {scope_label(selector)}"))
         first_human = next((t for t in tasks if not t.is_api_resolvable and t.solution_url), None)
         push_solution_url(context, first_human.solution_url if first_human else None)
-        value = shape_of(tasks, shape, batch_size)
-        self._check_mappable(shape, value, len(tasks))
+        value = shape_of(tasks, shape, per_batch)
+        self._check_mappable(shape, value, tasks)
         size = len(json.dumps(value))
         if size > LARGE_XCOM_BYTES:
             self.log.warning(
@@ -142,10 +149,11 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
             )
         return value
 
-    def _check_mappable(self, shape: str, value: Any, tasks: int) -> None:
+    def _check_mappable(self, shape: str, value: Any, tasks: Sequence[Task]) -> None:
         if not isinstance(value, list) or not self._maps_downstream():
             return
-        error = mapping_error(shape, len(value), conf.getint("core", "max_map_length", fallback=1024), tasks)
+        limit = conf.getint("core", "max_map_length", fallback=1024)
+        error = mapping_error(shape, len(value), limit, len(tasks), by_case_groups(tasks))
         if error is not None:
             raise error
 
