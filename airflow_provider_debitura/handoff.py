@@ -28,6 +28,7 @@ from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.hooks.paging import Listing, TaskListing
 from airflow_provider_debitura.models import Task, TaskType
+from airflow_provider_debitura.replies.text import display_text
 
 if TYPE_CHECKING:
     from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook, DebituraHook
@@ -166,32 +167,69 @@ def _task_section(task: Mapping[str, Any], number: int | None) -> str:
     return "\n\n".join(lines)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+"""Every ASCII punctuation character: CommonMark lets each be backslash-escaped, and escaped it starts nothing
+(no heading, list, quote, table, code, emphasis, entity, HTML or link)."""
+
+_LINK_FORMING = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)|(?<=@)", re.IGNORECASE)
+"""Where GFM's autolink literals start: ``scheme://``, ``www.``, ``user@host``. Backslash escapes do not stop
+them (the renderer matches them on the decoded text), a zero-width joiner inside them does."""
+
+ZERO_WIDTH_JOINER = "\u200d"
 
 
-def escape_markdown(text: str) -> str:
-    """Text shown as itself: Markdown punctuation escaped, so a title cannot turn into a link or HTML.
+def escape_markdown(text: Any) -> str:
+    """Text shown as itself in a request's Markdown, inert: no link (not even a bare URL, ``www.`` or an e-mail
+    address), no heading, list, quote or HTML, and no bidirectional override (those and control characters are
+    removed, :func:`~airflow_provider_debitura.replies.text.display_text`). Newlines stay (as soft breaks).
 
-    :param text: text that came from Debitura.
+    :param text: text from outside: Debitura, a collection partner, a template.
     """
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    inert = _LINK_FORMING.sub(ZERO_WIDTH_JOINER, display_text(str(text)))
+    return _MD_PUNCTUATION.sub(r"\\\1", inert)
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return " ".join(display_text(str(text)).split())
 
 
-def solution_link(url: Any) -> str:
-    """A clickable Markdown link for an ``https`` URL; anything else is shown, not linked.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]!$&'()*+,;=%]+")
+"""What an https URL may hold here (RFC 3986's characters, without ``@``): no whitespace, no control or
+bidirectional character, nothing that ends a Markdown link."""
+
+
+def clean_https_url(url: Any) -> str | None:
+    """``url`` when it is a clean ``https`` URL with a host (nothing else becomes a link), else None.
+
+    Refused: any whitespace or control character anywhere (``urlparse`` silently drops an embedded newline),
+    another scheme, no host, user info (``https://app.debitura.com@evil.example``).
 
     :param url: the task's ``solutionUrl``.
     """
+    if not isinstance(url, str) or not _URL_CHARACTERS.fullmatch(url):
+        return None
+    try:
+        parsed = urlparse(url)
+        host = parsed.hostname
+    except ValueError:
+        return None
+    if parsed.scheme != "https" or not host or not parsed.netloc:
+        return None
+    return url
+
+
+def solution_link(url: Any) -> str:
+    """A clickable Markdown link for a clean ``https`` URL (:func:`clean_https_url`); anything else is shown
+    as inert text, not linked.
+
+    :param url: the task's ``solutionUrl``.
+    """
+    clean = clean_https_url(url)
+    if clean is not None:
+        safe = clean.replace("(", "%28").replace(")", "%29")
+        return f"**[Open in Debitura]({safe})**"
     if isinstance(url, str) and url.strip():
-        parsed = urlparse(url.strip())
-        if parsed.scheme == "https" and parsed.netloc:
-            safe = url.strip().replace(")", "%29").replace("(", "%28").replace(" ", "%20")
-            return f"**[Open in Debitura]({safe})**"
-        return f"Link (not opened automatically, not https): `{url.strip().replace('`', '')}`"
+        return f"Link not shown as a link (not a clean https URL): {escape_markdown(_one_line(url))}"
     return "No solutionUrl on this task: find it in the Debitura app."
 
 

@@ -32,6 +32,8 @@ from airflow_provider_debitura.replies import (
     template_context,
 )
 from airflow_provider_debitura.replies.failures import case_failure
+from airflow_provider_debitura.replies.templates import clean_reply
+from airflow_provider_debitura.replies.text import display_text
 from airflow_provider_debitura.triggers.human_handoff import DebituraHandoffTrigger
 from airflow_provider_debitura.validation import (
     as_bool,
@@ -267,7 +269,7 @@ def _iso(value: Any) -> Any:
 
 
 def _field_title(draft: CaseDraft) -> str:
-    return f"Reply to {draft.creditor_reference or draft.case_id}"
+    return display_text(f"Reply to {draft.creditor_reference or draft.case_id}")
 
 
 def _param_key(index: int) -> str:
@@ -283,7 +285,7 @@ def _reply_params(drafts: Sequence[CaseDraft]) -> Any:
         {
             _param_key(i): Param(
                 draft.message,
-                type="string",
+                type=["null", "string"],  # optional: an emptied field (null from the UI) sends nothing
                 maxLength=10_000,
                 format="multiline",
                 title=_field_title(draft),
@@ -332,8 +334,11 @@ def _quote(text: str) -> str:
 def apply_edits(
     drafts: Sequence[CaseDraft], params_input: Mapping[str, Any], report: ReplyReport
 ) -> tuple[list[CaseDraft], list[str]]:
-    """The drafts as the person left them: edited texts replace the rendered ones, emptied ones are dropped
-    (reported as skipped). Unknown fields or non-text values fail before anything is posted.
+    """The drafts as the person left them: edited texts replace the rendered ones; an emptied field (``null``, as
+    the UI sends it, empty or only whitespace) sends nothing to its case (reported as skipped) while the others
+    are posted. Control characters in an edit are removed, with a warning
+    (:func:`~airflow_provider_debitura.replies.templates.clean_reply`). Unknown fields or non-text
+    values fail before anything is posted.
 
     :param drafts: the rendered drafts, in the request's order.
     :param params_input: the answer's form values (``reply_1``, ...).
@@ -348,13 +353,18 @@ def apply_edits(
     kept: list[CaseDraft] = []
     edited: list[str] = []
     for index, draft in enumerate(drafts):
-        text = params_input.get(_param_key(index), draft.message)
-        if not isinstance(text, str):
-            raise DebituraConfigError(f"{_param_key(index)} must be text, got {type(text).__name__}.")
-        if not has_visible_text(text):
+        key = _param_key(index)
+        text = params_input.get(key, draft.message)
+        if text is not None and not isinstance(text, str):
+            raise DebituraConfigError(
+                f"{key}={text!r} must be text (or empty to send nothing to case {draft.label}), "
+                f"got {type(text).__name__}."
+            )
+        if text is None or not has_visible_text(text):
             for task in draft.tasks:
                 report.skip(task.id, draft.case_id, "left empty by the approver", draft.creditor_reference)
             continue
+        text = clean_reply(text, where=f"{key} (the reply to case {draft.label}, as approved)")
         if text != draft.message:
             edited.append(draft.creditor_reference or draft.case_id)
             draft = draft.with_message(text)

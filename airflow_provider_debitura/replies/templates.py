@@ -10,6 +10,7 @@ re-renders a variable's content, so ``{{ 7*7 }}`` inside a partner's message sta
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,12 +21,14 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.replies.text import clean_text, describe_characters, unsafe_characters
 from airflow_provider_debitura.validation import MAX_CHAT_MESSAGE_LENGTH, chat_message
 
 __all__ = [
     "MAX_CHAT_MESSAGE_LENGTH",
     "ReplyTemplateError",
     "TemplateSet",
+    "clean_reply",
     "combine_replies",
     "compile_template",
     "compile_templates",
@@ -40,6 +43,8 @@ _RENDER_LIMIT = 2 * MAX_CHAT_MESSAGE_LENGTH
 # ``'x' * n`` and ``n ** m`` are the cheap ways to allocate gigabytes from a one-line template.
 _MAX_SEQUENCE_PRODUCT = 100_000
 _MAX_EXPONENT = 100
+
+log = logging.getLogger(__name__)
 
 
 class ReplyTemplateError(DebituraConfigError):
@@ -239,17 +244,45 @@ def render_reply(
         raise ReplyTemplateError(f"{where} failed to render: {exc}") from None
     except Exception as exc:  # e.g. ZeroDivisionError or a TypeError from a filter
         raise ReplyTemplateError(f"{where} failed to render: {type(exc).__name__}: {exc}") from None
-    return validate_reply(text, where=where)
+    return validate_reply(clean_reply(text, where=where), where=where)
+
+
+def clean_reply(text: str, *, where: str) -> str:
+    """``text`` without control characters (NUL, BEL, terminal escapes, ...) and bidirectional controls
+    (:mod:`.text`: tab and newline stay), with a warning naming what was removed.
+
+    :param text: the rendered (or edited) message.
+    :param where: what the message is, for the warning.
+    """
+    cleaned, removed = clean_text(text)
+    if removed:
+        log.warning(
+            "%s: removed %d control character(s) before posting (%s); newlines and tabs are kept.",
+            where,
+            len(removed),
+            describe_characters(removed),
+        )
+    return cleaned
 
 
 def validate_reply(text: str, *, where: str) -> str:
     """The chat-message check (:func:`~airflow_provider_debitura.validation.chat_message`), raising a
     :class:`ReplyTemplateError` that names the template and task.
 
+    Also refuses control and bidirectional-control characters (:mod:`.text`), which :func:`clean_reply`
+    removes from rendered and edited texts: a text that skipped the cleaning is not posted.
+
     :param text: the rendered (or edited) message.
     :param where: what the message is, for the error.
     """
-    return chat_message(text, where=f"{where}: the rendered message", error=ReplyTemplateError)
+    text = chat_message(text, where=f"{where}: the rendered message", error=ReplyTemplateError)
+    unsafe = unsafe_characters(text)
+    if unsafe:
+        raise ReplyTemplateError(
+            f"{where}: the message contains control characters ({describe_characters(unsafe)}); a chat reply may "
+            "hold text, newlines and tabs only. Remove them (clean_reply does) and try again."
+        )
+    return text
 
 
 def combine_replies(replies: Sequence[str]) -> str:

@@ -111,3 +111,21 @@ def test_timeout_posts_nothing(api, sandbox) -> None:
     assert report["outcome"] == "timed_out" and report["replied"] == [] and report["responded_by"] is None
     assert request_counts(sandbox).get(POSTS, 0) == 0
     assert api.pending("hitl_approval_timeout") == []
+
+
+def test_approve_with_an_emptied_field_over_rest_posts_the_others(api, sandbox) -> None:
+    """Issue 21, item 3: the UI's own body for an emptied textarea (null) is accepted; that case gets nothing and
+    is reported, the other case is posted."""
+    run, request = _start(api, sandbox)
+    assert all("null" in param["schema"]["type"] for param in request["params"].values())
+    fields = _fields(request)
+    fields[_field_of(request, "INV-1002")] = None
+    assert api.answer(request, ["Approve"], fields).status_code == 200
+    report = _report(run)
+    assert report["outcome"] == "approved"
+    assert {r["creditor_reference"] for r in report["replied"]} == {"INV-1003"}
+    assert {s["creditor_reference"]: s["reason"] for s in report["skipped"]} == {
+        "INV-1002": "left empty by the approver"
+    }
+    assert _creditor_messages(sandbox, "INV-1002") == [] and len(_creditor_messages(sandbox, "INV-1003")) == 1
+    assert request_counts(sandbox)[POSTS] == 1

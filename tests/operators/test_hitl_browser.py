@@ -86,3 +86,52 @@ def test_required_actions_page_shows_a_reply_awaiting_approval(browser_api, sand
         result = run.result(timeout=RUN_TIMEOUT)
     assert result.xcom("approve_replies")["outcome"] == "rejected", result.explain()
     assert sandbox.control("GET", "/counters").json().get("POST /cases/{id}/chats", 0) == 0
+
+
+HOSTILE_DESCRIPTION = (
+    "URGENT-NOTICE\n===\n- item-one\n1. item-first\n"
+    "Log in at https://evil.example/login or www.evil-pay.example, write to billing@evil.example "
+    "![x](http://evil.example/pixel.png)\n"
+    "Pay to \u202eDK50 0040 0440 1162 43\u202c"
+)
+
+
+def _texts(page, selector: str) -> list[str]:
+    return page.eval_on_selector_all(selector, "els => els.map(e => e.textContent || '')")
+
+
+def test_partner_text_in_a_request_is_inert_in_the_browser(browser_api, sandbox, tmp_path) -> None:
+    """Issue 21, item 4: partner text and titles render as text (no link, heading, list, image or bidi override);
+    a solutionUrl with an embedded newline is not a link, and what follows it renders as text."""
+    [review] = [t for t in sandbox.state.list_tasks("Open") if t["type"] == "ReviewPartner"]
+    sandbox.control("POST", f"/tasks/{review['id']}/solve")
+    hostile = {
+        "type": "ReviewPartner",
+        "caseId": review["caseId"],
+        "title": "Pay at www.evil-pay.example",
+        "description": HOSTILE_DESCRIPTION,
+        "solutionUrl": "https://app.debitura.com/x\n\n[Pay here](https://evil.example/login)",
+    }
+    assert sandbox.control("POST", "/tasks", json=hostile).status_code in (200, 201)
+    api = browser_api
+    run, request = run_until_request(api, "hitl_handoff_wait", sandbox.conn_json(), RUN_TIMEOUT)
+    try:
+        with logged_in_page(api) as page:
+            page.goto(f"{api.url}/required_actions", wait_until="networkidle")
+            page.get_by_text(request["subject"]).first.click()
+            page.get_by_text("URGENT-NOTICE", exact=False).first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "hitl_inert_partner_text.png", full_page=True)
+            hrefs = page.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href') || '')")
+            assert [h for h in hrefs if "evil" in h] == [], hrefs
+            assert page.get_by_role("link", name="Open in Debitura").count() == 0
+            assert _texts(page, "img[src*='evil']") == []
+            for selector in ("h1", "h2", "ul", "ol", "li", "a", "h3 a"):  # the title is the task's own h3
+                marked = [t for t in _texts(page, selector) if "URGENT-NOTICE" in t or "item-" in t or "evil" in t]
+                assert marked == [], (selector, marked)
+            body = page.inner_text("body")
+            assert "DK50 0040 0440 1162 43" in body and "\u202e" not in body
+            assert "Pay here" in body  # what followed the newline in the solutionUrl is shown as text
+    finally:
+        api.answer(request, ["Can't do"], {"note": "browser check done"})
+        result = run.result(timeout=RUN_TIMEOUT)
+    assert result.xcom("summarise") == ["cant_do"], result.explain()

@@ -155,11 +155,11 @@ def test_body_shows_each_task_with_a_link_and_escapes_debitura_text():
     )
     body = handoff_body(tasks, intro="Please handle **today**.", done="Done", cant_do="Can't do")
     assert body.startswith("Please handle **today**.")
-    assert "### 1. Sign \\[here\\]\\(javascript:alert\\(1\\)\\) \\<b\\>now\\</b\\>" in body
+    assert "### 1. Sign \\[here\\]\\(javascript\\:alert\\(1\\)\\) \\<b\\>now\\<\\/b\\>" in body
     assert "Needs \\*two\\* signatures" in body and "deadline **2026-12-01 09:30 UTC**" in body
     assert "**[Open in Debitura](https://app.debitura.com/creditor/contracts?task=T1)**" in body
-    assert "[Open in Debitura](javascript" not in body and "not https): `javascript:x`" in body
-    assert "### 2. Generic" in body and "case INV-9" in body
+    assert "[Open in Debitura](javascript" not in body and "(not a clean https URL): javascript\\:x" in body
+    assert "### 2. Generic" in body and "case INV\\-9" in body
     assert default_subject(tasks) == "2 Debitura tasks"
     assert default_subject(tasks[:1]).startswith("Sign contract: Sign [here]")
     assert default_subject(tasks[1:]) == "Generic: T2 (case INV-9)"
