@@ -253,22 +253,57 @@ def format_deadline(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class HandoffCheck:
-    """What Debitura says about the handed-over tasks right now."""
+    """What Debitura says about the handed-over tasks right now.
+
+    :param still_open: tasks Debitura still lists open.
+    :param gone: tasks Debitura no longer lists open (solved).
+    :param notes: remarks for the log (e.g. a listing that could not verify itself).
+    :param missing: tasks on a case that is gone (404): not solved, not open; the handoff fails.
+    :param missing_cases: the ids of those cases.
+    """
 
     still_open: tuple[dict[str, Any], ...]
     gone: tuple[dict[str, Any], ...]
     notes: tuple[str, ...] = ()
+    missing: tuple[dict[str, Any], ...] = ()
+    missing_cases: tuple[str, ...] = ()
 
     @property
     def cleared(self) -> bool:
-        """Every task is solved (or gone with its case)."""
-        return not self.still_open
+        """Every task is solved (a task whose case is gone is not)."""
+        return not self.still_open and not self.missing
 
     def describe(self) -> str:
         """One log line: counts, then each open task with its link, then notes."""
-        parts = [f"{len(self.still_open)} still open, {len(self.gone)} solved or gone"]
+        parts = [f"{len(self.still_open)} still open, {len(self.gone)} solved"]
+        if self.missing:
+            parts[0] += f", {len(self.missing)} on a case that is gone ({', '.join(self.missing_cases)})"
         parts += [f"{t.get('type')} {t['id']}: {t.get('solutionUrl') or '(no solutionUrl)'}" for t in self.still_open]
         return "; ".join(parts + list(self.notes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (a trigger event carries it)."""
+        return {
+            "still_open": list(self.still_open),
+            "gone": list(self.gone),
+            "notes": list(self.notes),
+            "missing": list(self.missing),
+            "missing_cases": list(self.missing_cases),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HandoffCheck:
+        """The check :meth:`to_dict` wrote.
+
+        :param data: the dict.
+        """
+        return cls(
+            tuple(data.get("still_open") or ()),
+            tuple(data.get("gone") or ()),
+            tuple(data.get("notes") or ()),
+            tuple(data.get("missing") or ()),
+            tuple(data.get("missing_cases") or ()),
+        )
 
 
 Step = ApiCall[Any] | TaskListing
@@ -277,20 +312,22 @@ Step = ApiCall[Any] | TaskListing
 def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, HandoffCheck]:
     """The requests of one check, as a generator: send each step's result (or throw its error) back in.
 
-    Case tasks: the case's open tasks (one request, no paging, so no drift); a 404 means the case is gone,
-    and its tasks with it. Tasks without a case: one type-filtered account listing, which returns every task
-    open for the whole listing (``hooks.paging``): a task missing from it was solved. A listing that could
-    not verify itself proves nothing gone, so its missing tasks count as still open.
+    Case tasks: the case's open tasks (one request, no paging, so no drift); a 404 means the case is gone:
+    its tasks are reported as ``missing`` (never as solved). Tasks without a case: one type-filtered account
+    listing, which returns every task open for the whole listing (``hooks.paging``): a task missing from it was
+    solved. A listing that could not verify itself proves nothing gone, so its missing tasks count as still open.
 
     :param tasks: the handed-over tasks (handoff dicts).
     """
     open_ids: set[str] = set()
     notes: list[str] = []
+    missing_cases: list[str] = []
     for case_id in sorted({str(t["caseId"]).lower() for t in tasks if t.get("caseId")}):
         try:
             listed: list[Task] = yield endpoints.get_case_tasks(case_id, status="Open")
         except DebituraNotFoundError:
-            notes.append(f"case {case_id} no longer exists (404): its tasks count as gone")
+            notes.append(f"case {case_id} no longer exists (404): its tasks were not solved, the case is gone")
+            missing_cases.append(case_id)
             continue
         open_ids.update(t.id.lower() for t in listed if t.is_open)
     caseless = [t for t in tasks if not t.get("caseId")]
@@ -306,9 +343,10 @@ def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, Hand
             )
             seen |= wanted
         open_ids.update(seen & wanted)
+    missing = tuple(dict(t) for t in tasks if t.get("caseId") and str(t["caseId"]).lower() in missing_cases)
     still = tuple(dict(t) for t in tasks if str(t["id"]).lower() in open_ids)
-    gone = tuple(dict(t) for t in tasks if str(t["id"]).lower() not in open_ids)
-    return HandoffCheck(still, gone, tuple(notes))
+    gone = tuple(dict(t) for t in tasks if str(t["id"]).lower() not in open_ids and dict(t) not in missing)
+    return HandoffCheck(still, gone, tuple(notes), missing, tuple(missing_cases))
 
 
 def _listing_types(tasks: Iterable[Mapping[str, Any]]) -> list[str] | None:

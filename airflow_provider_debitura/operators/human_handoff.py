@@ -11,25 +11,70 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException
+
 from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraError
 from airflow_provider_debitura.handoff import HandoffCheck, default_subject, handoff_body, handoff_tasks, run_check
 from airflow_provider_debitura.hitl_compat import HITLOperator, refuse_fixed_args, require_hitl
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
-from airflow_provider_debitura.triggers.human_handoff import CLEARED_KEY, DebituraHandoffTrigger
+from airflow_provider_debitura.triggers.human_handoff import (
+    CASE_GONE_KEY,
+    CLEARED_KEY,
+    UNVERIFIED_KEY,
+    VERIFIED_KEY,
+    DebituraHandoffTrigger,
+)
 from airflow_provider_debitura.validation import connection_id, positive_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-__all__ = ["DebituraHandoffStillOpenError", "DebituraHumanHandoffOperator"]
+__all__ = [
+    "DebituraHandoffCaseGoneError",
+    "DebituraHandoffStillOpenError",
+    "DebituraHandoffUnverifiedError",
+    "DebituraHumanHandoffOperator",
+]
 
 STILL_OPEN_MODES = ("ask_again", "fail")
+
+VERIFY_GRACE_CHECKS = 3
+"""After an answer Debitura could not confirm, keep checking at least this many ``poll_interval``s."""
 
 
 class DebituraHandoffStillOpenError(DebituraError):
     """A person answered "Done" but Debitura still shows the task open (with ``on_still_open="fail"``)."""
+
+
+class DebituraHandoffCaseGoneError(DebituraError, AirflowFailException):
+    """A case of the handed-over tasks no longer exists (404): its tasks were not solved, they are gone. Not
+    retried (the case does not come back), like the case gate's missing case."""
+
+
+class DebituraHandoffUnverifiedError(DebituraError):
+    """A person answered, but Debitura could not be read to check the answer before the handoff's deadline."""
+
+
+def _case_gone_message(check: HandoffCheck) -> str:
+    tasks = ", ".join(f"{t.get('type')} {t['id']}" for t in check.missing)
+    return (
+        f"Cannot find Debitura case {', '.join(check.missing_cases)} (404: deleted, or not visible to this API "
+        f"key). Its handed-over task(s) ({tasks}) were not solved: the case is gone. Check the case in the "
+        "Debitura app; nothing is left to hand over for it."
+    )
+
+
+def _unverified_message(event: dict[str, Any], error: str) -> str:
+    who = (event.get("responded_by_user") or {}).get("name") or "the timeout default"
+    note = (event.get("params_input") or {}).get(DebituraHumanHandoffOperator.NOTE)
+    answer = f"{who}'s answer {event['chosen_options'][0]!r}" + (f" (note: {note!r})" if note else "")
+    return (
+        f"{answer} is kept (on the request in Required Actions and here), but Debitura could not be read to confirm "
+        f"it before the handoff's deadline: {error}. When Debitura answers again, clear this task: it checks "
+        "Debitura first and finishes without asking anyone if the task is solved."
+    )
 
 
 class DebituraHumanHandoffOperator(HITLOperator):
@@ -131,6 +176,8 @@ class DebituraHumanHandoffOperator(HITLOperator):
         """
         tasks = handoff_tasks("debitura_tasks", self.debitura_tasks)
         check = self._check(tasks)
+        if check.missing:
+            raise DebituraHandoffCaseGoneError(_case_gone_message(check))
         if check.cleared:
             self.log.info("Nothing to hand over: Debitura already shows %d task(s) solved.", len(check.gone))
             return self._report("already_cleared", tasks, check, rounds=0, checks=1)
@@ -167,21 +214,40 @@ class DebituraHumanHandoffOperator(HITLOperator):
         for notifier in self.notifiers:
             notifier(context)
         self.defer(
-            trigger=DebituraHandoffTrigger(
-                ti_id=str(ti_id),
-                tasks=tasks,
-                debitura_conn_id=connection_id(self.debitura_conn_id),
-                poll_interval=self.poll_interval,
-                response_poll_interval=self.response_poll_interval,
-                timeout_at=timeout_at,
-                defaults=self.defaults,
-                done_option=self.DONE,
-                note_param=self.NOTE,
-                checks=checks,
-                rounds=rounds,
-            ),
+            trigger=self._trigger(str(ti_id), tasks, rounds=rounds, checks=checks, timeout_at=timeout_at),
             method_name="execute_complete",
-            kwargs={"tasks": tasks, "rounds": rounds, "checks": checks},
+            kwargs={"tasks": tasks, "rounds": rounds, "checks": checks, "timeout_at": timeout_at},
+        )
+
+    def _trigger(
+        self,
+        ti_id: str,
+        tasks: list[dict[str, Any]],
+        *,
+        rounds: int,
+        checks: int,
+        timeout_at: float | None,
+        answer: dict[str, Any] | None = None,
+    ) -> DebituraHandoffTrigger:
+        verify = None
+        if answer is not None:  # what the trigger echoes back: the answer, as JSON
+            keys = ("chosen_options", "params_input", "responded_at", "responded_by_user", "timedout")
+            verify = {key: answer.get(key) for key in keys}
+            when = verify["responded_at"]
+            verify["responded_at"] = when.isoformat() if isinstance(when, datetime) else when
+        return DebituraHandoffTrigger(
+            ti_id=ti_id,
+            tasks=tasks,
+            debitura_conn_id=connection_id(self.debitura_conn_id),
+            poll_interval=self.poll_interval,
+            response_poll_interval=self.response_poll_interval,
+            timeout_at=timeout_at,
+            defaults=self.defaults,
+            done_option=self.DONE,
+            note_param=self.NOTE,
+            checks=checks,
+            rounds=rounds,
+            verify_answer=verify,
         )
 
     # -- the answer --
@@ -193,6 +259,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
         tasks: list[dict[str, Any]] | None = None,
         rounds: int = 1,
         checks: int = 0,
+        timeout_at: float | None = None,
     ) -> Any:
         """Act on the answer (or on Debitura clearing the tasks): see the class docstring.
 
@@ -201,12 +268,16 @@ class DebituraHumanHandoffOperator(HITLOperator):
         :param tasks: the tasks this round asked about.
         :param rounds: how many times the request has been asked.
         :param checks: Debitura checks made so far.
+        :param timeout_at: when this round's response time ends (epoch seconds), if it has an end.
         """
         # The trigger's event carries the state too: dag.test() resumes with the event alone.
         tasks = event.get("tasks") or tasks or handoff_tasks("debitura_tasks", self.debitura_tasks)
         rounds = int(event.get("rounds") or rounds)
         checks = int(event.get("checks") or checks)
+        timeout_at = event.get("timeout_at", timeout_at)
         push_solution_url(context, next((t["solutionUrl"] for t in tasks if t.get("solutionUrl")), None))
+        if event.get(CASE_GONE_KEY):
+            raise DebituraHandoffCaseGoneError(_case_gone_message(HandoffCheck.from_dict(event["check"])))
         if event.get(CLEARED_KEY):
             check = HandoffCheck((), tuple(event.get("gone") or tasks), tuple(event.get("notes") or ()))
             self.log.info("Solved in Debitura before anyone answered; the request was closed. %s", check.describe())
@@ -218,8 +289,9 @@ class DebituraHumanHandoffOperator(HITLOperator):
             self._log_cant_do(who, event)
             check = HandoffCheck(tuple(tasks), ())
             return self._report("cant_do", tasks, check, event=event, rounds=rounds, checks=checks)
-        check = self._check(tasks)
-        checks += 1
+        check, checks = self._check_answer(context, tasks, event, rounds=rounds, checks=checks, timeout_at=timeout_at)
+        if check.missing:
+            raise DebituraHandoffCaseGoneError(f"{who} answered {chosen!r}, but " + _case_gone_message(check))
         if check.cleared:
             self.log.info("%s answered %s and Debitura confirms it: every task is solved.", who, chosen)
             return self._report("done", tasks, check, event=event, rounds=rounds, checks=checks)
@@ -228,6 +300,50 @@ class DebituraHumanHandoffOperator(HITLOperator):
             raise DebituraHandoffStillOpenError(message + ". Resolve it in Debitura (link above), then re-run.")
         self.log.warning("%s. Asking again.", message)
         self._ask(context, list(check.still_open), rounds=rounds + 1, checks=checks)
+
+    def _check_answer(
+        self,
+        context: Context,
+        tasks: list[dict[str, Any]],
+        event: dict[str, Any],
+        *,
+        rounds: int,
+        checks: int,
+        timeout_at: float | None,
+    ) -> tuple[HandoffCheck, int]:
+        """Debitura's word on a "Done" answer, and the checks made so far.
+
+        A transient error (after the hook's own retries) does not use the answer up: the task defers to the
+        trigger, which checks again until this round's response deadline (at least ``VERIFY_GRACE_CHECKS``
+        poll intervals from now), then fails saying the answer was kept (:class:`DebituraHandoffUnverifiedError`).
+        """
+        if event.get(UNVERIFIED_KEY):
+            raise DebituraHandoffUnverifiedError(_unverified_message(event, str(event[UNVERIFIED_KEY])))
+        if event.get(VERIFIED_KEY):
+            return HandoffCheck.from_dict(event[VERIFIED_KEY]), checks  # the trigger counted its checks
+        try:
+            return self._check(tasks), checks + 1
+        except DebituraError as exc:
+            if not exc.transient:
+                raise DebituraHandoffUnverifiedError(
+                    _unverified_message(event, f"{type(exc).__name__}: {exc}")
+                ) from exc
+            self.log.warning("Could not check Debitura after the answer (%s). The answer is kept; checking again.", exc)
+        grace = time.time() + VERIFY_GRACE_CHECKS * self.poll_interval
+        deadline = max(grace, float(timeout_at)) if timeout_at is not None else None
+        self.defer(
+            trigger=self._trigger(
+                str(context["task_instance"].id),
+                tasks,
+                rounds=rounds,
+                checks=checks + 1,
+                timeout_at=deadline,
+                answer=event,
+            ),
+            method_name="execute_complete",
+            kwargs={"tasks": tasks, "rounds": rounds, "checks": checks + 1, "timeout_at": deadline},
+        )
+        raise AssertionError("defer() raises")  # pragma: no cover
 
     def _log_cant_do(self, who: str, event: dict[str, Any]) -> None:
         note = (event.get("params_input") or {}).get(self.NOTE)

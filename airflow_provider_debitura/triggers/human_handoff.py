@@ -15,6 +15,12 @@ waiting for an answer, exactly like ``awaiting_input``.
   write (409) and the person's answer wins.
 - ``timeout_at`` passes: one last Debitura check, then the default options (recorded like ``HITLTrigger``
   does) or a timeout error.
+- A case of the handed-over tasks is gone (404): an event saying so (``case_gone``); the operator fails. The
+  tasks were not solved, so the request is not answered "Done".
+- With ``verify_answer`` (the operator could not read Debitura right after a person's answer): no waiting for
+  an answer; Debitura is checked again, with growing pauses up to ``poll_interval``, until a check succeeds
+  (an event with the answer and ``verified``, the check) or ``timeout_at`` passes or the error is not transient
+  (the answer and ``unverified``, the last error).
 """
 
 from __future__ import annotations
@@ -40,6 +46,18 @@ CLEARED_KEY = "debitura_cleared"
 CLOSED_NOTE = "Closed by Airflow:"
 """How the note recorded with such an answer starts."""
 
+CASE_GONE_KEY = "debitura_case_gone"
+"""Event key set when a case of the handed-over tasks no longer exists (404); ``check`` holds the check."""
+
+VERIFIED_KEY = "debitura_verified"
+"""Event key (verify mode): the check that confirmed, or not, a person's answer (``HandoffCheck.to_dict()``)."""
+
+UNVERIFIED_KEY = "debitura_unverified"
+"""Event key (verify mode): why Debitura could not be read to check a person's answer in time."""
+
+VERIFY_FIRST_PAUSE = 5.0
+"""Seconds before the first re-check in verify mode; each pause doubles, up to ``poll_interval``."""
+
 
 class DebituraHandoffTrigger(BaseTrigger):
     """Waits for an answer to a handoff request, or for its Debitura tasks to clear; yields one event.
@@ -63,6 +81,8 @@ class DebituraHandoffTrigger(BaseTrigger):
     :param rounds: how many times the request has been asked (1, or more after "Done" met an open task).
     :param carry: the operator's own JSON state, echoed in every event (e.g. the reply drafts of an approval).
         With no ``tasks``, Debitura is not watched: the trigger waits for the answer or the timeout only.
+    :param verify_answer: a person's answer (an event, ``responded_at`` as ISO text) that Debitura could not be
+        read to check: the trigger checks Debitura until it can, or until ``timeout_at``, and echoes the answer.
     """
 
     def __init__(
@@ -80,6 +100,7 @@ class DebituraHandoffTrigger(BaseTrigger):
         checks: int = 0,
         rounds: int = 1,
         carry: dict[str, Any] | None = None,
+        verify_answer: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.ti_id = str(ti_id)
@@ -94,6 +115,7 @@ class DebituraHandoffTrigger(BaseTrigger):
         self.checks = int(checks)
         self.rounds = int(rounds)
         self.carry = None if carry is None else dict(carry)
+        self.verify_answer = None if verify_answer is None else dict(verify_answer)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -111,11 +133,18 @@ class DebituraHandoffTrigger(BaseTrigger):
                 "checks": self.checks,
                 "rounds": self.rounds,
                 "carry": self.carry,
+                "verify_answer": self.verify_answer,
             },
         )
 
     def _event(self, payload: dict[str, Any]) -> TriggerEvent:
-        state = {"checks": self.checks, "rounds": self.rounds, "tasks": self.tasks, "carry": self.carry}
+        state = {
+            "checks": self.checks,
+            "rounds": self.rounds,
+            "tasks": self.tasks,
+            "carry": self.carry,
+            "timeout_at": self.timeout_at,
+        }
         return TriggerEvent({**payload, **state})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -127,6 +156,8 @@ class DebituraHandoffTrigger(BaseTrigger):
         yield event
 
     async def _wait(self, hook: DebituraAsyncHook) -> TriggerEvent:
+        if self.verify_answer is not None:
+            return await self._verify(hook, self.verify_answer)
         next_check = time.time() + self.poll_interval  # the operator checked just before it deferred
         while True:
             answer = await self._answer()
@@ -137,6 +168,8 @@ class DebituraHandoffTrigger(BaseTrigger):
             if self.tasks and (timed_out or now >= next_check):
                 check = await self._check(hook)
                 next_check = time.time() + self.poll_interval
+                if check is not None and check.missing:
+                    return self._event({CASE_GONE_KEY: True, "check": check.to_dict()})
                 if check is not None and check.cleared:
                     return await self._close(check)
             if timed_out:
@@ -191,6 +224,34 @@ class DebituraHandoffTrigger(BaseTrigger):
             return None
         self.log.info("Debitura check %d: %s", self.checks, check.describe())
         return check
+
+    async def _verify(self, hook: DebituraAsyncHook, answer: dict[str, Any]) -> TriggerEvent:
+        """Check Debitura until it answers (or ``timeout_at``); echo the person's answer with the result."""
+        event = {**answer, "responded_at": _as_datetime(answer.get("responded_at"))}
+        pause = min(VERIFY_FIRST_PAUSE, self.poll_interval)
+        while True:
+            remaining = None if self.timeout_at is None else self.timeout_at - time.time()
+            await asyncio.sleep(max(0.0, pause if remaining is None else min(pause, remaining)))
+            self.checks += 1
+            try:
+                check = await arun_check(hook, self.tasks)
+            except asyncio.CancelledError:
+                raise
+            except DebituraError as exc:
+                out_of_time = self.timeout_at is not None and time.time() >= self.timeout_at
+                if out_of_time or not exc.transient:
+                    return self._event({**event, UNVERIFIED_KEY: f"{type(exc).__name__}: {exc}"})
+                self.log.warning(
+                    "Could not check Debitura after the answer (check %d): %s. The answer is kept; trying again "
+                    "in %.0f s.",
+                    self.checks,
+                    exc,
+                    pause,
+                )
+                pause = min(pause * 2, self.poll_interval)
+                continue
+            self.log.info("Debitura check %d (after the answer): %s", self.checks, check.describe())
+            return self._event({**event, VERIFIED_KEY: check.to_dict()})
 
     async def _close(self, check: HandoffCheck) -> TriggerEvent:
         note = (
@@ -255,3 +316,13 @@ class DebituraHandoffTrigger(BaseTrigger):
                 "timedout": True,
             }
         )
+
+
+def _as_datetime(value: Any) -> Any:
+    """An ISO timestamp back as a ``datetime`` (Airflow's HITL events carry one); anything else as it is."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value

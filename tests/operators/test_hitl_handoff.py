@@ -6,6 +6,7 @@ the task supervisor) are replaced by an in-memory request; everything Debitura-s
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -209,13 +210,16 @@ def test_check_of_caseless_tasks_on_a_multi_page_listing_proves_a_gone_task(debi
     assert _counters(sandbox)["GET /tasks"] == 3
 
 
-def test_a_case_that_is_gone_takes_its_tasks_with_it(debitura_conn):
+def test_a_case_that_is_gone_is_reported_as_gone_never_as_solved(debitura_conn):
     from airflow_provider_debitura.hooks.debitura import DebituraHook
 
-    tasks = handoff_tasks("t", {"id": str(uuid.uuid4()), "type": "Generic", "caseId": str(uuid.uuid4())})
+    case_id = str(uuid.uuid4())
+    tasks = handoff_tasks("t", {"id": str(uuid.uuid4()), "type": "Generic", "caseId": case_id})
     with DebituraHook() as hook:
         check = run_check(hook, tasks)
-    assert check.cleared and "no longer exists (404)" in check.describe()
+    assert not check.cleared and check.gone == () and check.still_open == ()
+    assert check.missing_cases == (case_id,) and [t["id"] for t in check.missing] == [tasks[0]["id"]]
+    assert "1 on a case that is gone" in check.describe() and "were not solved" in check.describe()
 
 
 # ------------------------------------------------------------------------------------------- the operator
@@ -436,3 +440,115 @@ async def test_trigger_keeps_waiting_for_the_person_when_debitura_fails(debitura
     assert not run.done()
     request_.answer(["Done"])
     assert (await run)["chosen_options"] == ["Done"]
+
+
+# ------------------------------------------------------------------------- a case that is gone (issue 21, item 7)
+
+
+def _delete_case_of(sandbox, task: dict[str, Any]) -> None:
+    """Debitura deletes the case: its endpoints answer 404 while GET /tasks still lists the task open."""
+    assert sandbox.control("POST", f"/cases/{task['caseId']}/delete").status_code == 200
+
+
+def test_a_deleted_case_fails_the_handoff_before_asking(debitura_conn, request_):
+    from airflow_provider_debitura.operators.human_handoff import DebituraHandoffCaseGoneError
+
+    review = _open(debitura_conn, "ReviewPartner")
+    _delete_case_of(debitura_conn, review)
+    with pytest.raises(DebituraHandoffCaseGoneError, match="Cannot find Debitura case .* were not solved"):
+        _operator(debitura_tasks=review).execute(_context())
+    assert request_.upserts == []
+
+
+def test_done_on_a_deleted_case_fails_saying_the_case_is_gone(debitura_conn, request_):
+    from airflow_provider_debitura.operators.human_handoff import DebituraHandoffCaseGoneError
+
+    review = handoff_tasks("t", _open(debitura_conn, "ReviewPartner"))
+    _delete_case_of(debitura_conn, review[0])
+    with pytest.raises(DebituraHandoffCaseGoneError, match="Alice answered 'Done', but Cannot find Debitura case"):
+        _operator(debitura_tasks=review).execute_complete(_context(), _event(["Done"]), tasks=review)
+
+
+async def test_trigger_reports_a_deleted_case_as_gone_not_solved(debitura_conn, request_):
+    from airflow_provider_debitura.operators.human_handoff import DebituraHandoffCaseGoneError
+
+    review = _open(debitura_conn, "ReviewPartner")
+    tasks = handoff_tasks("t", review)
+    run = asyncio.ensure_future(_first_event(_trigger(tasks, checks=1)))
+    await asyncio.sleep(0.5)
+    assert not run.done()
+    _delete_case_of(debitura_conn, review)
+    assert any(t["id"] == review["id"] for t in debitura_conn.state.list_tasks("Open"))  # still listed open
+    event = await run
+    assert "debitura_cleared" not in event and event["debitura_case_gone"] is True
+    assert request_.recorded == []  # nobody's "Done" is written for a task that was not solved
+    with pytest.raises(DebituraHandoffCaseGoneError, match="Cannot find Debitura case") as failed:
+        _operator(debitura_tasks=tasks).execute_complete(_context(), event)
+    assert "solved in Debitura" not in str(failed.value)
+
+
+# ------------------------------------------------------------------ an outage after "Done" (issue 21, item 8)
+
+
+@pytest.fixture
+def one_try_conn(debitura_conn, monkeypatch):
+    """The sandbox connection with no retries inside the hook, so each check is one request."""
+    conn = debitura_conn.conn_dict()
+    conn["extra"] = {**conn["extra"], "max_attempts": 1}
+    monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", json.dumps(conn))
+    return debitura_conn
+
+
+def _fail_case_reads(sandbox, status: int = 503, count: int | None = 40) -> None:
+    rule = {"kind": "status", "status": status, "method": "GET", "path": "/cases", "count": count}
+    assert sandbox.control("PUT", "/faults", json={"rules": [rule]}).status_code == 200
+
+
+async def test_done_during_a_short_outage_is_checked_again_not_lost(one_try_conn, request_):
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    sandbox = one_try_conn
+    review = handoff_tasks("t", _open(sandbox, "ReviewPartner"))
+    sandbox.control("POST", f"/tasks/{review[0]['id']}/solve")
+    _fail_case_reads(sandbox)  # the next 40 case reads answer 503
+    op = _operator(debitura_tasks=review, poll_interval=0.02)
+    with pytest.raises(TaskDeferred) as deferred:  # not failed: the answer waits for Debitura
+        op.execute_complete(_context(), _event(["Done"], note="Reviewed"), tasks=review, rounds=1, checks=1)
+    trigger = deferred.value.trigger
+    assert trigger.verify_answer["chosen_options"] == ["Done"] and trigger.verify_answer["params_input"]["note"]
+    event = await _first_event(trigger, timeout=60)
+    report = _operator(debitura_tasks=review, poll_interval=0.02).execute_complete(_context(), event)
+    assert report["outcome"] == "done" and report["note"] == "Reviewed" and report["rounds"] == 1
+    assert report["responded_by"] == {"id": "alice", "name": "Alice"}
+    assert _counters(sandbox)[CASE_TASKS] == 41 == report["checks"] - 1  # 40 refused, then the one that answered
+    assert request_.upserts == [] and request_.recorded == []  # nobody asked again, nothing written
+
+
+async def test_an_outage_past_the_deadline_fails_saying_the_answer_was_kept(one_try_conn, request_):
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_debitura.operators.human_handoff import DebituraHandoffUnverifiedError
+
+    sandbox = one_try_conn
+    review = handoff_tasks("t", _open(sandbox, "ReviewPartner"))
+    _fail_case_reads(sandbox, count=None)  # down for good
+    op = _operator(debitura_tasks=review, poll_interval=0.05)
+    soon = datetime.now(timezone.utc).timestamp() + 0.5
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_complete(_context(), _event(["Done"], note="Signed"), tasks=review, timeout_at=soon)
+    assert deferred.value.trigger.timeout_at >= soon
+    event = await _first_event(deferred.value.trigger, timeout=60)
+    with pytest.raises(DebituraHandoffUnverifiedError) as failed:
+        op.execute_complete(_context(), event)
+    message = str(failed.value)
+    assert "Alice's answer 'Done' (note: 'Signed') is kept" in message and "503" in message
+    assert request_.upserts == []
+
+
+def test_a_permanent_error_after_done_fails_at_once_saying_the_answer_was_kept(one_try_conn, request_):
+    from airflow_provider_debitura.operators.human_handoff import DebituraHandoffUnverifiedError
+
+    review = handoff_tasks("t", _open(one_try_conn, "ReviewPartner"))
+    _fail_case_reads(one_try_conn, status=401, count=None)
+    with pytest.raises(DebituraHandoffUnverifiedError, match="Alice's answer 'Done' is kept .*401"):
+        _operator(debitura_tasks=review).execute_complete(_context(), _event(["Done"]), tasks=review)
