@@ -33,8 +33,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
+
+try:  # Airflow 3: a trigger an AssetWatcher may run
+    from airflow.triggers.base import BaseEventTrigger
+except ImportError:  # Airflow 2.11 (common-compat's own fallback, which its versions before 1.15 lack)
+    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[assignment]
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.gate import CASE_ID, ID, TYPE
