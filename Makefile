@@ -96,12 +96,21 @@ test-pair: export PYTHONDONTWRITEBYTECODE =
 test-pair: $(PAIR_VENV)/.installed
 	$(PAIR_VENV)/bin/python -m pytest -n $(TEST_WORKERS_MATRIX) --dist loadgroup -m "$(TIER_MARKERS)" $(PYTEST_ARGS)
 
-# Every pair of MATRIX in turn; the output of each is printed as it runs, a failure fails the target at the end.
+# Every pair of MATRIX, MATRIX_JOBS at a time (their DAG runs and servers mostly wait, so two side by side take
+# little longer than one); each pair's output is printed when it ends, a failure fails the target at the end.
+MATRIX_JOBS ?= 2
+MATRIX_TARGETS = $(addprefix matrix/,$(subst :,/,$(MATRIX)))
+.PHONY: $(MATRIX_TARGETS)
+
 test-matrix:
-	@status=0; for pair in $(MATRIX); do \
-	  echo "---- Airflow $${pair%%:*} on Python $${pair##*:}: the end-to-end and human-in-the-loop tiers ----"; \
-	  $(MAKE) --no-print-directory test-pair PAIR=$$pair || status=1; \
-	done; exit $$status
+	@$(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) $(MATRIX_TARGETS)
+
+$(MATRIX_TARGETS): matrix/%:
+	@pair=$(subst /,:,$*); log=$$(mktemp); start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-pair PAIR=$$pair > $$log 2>&1; status=$$?; \
+	echo "---- Airflow $${pair%%:*} on Python $${pair##*:}: the end-to-end and human-in-the-loop tiers" \
+	  "($$(( $$(date +%s) - start )) s, exit $$status) ----"; \
+	cat $$log; rm -f $$log; exit $$status
 
 # What CI runs (.ci/run): make test with Airflow 3.3 on the newest Python claimed and 2.11 on the oldest, then
 # the other Airflow minors. Python interpreters are found on PATH or in pyenv (scripts/find-python).

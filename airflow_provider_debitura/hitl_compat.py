@@ -115,6 +115,19 @@ def require_hitl(what: str) -> None:
     )
 
 
+def summary(operator: Any) -> dict[str, Any]:
+    """The dict a HITL operator adds its own entries to for the task's summary: ``hitl_summary_extra`` in the
+    standard provider 1.19+, ``hitl_summary`` itself before (1.13-1.18, as on Airflow 3.2.2's constraints).
+
+    :param operator: the running HITL operator.
+    """
+    extra = getattr(operator, "hitl_summary_extra", None)
+    if isinstance(extra, dict):
+        return extra
+    found = getattr(operator, "hitl_summary", None)
+    return found if isinstance(found, dict) else {}
+
+
 def upsert_request(
     ti_id: UUID,
     *,

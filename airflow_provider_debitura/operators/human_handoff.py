@@ -209,7 +209,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
             assigned_users=self.assigned_users,
         )
         timeout_at = time.time() + self.response_timeout.total_seconds() if self.response_timeout else None
-        self.hitl_summary_extra["debitura_round"] = rounds
+        hitl_compat.summary(self)["debitura_round"] = rounds
         self.log.info("Waiting for a person (round %d), or for Debitura to show the task(s) solved.", rounds)
         for notifier in self.notifiers:
             notifier(context)
@@ -366,7 +366,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
     ) -> dict[str, Any]:
         event = event or {}
         responded_at = event.get("responded_at")
-        self.hitl_summary_extra["debitura_outcome"] = outcome
+        hitl_compat.summary(self)["debitura_outcome"] = outcome
         return {
             "outcome": outcome,
             "tasks": tasks,
