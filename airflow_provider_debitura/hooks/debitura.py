@@ -447,12 +447,15 @@ async def _read_connection_async(conn_id: str) -> tuple[Any, dict[str, Any]]:
     """Read a connection from inside an event loop without a synchronous supervisor call on the loop.
 
     common-compat >= 1.23 knows which Airflow versions mask secrets synchronously (a deadlock risk in the
-    triggerer before 3.3.2) and picks the safe path. Python 3.10 can only install common-compat <= 1.20,
-    which lacks that knowledge: there, the synchronous read runs in a worker thread, which is safe on every
-    Airflow version (it is what 1.23 itself does before 3.3.2).
+    triggerer before 3.3.2) and picks the safe path. Older common-compat (Airflow's own constraints pin 1.14 to
+    1.19; Python 3.10 cannot install 1.23) lacks that knowledge: there, the synchronous read runs in the thread
+    asgiref keeps for it, which is safe on every Airflow version (it is what 1.23 itself does before 3.3.2).
     """
     try:
-        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+        from airflow.providers.common.compat.connection import (  # type: ignore[attr-defined,unused-ignore]
+            get_async_connection,
+            get_async_extra_dejson,
+        )
     except ImportError:
         conn = await call_airflow(BaseHook.get_connection, conn_id)
         return conn, await call_airflow(lambda: conn.extra_dejson)
