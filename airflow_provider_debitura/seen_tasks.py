@@ -5,8 +5,10 @@ The state a watcher keeps (see ``docs/event-driven.md`` for the semantics and th
 - **Seen ids**: the tasks it fired for or recorded as backlog, 16 raw bytes per GUID, base64, grouped
   by the hour of their ``dateCreated``.
 - **A watermark per filter** (:class:`Mark`): every task the filter matches that was created at or
-  before ``cutoff`` has been seen. It trails the newest task listed by :data:`WATERMARK_LAG`, so the
-  ids behind it can be dropped: a backlog of 20,000 open tasks costs one number, not 20,000 ids.
+  before ``cutoff`` has been seen. It trails the newest task listed by :data:`WATERMARK_LAG`, also on a
+  first start, so the ids behind it can be dropped: a backlog costs one number plus the ids of the
+  tasks created within the lag before its newest one (those are judged by id, so a task that appears
+  later dated before the newest backlog task still fires).
 
 A seen id is never dropped because its task is missing from a listing (an empty 200 from a proxy, a
 hiccup): only the watermark passing its creation time drops it, so no number of odd listings makes
@@ -605,7 +607,7 @@ class SeenTracker:
         oldest = min((created for _, created in self._fired.values() if created is not None), default=None)
         mark = self.mark
         if oldest is not None and mark.cutoff is not None and mark.cutoff >= oldest:
-            marks[self.watch.key] = replace(mark, cutoff=oldest - 1e-6)  # a first start's watermark covers them
+            marks[self.watch.key] = replace(mark, cutoff=oldest - 1e-6)  # a replayed backlog's watermark covers them
         return SeenState(ids, marks, self.state.forgotten)
 
     def report(self, key: str, text: str, outcome: RoundOutcome) -> None:
@@ -691,8 +693,10 @@ class SeenTracker:
             self.dirty = True
         if mark.hi is None:
             return
-        first_start = self._start is not None and not self._start.others
-        target = mark.hi if first_start else mark.hi - WATERMARK_LAG
+        # Also on a first start: the backlog's ids within the lag stay recorded, so a task that appears later
+        # dated at or before the newest backlog task (clock skew, a shared second, a backdated task) is
+        # judged by its id, not by its timestamp.
+        target = mark.hi - WATERMARK_LAG
         if mark.cutoff is None or target > mark.cutoff:
             mark.cutoff = target
             self.dirty = True

@@ -14,6 +14,7 @@ import contextlib
 import json
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -210,7 +211,7 @@ async def test_first_start_records_the_queue_then_fires_once_per_new_task(debitu
         assert watch.events == []  # the existing queue is the baseline, not a backlog to replay
         newest = max(t["dateCreated"] for t in sb.client().get("/tasks", params={"PageSize": 100}).json()["tasks"])
         mark = store.state().marks[watch.trigger.state_key]
-        assert mark.cutoff is not None and mark.cutoff >= created_epoch(newest)  # the baseline in one number
+        assert mark.cutoff == created_epoch(newest) - 6 * 3600  # the baseline: the documented lag before it
 
         task = add_task(sb)
         await watch.until(lambda: len(watch.events) == 1)
@@ -222,6 +223,45 @@ async def test_first_start_records_the_queue_then_fires_once_per_new_task(debitu
         assert task["id"] in store.state().ids
     finally:
         await watch.stop()
+
+
+def iso_shift(stamp: str, seconds: float) -> str:
+    created = created_epoch(stamp)
+    assert created is not None
+    return datetime.fromtimestamp(created + seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@both_modes
+async def test_first_start_fires_tasks_that_appear_later_dated_at_or_before_the_newest_backlog_task(
+    debitura_conn, store, coalesce
+):
+    """Issue 20 item 8: the 6-hour lag holds from the first start. A task that appears after it, dated at or
+    before the newest backlog task (server clock skew, the same second, backdated), and the rest of a bulk
+    import sharing one second with the backlog, each fire once; the backlog does not."""
+    sb = debitura_conn
+    newest = max(t["dateCreated"] for t in sb.client().get("/tasks", params={"PageSize": 100}).json()["tasks"])
+    early_bulk = [sb.state.add_task({"type": "SignContract", "dateCreated": newest}) for _ in range(10)]
+    watch = Watch(make(store, coalesce=coalesce))
+    try:
+        await watch.rounds(2)
+        assert watch.events == []  # the backlog, the first ten of the bulk import included
+        later = [
+            sb.state.add_task({"type": "ReplyToChat", "caseCreditorReference": "INV-1001", "dateCreated": when})
+            for when in (iso_shift(newest, -2), newest, iso_shift(newest, -3600))
+        ]
+        later += [sb.state.add_task({"type": "SignContract", "dateCreated": newest}) for _ in range(300)]
+        await watch.until(lambda: len(watch.events) >= len(later), timeout=30)
+        await watch.rounds(3)
+        assert sorted(e["id"] for e in watch.events) == sorted(t["id"] for t in later)  # each once
+        assert not {t["id"] for t in early_bulk} & {e["id"] for e in watch.events}
+    finally:
+        await watch.stop()
+    again = Watch(restarted(watch.trigger, store))
+    try:
+        await again.rounds(3)
+        assert again.events == []  # and not again after a restart
+    finally:
+        await again.stop()
 
 
 async def test_replay_existing_fires_for_the_open_queue_once(debitura_conn, store):

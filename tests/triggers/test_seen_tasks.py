@@ -152,18 +152,43 @@ def test_a_version_1_state_loads_as_ids_of_unknown_age():
 # ------------------------------------------------------------------------------------ first start, new
 
 
-def test_first_start_records_the_queue_as_backlog_in_one_number():
+def test_first_start_records_the_queue_as_backlog_in_one_number_and_the_last_6_hours_as_ids():
     backlog = [task(n, T0 - n * 60) for n in range(1, 20_001)]
     t = tracker()
     outcome = t.observe(backlog, complete=True, now=T0)
     assert (outcome.start, outcome.backlog, outcome.new) == ("first start", 20_000, [])
-    assert t.state.ids == {} and t.mark.cutoff == T0 - 60  # the newest task's creation time
-    assert len(dumps(t.state.to_json())) < 300  # 20,000 open tasks, a few hundred bytes
+    assert t.mark.cutoff == T0 - 60 - 6 * H  # 6 hours before the newest task's creation time
+    assert set(t.state.ids) == {tid(n) for n in range(1, 361)}  # the 360 tasks created within those 6 hours
+    size = len(dumps(t.state.to_json()))
+    assert size < 360 * 22 + 300, size  # 20,000 open tasks: one number plus 21.4 bytes per recent one
     for minute in range(1, 4):
         assert fired(t, backlog, T0 + minute * 60) == []
     new = task(99_999, T0 + 30)
     assert fired(t, [*backlog, new], T0 + 240) == [tid(99_999)]
     assert fired(t, [*backlog, new], T0 + 300) == []
+
+
+def test_first_start_judges_tasks_that_appear_later_within_the_lag_by_id_not_by_timestamp():
+    """Issue 20 item 8: the first start's watermark sat on the newest backlog task, so a later task dated at or
+    before it never fired (3 of 14 missed, and 1,500 of 1,500 of a bulk import sharing one second)."""
+    newest = T0 - 60
+    backlog = [task(n, T0 - n * 3600) for n in range(2, 12)]  # 10 tasks, an hour apart
+    backlog += [task(n, newest) for n in range(1000, 1010)]  # the newest second already holds 10 tasks
+    t = tracker()
+    assert t.observe(backlog, complete=True, now=T0).backlog == 20
+    later = [
+        task(1, T0 + 30),  # an ordinary new task
+        task(20, newest - 2),  # the server's clock 2 s behind
+        task(21, newest),  # the same timestamp as the newest backlog task
+        task(22, newest - 3600),  # backdated an hour
+        *(task(n, newest) for n in range(2000, 3500)),  # the rest of a bulk import sharing that second
+    ]
+    first = fired(t, [*backlog, *later], T0 + 60)
+    assert sorted(first) == sorted(str(x["id"]) for x in later)  # all 1,504, none of the 20 backlog tasks
+    assert fired(t, [*backlog, *later], T0 + 120) == []  # once
+    state = SeenState.from_json(t.snapshot(T0 + 3600).merged_for_save(None, ALL.key, T0 + 3600).to_json())
+    restarted = tracker(ALL, state, now=T0 + 7200)  # and not again after a restart
+    assert restarted.start == "resumed" and fired(restarted, [*backlog, *later], T0 + 7200) == []
 
 
 def test_replay_existing_fires_the_backlog_once_oldest_first():
@@ -219,11 +244,11 @@ def test_a_fired_task_is_stored_30_seconds_after_its_event(seconds_later, stored
 
 def test_a_replayed_backlog_is_not_covered_by_the_stored_watermark_until_it_settled():
     t = tracker(replay=True)
-    assert len(fired(t, [task(1, T0 - 60), task(2, T0 - 30)], T0)) == 2
-    assert t.mark.cutoff == T0 - 30  # in memory the first start's watermark covers both
+    assert len(fired(t, [task(1, T0 - 60), task(2, T0 - 30), task(3, T0 - 7 * H)], T0)) == 3
+    assert t.mark.cutoff == T0 - 30 - 6 * H  # in memory the watermark covers the oldest
     early = t.snapshot(T0 + 1)
-    assert early.marks[ALL.key].cutoff is not None and early.marks[ALL.key].cutoff < T0 - 60 and not early.ids
-    assert t.snapshot(T0 + 31).marks[ALL.key].cutoff == T0 - 30
+    assert early.marks[ALL.key].cutoff is not None and early.marks[ALL.key].cutoff < T0 - 7 * H and not early.ids
+    assert t.snapshot(T0 + 31).marks[ALL.key].cutoff == T0 - 30 - 6 * H
 
 
 # ------------------------------------------------------------------------------- watermark and pruning
@@ -271,7 +296,7 @@ def test_no_listing_makes_a_dated_task_fire_twice(listings, expected_refires):
 def test_the_watermark_ignores_a_task_dated_in_the_future():
     t = tracker()
     fired(t, [task(1, T0 + 365 * 24 * H)], T0)  # an odd record dated next year
-    assert t.mark.hi == T0 and t.mark.cutoff == T0
+    assert t.mark.hi == T0 and t.mark.cutoff == T0 - 6 * H
     assert fired(t, [task(2, T0 + 30)], T0 + 60) == [tid(2)]  # later tasks still fire
 
 
