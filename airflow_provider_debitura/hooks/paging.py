@@ -83,6 +83,16 @@ def pages_for(total: int, page_size: int) -> int:
     return max(1, math.ceil(total / page_size))
 
 
+def expected_count(total: int, page: int, page_size: int) -> int:
+    """The records page ``page`` holds if ``total`` is true (an answer is atomic: its page and its total agree).
+
+    :param total: ``totalResults`` of the answer.
+    :param page: the page number.
+    :param page_size: records per page.
+    """
+    return min(page_size, max(0, total - (page - 1) * page_size))
+
+
 @dataclass
 class _Pass:
     """One read of every page, from ``first_page`` down to page 1."""
@@ -102,18 +112,21 @@ class _Pass:
     unordered: str | None = None
     """A page not sorted oldest first: a task was inserted out of order, or the API does not list oldest first."""
 
-    @property
-    def quiet(self) -> bool:
-        """Nothing moved that the listing could see: one ``totalResults`` throughout and no repeats."""
-        return len(self.totals) <= 1 and self.duplicates == 0
+    lie: str | None = None
+    """A page whose records contradict its own ``totalResults``: the totals cannot be trusted (no re-read)."""
 
     def count_problem(self) -> str | None:
-        """On a quiet queue, the distinct records read must be exactly ``totalResults``."""
-        if not self.quiet or self.last_total is None:
+        """With one ``totalResults`` throughout, the distinct records read must be exactly that total. Repeats
+        do not switch this off: an unstable order of equal timestamps repeats one task where it hides another."""
+        if len(self.totals) > 1 or self.last_total is None:
             return None
         distinct = len(self.tasks) + len(self.rejected)
         if distinct != self.last_total:
-            return f"read {distinct} distinct tasks but the API reported {self.last_total} and nothing moved"
+            repeats = f" ({self.duplicates} repeats)" if self.duplicates else ""
+            return (
+                f"read {distinct} distinct tasks{repeats} but the API reported {self.last_total} throughout "
+                "(an unstable order of equal dateCreated, or a page that lost or gained a record)"
+            )
         return None
 
 
@@ -155,6 +168,7 @@ class TaskListing:
         self._pass: _Pass | None = None
         self._passes: list[_Pass] = []
         self._result: Listing | None = None
+        self._forward_reason = "the API reported no totalResults, so the listing cannot be checked"
         endpoints.get_tasks_page(page_size=page_size)  # validates page_size before any request
 
     def next_call(self) -> endpoints.ApiCall[TaskPage] | None:
@@ -189,6 +203,12 @@ class TaskListing:
 
     def _on_first(self, page: TaskPage, requested: int) -> None:
         total = page.page.total_results
+        if total is not None and total >= 0 and page.raw_count != expected_count(total, requested, self.page_size):
+            self._forward_reason = (
+                f"page {requested} holds {page.raw_count} records but its totalResults {total} says "
+                f"{expected_count(total, requested, self.page_size)}: the totals cannot be trusted"
+            )
+            total = None
         if total is None or total < 0:
             self._mode = "forward"
             self._pass = _Pass(first_page=1)
@@ -197,7 +217,7 @@ class TaskListing:
             else:
                 self._next = 1
             return
-        if total == 0:  # one atomic answer: nothing was open at that instant, so nothing was open throughout
+        if total == 0:  # one atomic answer, empty and saying so: nothing was open at that instant
             self._pass = _Pass(first_page=1, totals={0}, last_total=0)
             self._finish(self._pass, verified=True)
             return
@@ -228,6 +248,12 @@ class TaskListing:
         if total is not None:
             ps.totals.add(total)
             ps.last_total = total
+            expected = expected_count(total, number, self.page_size)
+            if ps.lie is None and page.raw_count != expected:
+                ps.lie = (
+                    f"page {number} holds {page.raw_count} records but its totalResults {total} says {expected}: "
+                    "the totals cannot be trusted"
+                )
         if ps.unordered is None:
             dates = [t.date_created for t in page.tasks]
             if dates != sorted(dates):
@@ -260,10 +286,10 @@ class TaskListing:
             ps.rejected[key] = record
 
     def _end_pass(self, ps: _Pass) -> None:
-        problem = ps.unordered or (ps.problems[0] if ps.problems else None) or ps.count_problem()
+        problem = ps.lie or ps.unordered or (ps.problems[0] if ps.problems else None) or ps.count_problem()
         if problem is None:
             self._finish(ps, verified=True)
-        elif self.rereads < self.max_rereads:
+        elif ps.lie is None and self.rereads < self.max_rereads:  # reading again cannot fix a lying total
             self.rereads += 1
             self._passes.append(ps)
             self._start_pass(pages_for(ps.last_total or 0, self.page_size))
@@ -280,9 +306,7 @@ class TaskListing:
         ps.problems.clear()  # no order promise is made in this mode
         new = len(ps.tasks) + len(ps.rejected) - before
         if page.raw_count < self.page_size or new == 0 or number >= MAX_FORWARD_PAGES:
-            self._finish(
-                ps, verified=False, reason="the API reported no totalResults, so the listing cannot be checked"
-            )
+            self._finish(ps, verified=False, reason=self._forward_reason)
         else:
             self._next = number + 1
 

@@ -376,7 +376,9 @@ def test_solve_and_create_between_pages_miss_nothing(hook, sandbox):
     assert len(ids) == len(set(ids))
     assert (open_before & open_after) <= set(ids) <= (open_before | open_after)
     assert victim in open_before and victim not in open_after
-    assert listing.verified and counters(sandbox)["GET /tasks"] == 2
+    # One total throughout with a repeat and a task unread: from the counts alone that is also what an unstable
+    # order of equal timestamps looks like (issue 20, item 2), so the listing reads once more (quiet now).
+    assert listing.verified and listing.rereads == 1 and counters(sandbox)["GET /tasks"] == 4
 
 
 def test_confirm_is_deprecated_and_has_no_effect(hook, sandbox):

@@ -33,6 +33,12 @@ class Queue:
     report_total: bool = True
     ignore_page: bool = False
     drop_from_page: int | None = None
+    swap_boundary: bool = False
+    """Unstable order of equal timestamps: the tasks either side of the first page boundary trade places on
+    every other request (one read twice, the other never)."""
+    total_lie: Callable[[int], int] | None = None
+    """What ``totalResults`` says, given the real count (None: the truth)."""
+    requests: int = 0
 
     @classmethod
     def of(cls, n: int) -> Queue:
@@ -64,12 +70,17 @@ class Queue:
 
     def page(self, number: int) -> TaskPage:
         number = 1 if self.ignore_page else number
-        chunk = self.items[(number - 1) * SIZE : number * SIZE]
+        self.requests += 1
+        items = list(self.items)
+        if self.swap_boundary and len(items) > SIZE and self.requests % 2 == 0:
+            items[SIZE - 1], items[SIZE] = items[SIZE], items[SIZE - 1]
+        chunk = items[(number - 1) * SIZE : number * SIZE]
         if number == self.drop_from_page:
             chunk = chunk[:-1]  # a proxy that truncates one page
         page = {"pageSize": SIZE, "responseCount": len(chunk)}
         if self.report_total:
-            page |= {"totalResults": len(self.items), "currentPage": number, "totalPages": -(-len(self.items) // SIZE)}
+            total = len(self.items) if self.total_lie is None else self.total_lie(len(self.items))
+            page |= {"totalResults": total, "currentPage": number, "totalPages": -(-len(self.items) // SIZE)}
         return TaskPage.from_api({"page": page, "tasks": chunk})
 
 
@@ -119,7 +130,16 @@ ROWS = [
     ("solve on page 1 after the first read", 9, 3, {1: [solve(0)]}, [3, 2, 1], True, 0),
     ("solve on page 1 after every read", 9, 3, {1: [solve(0)], 2: [solve(0)]}, [3, 2, 1], True, 0),
     ("a new task after every read", 9, 3, {1: [append], 2: [append]}, [3, 2, 1], True, 0),
-    ("solve and create at once (counts unchanged)", 9, 3, {1: [solve(1), append]}, [3, 2, 1], True, 0),
+    # One total throughout and a repeat: from the counts alone an unstable order (issue 20, item 2); re-read.
+    (
+        "solve and create at once (counts unchanged): re-read",
+        9,
+        3,
+        {1: [solve(1), append]},
+        [3, 2, 1, 3, 2, 1],
+        True,
+        1,
+    ),
     (
         "a page and more solved at once: a page of repeats, re-read once",
         12,
@@ -186,19 +206,51 @@ def test_within_page_order_check_catches_a_queue_not_listed_oldest_first():
     assert calls == [1, 1] and not listing.verified and "not sorted oldest first" in listing.unverified_reason
 
 
-def test_count_check_catches_a_page_that_lost_a_task_on_a_quiet_queue():
-    """Nothing moves, yet page 2 comes back one short (e.g. a truncating proxy): only the final count check
-    can see it."""
+def test_a_page_that_contradicts_its_own_total_is_caught_without_a_reread():
+    """Nothing moves, yet page 2 comes back one short (e.g. a truncating proxy): one answer's records and its
+    own totalResults disagree, which no churn explains, and reading again cannot fix."""
     queue = Queue.of(9)
     queue.drop_from_page = 2
     calls, listing, _, _ = drive(queue, hint=3)
-    assert not listing.verified and "read 8 distinct tasks but the API reported 9" in listing.unverified_reason
+    assert not listing.verified and "page 2 holds 2 records but its totalResults 9 says 3" in listing.unverified_reason
+    assert calls == [3, 2, 1]
+
+
+def test_count_check_catches_an_unstable_order_despite_the_repeat():
+    """Issue 20, item 2: a quiet queue whose equal timestamps swap across a page boundary between requests.
+    One task is read twice, its neighbour never; the repeat used to switch the count check off (verified)."""
+    queue = Queue.of(9)
+    queue.swap_boundary = True
+    calls, listing, throughout, _ = drive(queue, hint=3)
+    assert throughout - set(ids(listing)) == set() or not listing.verified
+    assert not listing.verified and "read 8 distinct tasks (1 repeats)" in listing.unverified_reason
     assert calls == [3, 2, 1, 3, 2, 1]
 
 
-def test_count_check_does_not_fire_on_a_moving_queue():
+def test_count_check_fires_on_solve_and_create_at_once_and_the_reread_settles_it():
     _, listing, _, _ = drive(Queue.of(9), hint=3, changes={1: [solve(0), append]})
-    assert listing.verified and listing.duplicates == 1
+    assert listing.verified and listing.rereads == 1
+
+
+@pytest.mark.parametrize(
+    ("lie", "calls", "got"),
+    [
+        # totalResults 0 on a page that holds tasks (was: an empty, verified listing): read forward, unverified
+        (lambda n: 0, [3, 1, 2, 3, 4], 9),
+        # lagging by one: page 3 holds one record more than its total allows: read forward, unverified
+        (lambda n: n - 1, [3, 1, 2, 3, 4], 9),
+        # over-reported: the last page comes back short of its total; no re-read (was 1 + 4 + 4 requests)
+        (lambda n: n + 3, [3, 4, 3, 2, 1], 9),
+    ],
+    ids=["zero", "lagging", "over-reported"],
+)
+def test_a_lying_total_is_never_verified(lie, calls, got):
+    """Issue 20, item 3: ``totalResults`` is checked against the records of the same answer."""
+    queue = Queue.of(9)
+    queue.total_lie = lie
+    got_calls, listing, _, _ = drive(queue, hint=3)
+    assert not listing.verified and "the totals cannot be trusted" in listing.unverified_reason
+    assert got_calls == calls and len(listing) == got
 
 
 def test_a_server_that_ignores_page_is_caught():

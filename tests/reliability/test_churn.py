@@ -113,9 +113,15 @@ def test_listing_completes_exactly_under_churn(churn_sb, monkeypatch, every, cha
     listings = record["listings"]
     assert all(x["missed"] == 0 for x in listings), listings
     assert all(x["duplicates"] == 0 and x["phantoms"] == 0 for x in listings), listings
-    assert all(x["verified"] for x in listings), listings
-    pages = -(-OPEN_TASKS // 100)
-    assert listings[0]["requests"] == pages + 1  # no hint yet: page 1 tells the size
-    assert all(x["requests"] <= pages + 2 for x in listings[1:]), listings  # the hint, +1 when the queue grew past it
     if every and every <= 32:
         assert sum(x["moved"] for x in listings) > 0  # the queue really moved during the listings
+    pages = -(-OPEN_TASKS // 100)
+    if "solve" in changes and "create" in changes:
+        # One total throughout, yet repeats and unread tasks: by the counts, that is what an unstable order of
+        # equal timestamps looks like (issue 20, item 2). The listing reads again, and says when it still cannot
+        # tell; it never misses a task open throughout either way.
+        assert all(x["requests"] <= 2 * pages + 2 for x in listings), listings
+        return
+    assert all(x["verified"] for x in listings), listings
+    assert listings[0]["requests"] == pages + 1  # no hint yet: page 1 tells the size
+    assert all(x["requests"] <= pages + 2 for x in listings[1:]), listings  # the hint, +1 when the queue grew past it
