@@ -11,8 +11,10 @@ The state a watcher keeps (see ``docs/event-driven.md`` for the semantics and th
   later dated before the newest backlog task still fires).
 
 A seen id is never dropped because its task is missing from a listing (an empty 200 from a proxy, a
-hiccup): only the watermark passing its creation time drops it, so no number of odd listings makes
-a task fire twice. Ids with no usable ``dateCreated`` are the exception: they are forgotten after
+hiccup): it is dropped once every live mark is done with it (:meth:`Mark.releases`: its watermark passed
+the id's creation time, or it listed the queue long after it without anything that new), so no number of
+odd listings makes a task fire twice, and a mark whose filter matches nothing holds nothing back. Ids
+with no usable ``dateCreated`` are the exception: they are forgotten after
 :data:`FORGET_AFTER_INTERVALS` of the watcher's own ``poll_interval`` of absence (longer after a
 sudden drop).
 
@@ -258,7 +260,8 @@ class Mark:
     :param watch: the filter.
     :param created: when this filter first ran on this state (local POSIX seconds).
     :param saved: when a watcher with this filter last saved (local POSIX seconds).
-    :param hi: the newest ``dateCreated`` it listed (capped at the local clock), None before any.
+    :param hi: the newest ``dateCreated`` it listed (capped at the local clock; for a task already in the
+        state, the start of its stored hour group), None before any.
     :param cutoff: every task the filter matches created at or before this was seen; None: none is covered.
     :param listed: when it last read a complete listing (local POSIX seconds): where a filter change
         that follows it draws the line between backlog and new for what it newly watches.
@@ -278,6 +281,21 @@ class Mark:
         :param created: its ``dateCreated`` in POSIX seconds, None when unknown.
         """
         return created is not None and self.cutoff is not None and created <= self.cutoff and self.watch.matches(task)
+
+    def releases(self) -> tuple[float, float, float]:
+        """When this mark is done with a stored id created at ``c`` (an upper bound): ``(a, b, hi_gap)``.
+
+        It is done with the id when ``c <= a`` (its watermark covers it) or when ``hi_gap < c <= b``: it
+        listed the queue more than :data:`WATERMARK_LAG` after the id's task was created, and nothing it
+        listed was that new, so the task is not one it matches (or it is no longer open). ``hi_gap`` is
+        ``hi`` plus two hour groups, because a stored ``dateCreated`` is its hour group's end and the
+        listed ids anchor ``hi`` at their group's start. A mark that matches nothing holds back nothing
+        older than its last listing less the lag.
+        """
+        a = self.cutoff if self.cutoff is not None else -math.inf
+        b = self.listed - WATERMARK_LAG if self.listed is not None else -math.inf
+        gap = self.hi + 2 * BUCKET_SECONDS if self.hi is not None else -math.inf
+        return a, b, gap
 
     def to_json(self) -> dict[str, JsonValue]:
         """The mark as stored."""
@@ -330,7 +348,8 @@ class SeenState:
             if created is None:
                 undated.append(task_id)
             else:
-                buckets[int(created // BUCKET_SECONDS)].append(task_id)
+                # the group whose end is the first at or after it, so a reloaded age (a group's end) stays put
+                buckets[math.ceil(created / BUCKET_SECONDS) - 1].append(task_id)
         return {
             "v": STATE_VERSION,
             "marks": {key: mark.to_json() for key, mark in sorted(self.marks.items())},
@@ -435,12 +454,19 @@ class SeenState:
         """
         for key in [k for k, m in self.marks.items() if k != keep and m.saved < now - STALE_AFTER]:
             del self.marks[key]
-        live = [m for k, m in self.marks.items() if k == keep or not self.superseded(m)]
-        cutoffs = [m.cutoff for m in live]
-        if not cutoffs or any(c is None for c in cutoffs):
+        live = [m.releases() for k, m in self.marks.items() if k == keep or not self.superseded(m)]
+        if not live:
             return []
-        floor = min(c for c in cutoffs if c is not None)
-        gone = [task_id for task_id, created in self.ids.items() if created is not None and created <= floor]
+        # Per mark: an id goes once every live mark is done with it (see Mark.releases), so a mark whose
+        # watermark never moves (its filter matches nothing) does not keep the others' ids forever.
+        bound = min(max(a, b) for a, b, _ in live)  # above this, some mark is certainly not done: one compare
+        gone = [
+            task_id
+            for task_id, created in self.ids.items()
+            if created is not None
+            and created <= bound
+            and all(created <= a or gap < created <= b for a, b, gap in live)
+        ]
         for task_id in gone:
             del self.ids[task_id]
         return gone
@@ -485,7 +511,8 @@ class _Scan:
     covered: set[str] = field(default_factory=set)
     """Ids a watermark covers (a cache: next round they are skipped with one set lookup)."""
     newest: float | None = None
-    """The newest ``dateCreated`` among the tasks placed this round (already-seen ones are not re-read)."""
+    """The newest ``dateCreated`` among the tasks placed this round, and the newest stored one (less an hour
+    group) among the already-seen ones it listed."""
     new: list[tuple[float, str, TaskJson]] = field(default_factory=list)
     backlog: int = 0
 
@@ -523,6 +550,8 @@ class SeenTracker:
         """Undated ids absent from the last complete listings: when first missed, and their forget window."""
         self._reported: set[str] = set()
         self._covered: set[str] = set()
+        self._pending: float | None = None
+        """The newest ``dateCreated`` placed by incomplete listings since the last complete one."""
         self._marks: list[Mark] = []
         self._start = self._begin(now)
 
@@ -569,6 +598,8 @@ class SeenTracker:
         for created, task_id, _ in scan.new:
             self._fired[task_id] = (now, created if created != math.inf else None)
         if complete:
+            scan.saw(self._pending)
+            self._pending = None
             self._advance(scan.newest, now)
             outcome.forgotten = self._forget_absent(scan.present, now)
             outcome.start = self._start.label if self._start is not None else None
@@ -576,6 +607,8 @@ class SeenTracker:
             self._covered = scan.covered
         else:
             self._covered |= scan.covered
+            scan.saw(self._pending)
+            self._pending = scan.newest  # what an incomplete listing placed anchors hi at the next complete one
         dropped = self.state.prune(now, self.watch.key)
         self._covered.update(dropped)
         outcome.forgotten += len(dropped)
@@ -628,6 +661,7 @@ class SeenTracker:
         scan = _Scan()
         ids, covered, matches = self.state.ids, self._covered, self.watch.matches
         seen_here, covered_here = scan.present, scan.covered
+        top = _UNSEEN  # the newest stored dateCreated listed: it anchors hi too (see Mark.releases)
         for task in tasks:
             raw = task.get("id")
             if isinstance(raw, str):  # the bulk of a large queue: one or two set lookups per task
@@ -637,6 +671,7 @@ class SeenTracker:
                 known = ids.get(raw, _UNSEEN)
                 if known is not None and known != _UNSEEN:
                     seen_here.add(raw)
+                    top = known if known > top else top
                     continue
             if not matches(task):
                 continue
@@ -645,6 +680,8 @@ class SeenTracker:
                 self.report(repr(raw), f"a {task.get('type')} task whose id {raw!r} is not a GUID", outcome)
                 continue
             self._place(task_id, task, scan)
+        if top != _UNSEEN:
+            scan.saw(top - BUCKET_SECONDS)  # a stored dateCreated may be its hour group's end
         scan.new.sort(key=lambda item: (item[0], item[1]))
         outcome.new = [task for _, _, task in scan.new]
         outcome.backlog = scan.backlog

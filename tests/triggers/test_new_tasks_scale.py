@@ -16,7 +16,7 @@ from helpers.watcher import EMPTY_200, Watch, add_task
 
 from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY, created_epoch
-from airflow_provider_debitura.triggers import shared_poll
+from airflow_provider_debitura.triggers import new_tasks, shared_poll
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("no_persist_grace")]
@@ -120,6 +120,46 @@ async def test_a_fast_neighbour_on_the_shared_poll_does_not_shorten_a_slow_watch
     finally:
         await fast.stop()
         await slow.stop()
+
+
+class ShiftedClock:
+    """The watcher's ``time`` module with a wall clock that can be moved forward (its monotonic clock is real)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.monotonic = time.monotonic
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+async def test_a_sibling_whose_filter_matches_nothing_does_not_make_the_state_grow(debitura_conn, store, monkeypatch):
+    """Issue 20 item 9: beside a watcher of the same asset whose filter matches nothing, every fired id was kept
+    forever (its watermark never moved and held the pruning of the shared state back). Tasks created 7 hours
+    apart (the sandbox's and the watcher's clocks moved together): the state keeps what it keeps alone."""
+    sb = debitura_conn
+    clock = ShiftedClock()
+    monkeypatch.setattr(new_tasks, "time", clock)
+    main = Watch(DebituraNewTasksTrigger(poll_interval=0.15, store=store))
+    sibling = Watch(DebituraNewTasksTrigger(task_types=["SelectQuoteWinner"], poll_interval=0.15, store=store))
+    fired: list[str] = []
+    try:
+        await main.rounds(2)
+        await sibling.rounds(2)
+        for _ in range(12):
+            clock.offset += 7 * 3600
+            sb.state.advance_clock(7 * 3600)
+            fired.append(add_task(sb)["id"])
+            await main.until(lambda: len(main.events) == len(fired))
+            await main.rounds(2)
+            await sibling.rounds(2)
+        assert [e["id"] for e in main.events] == fired and sibling.events == []
+        kept = set(store.state().ids)
+        assert kept == {fired[-1]}, len(kept)  # was all 12 (+21 bytes a task, forever)
+        print(f"\nbeside a sibling matching nothing, after 12 tasks: {len(kept)} id(s), {store.size()} bytes")
+    finally:
+        await sibling.stop()
+        await main.stop()
 
 
 # ---------------------------------------------------------------------------------------- filter change

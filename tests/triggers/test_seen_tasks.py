@@ -136,6 +136,19 @@ def test_state_round_trips_and_groups_ids_by_hour():
     assert SeenState.from_json(dumps(state.to_json())) == back  # a JSON string (Variable) loads too
 
 
+def test_a_stored_age_does_not_move_when_the_state_is_saved_again():
+    """A reloaded id's age is its hour group's end; saving it again once put it in the next group, an hour later
+    on every save, so ids saved often were never dropped."""
+    state = SeenState({tid(1): T0 + 10}, {ALL.key: Mark(ALL, created=T0, saved=T0)})
+    ages = []
+    for _ in range(5):
+        back = SeenState.from_json(dumps(state.merged_for_save(state, ALL.key, T0).to_json()))
+        assert back is not None
+        ages.append(back.ids[tid(1)])
+        state = back
+    assert ages == [T0 + H] * 5
+
+
 @pytest.mark.parametrize(
     "value",
     [None, "not json", 5, {"v": 99}, {"v": 2, "ids": {"1": "!!"}, "marks": {}}, {"v": 2, "ids": {}, "marks": {"k": 1}}],
@@ -466,6 +479,94 @@ def test_a_superseded_mark_does_not_hold_ids_back_but_a_sibling_does():
     assert replaced.prune(T0, keep=CHAT.key) == [tid(1)]
     sibling = SeenState(dict(ids), {SIGN.key: Mark(SIGN, T0 - 20 * H, T0, T0 - 10 * H, T0 - 16 * H), CHAT.key: live})
     assert sibling.prune(T0, keep=CHAT.key) == []
+
+
+class SharedValue:
+    """One asset's stored value, saved into by several running trackers (as the asset state store is)."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+
+    def save(self, t: SeenTracker, now: float) -> None:
+        t.mark.saved = now
+        stored = SeenState.from_json(self.value)
+        self.value = json.loads(dumps(t.snapshot(now).merged_for_save(stored, t.watch.key, now).to_json()))
+
+    def load(self) -> SeenState:
+        state = SeenState.from_json(self.value)
+        assert state is not None
+        return state
+
+
+def run_beside(sibling: WatchFilter | None, n: int) -> SeenState:
+    """A watcher of every type fires ``n`` tasks created 7 hours apart, each listed a minute after its creation;
+    ``sibling`` (if any) watches the same asset all along. Returns the stored state."""
+    shared = SharedValue()
+    main = tracker(ALL, now=T0)
+    other = tracker(sibling, now=T0) if sibling is not None else None
+    for i in range(n):
+        at = T0 + i * 7 * H + 60
+        listing = [task(i + 1, at - 60)] if i else []  # the task before it was solved
+        assert len(fired(main, listing, at)) == (1 if i else 0)
+        if other is not None:
+            fired(other, listing, at)
+            shared.save(other, at + 31)
+        shared.save(main, at + 31)
+    return shared.load()
+
+
+def test_a_sibling_whose_filter_matches_nothing_does_not_keep_the_others_ids_forever():
+    """Issue 20 item 9: beside a sibling matching nothing, 2,001 fired ids were kept (43 kB, +21 bytes a task,
+    forever) against 1 without it: the sibling's watermark never moved, and pruning took the lowest one."""
+    alone = run_beside(None, 201)
+    beside = run_beside(WatchFilter("debitura_default", ("AssignBankAccount",)), 201)
+    assert len(alone.ids) == 1
+    assert len(beside.ids) == 1, len(beside.ids)  # was 200
+    assert len(dumps(beside.to_json())) < len(dumps(alone.to_json())) + 400  # one more mark, no more ids
+
+
+def test_a_sibling_that_lists_an_id_it_matches_keeps_it_until_its_own_watermark_passes_it():
+    """Per-mark pruning must not drop an id a sibling still needs: SIGN starts after ALL fired a SignContract,
+    lists it (as seen) for days while only chat tasks come; ALL's watermark passes it, SIGN's does not."""
+    shared = SharedValue()
+    every = tracker(ALL, now=T0)
+    fired(every, [], T0)
+    sign = task(1, T0 + 60, "SignContract")
+    assert fired(every, [sign], T0 + 120) == [tid(1)]
+    shared.save(every, T0 + 200)
+    signs = tracker(SIGN, shared.load(), now=T0 + 300)
+    assert signs.start == "filter change" and fired(signs, [sign], T0 + 300) == []
+    shared.save(signs, T0 + 300)
+    for day in range(1, 4):  # chat tasks a day apart: ALL's watermark moves past the SignContract
+        at = T0 + day * 24 * H
+        chat = task(100 + day, at - 60)
+        fired(every, [sign, chat], at)
+        shared.save(every, at)
+        assert fired(signs, [sign, chat], at) == []
+        shared.save(signs, at)
+    assert tid(1) in shared.load().ids  # SIGN listed it: its own watermark must pass it first
+    again = tracker(SIGN, shared.load(), now=T0 + 4 * 24 * H)
+    assert again.start == "resumed" and fired(again, [sign], T0 + 4 * 24 * H) == []
+
+
+@pytest.mark.parametrize(
+    ("listed_hours_after", "hi", "kept"),
+    [
+        (5.9, None, True),  # listed less than the lag after the task's creation: it might still list it
+        (6.1, None, False),  # matches nothing, listed 6 hours after: done
+        (6.1, -2.5, False),  # the newest task it listed is older than this one (by more than two hour groups)
+        (6.1, -1.5, True),  # ... or not clearly older: it may have listed this one
+        (6.1, 0.0, True),  # it listed something as new: its watermark must pass it
+    ],
+)
+def test_a_mark_releases_an_id_by_its_watermark_or_by_having_listed_the_queue_without_it(listed_hours_after, hi, kept):
+    newest = None if hi is None else T0 + hi * H
+    cutoff = None if newest is None else newest - 6 * H
+    sibling = Mark(SIGN, T0 - 9 * H, saved=T0, hi=newest, cutoff=cutoff, listed=T0 + listed_hours_after * H)
+    live = Mark(CHAT, created=T0 - 9 * H, saved=T0, hi=T0 + 7 * H, cutoff=T0 + H, listed=T0 + 7 * H)
+    state = SeenState({tid(1): T0}, {SIGN.key: sibling, CHAT.key: live})
+    state.prune(T0 + 7 * H, keep=CHAT.key)
+    assert (tid(1) in state.ids) is kept
 
 
 def test_saving_merges_other_watchers_of_the_asset_and_keeps_forgotten_ids_forgotten():
