@@ -3,7 +3,7 @@
 
 - ``triggerer_neighbours``: a deferred case gate (the shared poll in the triggerer) for ``conf["ref"]``.
 - ``triggerer_neighbours_events``: fed by the new-task watcher (1 s poll, ReplyToChat only).
-- ``triggerer_neighbours_after``: a deferred DateTimeSensor (Airflow's own DateTimeTrigger), started after
+- ``triggerer_neighbours_after``: a DateTimeSensorAsync (Airflow's own DateTimeTrigger), started after
   the provider's triggers have run, to show the triggerer still runs other deferred tasks.
 """
 
@@ -16,7 +16,7 @@ except ImportError:  # Airflow 2.11
 
 if AssetWatcher is not None:
     import pendulum
-    from airflow.providers.standard.sensors.date_time import DateTimeSensor
+    from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
     from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
     from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
@@ -51,4 +51,4 @@ if AssetWatcher is not None:
         seen()
 
     with DAG("triggerer_neighbours_after", schedule=None, start_date=START, catchup=False):
-        DateTimeSensor(task_id="neighbour", target_time="{{ dag_run.conf['until'] }}", deferrable=True, poke_interval=1)
+        DateTimeSensorAsync(task_id="neighbour", target_time="{{ dag_run.conf['until'] }}", poke_interval=1)

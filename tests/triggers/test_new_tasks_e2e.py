@@ -40,7 +40,14 @@ try:
 except ImportError:  # pragma: no cover - Airflow 2.11
     pytest.skip("AssetWatcher needs Airflow 3", allow_module_level=True)
 
-from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY, KEY_PREFIX, Mark, SeenState, created_epoch
+from airflow_provider_debitura.seen_tasks import (
+    ASSET_STATE_KEY,
+    KEY_PREFIX,
+    WATERMARK_LAG,
+    Mark,
+    SeenState,
+    created_epoch,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -224,7 +231,8 @@ def test_one_new_task_starts_exactly_one_dag_run_and_a_restart_replays_nothing(a
     mark = only_mark(state)
     listed = sandbox.client().get("/tasks", params={"PageSize": 100, "type": "ReplyToChat"}).json()["tasks"]
     newest_chat = max(t["dateCreated"] for t in listed)
-    assert mark.cutoff is not None and mark.cutoff >= created_epoch(newest_chat)  # the baseline, in one number
+    # The baseline: a watermark the documented lag before the newest backlog task, the backlog's ids after it.
+    assert mark.cutoff is not None and mark.cutoff >= created_epoch(newest_chat) - WATERMARK_LAG
     assert airflow.dag_runs() == []  # first start replays nothing
 
     task = sandbox.control("POST", "/tasks", {"type": "ReplyToChat", "caseCreditorReference": "INV-1005"}).json()

@@ -8,7 +8,7 @@ tests/dags/triggerer_neighbours.py against the sandbox:
   opens when the sandbox clears it;
 - the new-task watcher stores its baseline, fires for a new chat task and saves its state (Airflow's asset
   state store on 3.3+, a Variable before);
-- afterwards a task of another kind (Airflow's DateTimeSensor, deferred) still defers and completes, and the
+- afterwards a task of another kind (Airflow's DateTimeSensorAsync) still defers and completes, and the
   triggerer never logged a dead trigger runner.
 
 On Airflow 3.1 a synchronous Airflow call from ``asyncio.to_thread`` (secret masking, the watcher's Variable)
