@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -251,7 +252,16 @@ class DebituraReplyApprovalOperator(HITLOperator):
         with self._hook() as hook:
             sender = hook.sender_email(self.user_email, hook.settings)
             drafts = _drop_if_partner_wrote_again(hook, drafts, report, self.log)
-            post_drafts(hook, drafts, sender=sender, report=report, recheck_open_tasks=self._chat_types(), log=self.log)
+            post_drafts(
+                hook,
+                drafts,
+                sender=sender,
+                report=report,
+                recheck_open_tasks=sorted(TaskType.chat_driven()),  # one reply clears every chat task of a case
+                yield_to_other_run=True,  # seen_chat_ids were just refreshed: only a concurrent run's message counts
+                own_order=True,  # two approvals answered together do not walk the cases in lockstep
+                log=self.log,
+            )
         report.log_summary(self.log)
         outcome = "approved_on_timeout" if timed_out else "approved"
         return {"outcome": outcome, "edited": edited, **answer, **report.as_xcom()}
@@ -377,7 +387,11 @@ def _drop_if_partner_wrote_again(
 ) -> list[CaseDraft]:
     """Drafts whose case has no partner message newer than the draft: a reply approved for an older message is
     not sent after the partner wrote again (the next run drafts one that sees the new message). One request
-    per case; a case that is gone is left to the post phase, which reports it."""
+    per case; a case that is gone is left to the post phase, which reports it.
+
+    The kept drafts' ``seen_chat_ids`` become the history read here, right before posting: a message of our
+    own sender that appears after it comes from another run posting at the same time (e.g. a second approval
+    of the same cases), and makes this run leave the rest to it; an older one only skips its case."""
     kept = []
     for draft in drafts:
         try:
@@ -390,7 +404,7 @@ def _drop_if_partner_wrote_again(
         seen = set(draft.seen_chat_ids)
         new = [c for c in chats if c.is_from_partner and c.id not in seen]
         if not new:
-            kept.append(draft)
+            kept.append(replace(draft, seen_chat_ids=tuple(c.id for c in chats)))
             continue
         reason = (
             f"the partner wrote again (message {new[-1].id} at {new[-1].date_created.isoformat()}) while the reply "

@@ -160,7 +160,9 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         with self._hook() as hook:
             sender = hook.sender_email(self.user_email, hook.settings)
             recheck = self.chat_types() if recheck_open_tasks else None
-            post_drafts(hook, drafts, sender=sender, report=report, recheck_open_tasks=recheck, log=self.log)
+            post_drafts(
+                hook, drafts, sender=sender, report=report, recheck_open_tasks=recheck, own_order=True, log=self.log
+            )
         return report
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -181,7 +183,7 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
                     ]
                     self.log.info("dry_run: %d message(s) rendered; nothing posted.", len(drafts))
                 else:
-                    post_drafts(hook, drafts, sender=sender, report=report, log=self.log)
+                    post_drafts(hook, drafts, sender=sender, report=report, own_order=True, log=self.log)
             finally:
                 report.log_summary(self.log)
         push_solution_url(context, report.first_solution_url)

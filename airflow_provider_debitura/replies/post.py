@@ -11,6 +11,7 @@ measured before/after table: docs/operators.md, docs/reliability.md.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
@@ -20,7 +21,7 @@ from airflow_provider_debitura.replies.drafts import CaseDraft, DraftTask
 from airflow_provider_debitura.replies.failures import case_failure
 from airflow_provider_debitura.replies.plan import unreadable_history
 from airflow_provider_debitura.replies.report import ReplyReport, TaskLog
-from airflow_provider_debitura.replies.rules import find_own_message
+from airflow_provider_debitura.replies.rules import action_refusal, find_own_message
 from airflow_provider_debitura.replies.templates import validate_reply
 
 __all__ = ["ChatGateway", "post_drafts", "validate_drafts"]
@@ -75,6 +76,7 @@ def post_drafts(
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None = None,
     yield_to_other_run: bool | None = None,
+    own_order: bool | random.Random = False,
     log: TaskLog = _log,
 ) -> None:
     """Post each draft at most once, re-checking its case right before; one case's 404 skips only that case.
@@ -93,15 +95,26 @@ def post_drafts(
     :param yield_to_other_run: leave the remaining drafts to another run of ours once one of its messages
         is found on a case this run was about to answer (it is answering the same cases ahead of this one).
         Default: True for fresh drafts, False with ``recheck_open_tasks`` (drafts that waited, e.g. for an
-        approval, where an earlier run's message on one case says nothing about the others).
+        approval, where an earlier run's message on one case says nothing about the others; such a caller
+        can refresh ``seen_chat_ids`` right before posting and pass True, as the approval operator does).
+    :param own_order: post in this run's own order: the given one from a random case (True, or a seeded
+        ``random.Random``), wrapped around. The first case a run re-reads that another run answered makes it
+        leave the rest (``yield_to_other_run``): exactly the cases the other run is answering. Two runs that
+        start on the same case at once are caught after their first post: its history is read once more
+        and the run of the later of the two messages leaves the rest. Costs 1 request per run.
     :param log: where per-case lines go (the operator passes its task logger).
     """
     if yield_to_other_run is None:
         yield_to_other_run = recheck_open_tasks is None
     validate_drafts(drafts)
+    drafts = _in_own_order(drafts, own_order)
+    check_twin = own_order is not False and yield_to_other_run
     for index, draft in enumerate(drafts):
         try:
-            other_run = _post_case(gateway, draft, sender, report, recheck_open_tasks, log)
+            posted, other_run = _post_case(gateway, draft, sender, report, recheck_open_tasks, log)
+            if posted is not None and check_twin:
+                check_twin = False
+                other_run = _twin_start(gateway, draft, posted, sender, log)
         except DebituraAmbiguousWriteError:
             raise
         except Exception as exc:
@@ -115,6 +128,36 @@ def post_drafts(
         if other_run is not None and yield_to_other_run:
             _leave_to_other_run(drafts[index + 1 :], other_run, draft, report, log)
             return
+
+
+def _in_own_order(drafts: Sequence[CaseDraft], own_order: bool | random.Random) -> list[CaseDraft]:
+    """The drafts from a random start, wrapped around (``own_order``), or as given."""
+    ordered = list(drafts)
+    if own_order is False or not ordered:
+        return ordered
+    rng = own_order if isinstance(own_order, random.Random) else random.SystemRandom()
+    start = rng.randrange(len(ordered))
+    return ordered[start:] + ordered[:start]
+
+
+def _twin_start(
+    gateway: ChatGateway, draft: CaseDraft, posted: ChatMessage, sender: str, log: TaskLog
+) -> ChatMessage | None:
+    """After this run's first post: another run's message of ours posted on the same case at the same time,
+    when it came first (this run then leaves the rest to it), else None (that run leaves the rest to this one).
+    Both runs read the same two messages, so exactly one of them goes on."""
+    seen = set(draft.seen_chat_ids) | {posted.id}
+    twins = [c for c in gateway.get_chats(draft.case_id) if c.id not in seen and _sent_as(c, sender)]
+    if not twins:
+        return None
+    first = min(twins, key=lambda c: (c.date_created, c.id))
+    log.warning("Another run of ours started on case %s at the same time as this one.", draft.label)
+    return first if (first.date_created, first.id) < (posted.date_created, posted.id) else None
+
+
+def _sent_as(chat: ChatMessage, sender: str) -> bool:
+    email = (chat.user.email if chat.user is not None else None) or ""
+    return chat.is_from_creditor and email.strip().lower() == sender.strip().lower()
 
 
 def _leave_to_other_run(
@@ -138,24 +181,24 @@ def _post_case(
     report: ReplyReport,
     recheck_open_tasks: Collection[str] | None,
     log: TaskLog,
-) -> ChatMessage | None:
-    """Re-check and post one case; returns the answer of another run of ours when one got there first."""
+) -> tuple[ChatMessage | None, ChatMessage | None]:
+    """Re-check and post one case: (our message if posted, the answer of another run of ours that got there first)."""
     chats = gateway.get_chats(draft.case_id)
     unreadable = unreadable_history(chats)
     if unreadable is not None:
         report.fail(draft.case_id, draft.creditor_reference, draft.task_ids, unreadable, None)
         log.warning("Could not answer case %s: %s", draft.label, unreadable)
-        return None
+        return None, None
     pending = _still_pending(draft, chats, report, log)
     if pending and recheck_open_tasks is not None:
         pending = _still_open(gateway, draft, pending, recheck_open_tasks, report)
     if not pending:
-        return _from_other_run(draft, chats, sender)
+        return None, _from_other_run(draft, chats, sender)
     posted = _post_once(gateway, draft, pending, sender, [c.id for c in chats], report, log)
     if posted is not None:
         report.reply(draft.case_id, draft.creditor_reference, [t.id for t in pending], posted.id)
         log.info("Replied on case %s (message %s) for %d task(s).", draft.label, posted.id, len(pending))
-    return None
+    return posted, None
 
 
 def _still_pending(
@@ -182,11 +225,7 @@ def _still_pending(
 def _from_other_run(draft: CaseDraft, chats: Sequence[ChatMessage], sender: str) -> ChatMessage | None:
     """A creditor message that appeared since the draft was made, sent as our own sender: another run of ours."""
     seen = set(draft.seen_chat_ids)
-    for chat in chats:
-        email = (chat.user.email if chat.user is not None else None) or ""
-        if chat.is_from_creditor and chat.id not in seen and email.strip().lower() == sender.strip().lower():
-            return chat
-    return None
+    return next((c for c in chats if c.id not in seen and _sent_as(c, sender)), None)
 
 
 def _still_open(
@@ -196,11 +235,56 @@ def _still_open(
     types: Collection[str],
     report: ReplyReport,
 ) -> list[DraftTask]:
-    open_ids = {t.id for t in gateway.get_case_tasks(draft.case_id, status="Open", types=sorted(types))}
-    for task in pending:
-        if task.id not in open_ids:
+    """The drafted tasks, when the case's open chat tasks are still exactly the drafted ones; else none.
+
+    A draft that waited (for a person's approval) is posted only if the reply clears what was shown: no task
+    raised since, none whose type changed or whose action the reply operator would now refuse, none solved
+    meanwhile. Any difference skips the case and reports what happened (the next run drafts a new reply).
+    """
+    listed = gateway.get_case_tasks(draft.case_id, status="Open", types=sorted(types))
+    rejected = getattr(listed, "rejected", ())
+    now = {t.id: t for t in listed}
+    drafted = {t.id for t in draft.tasks}
+    changes = [f"{len(rejected)} open task record(s) could not be read"] if rejected else []
+    changes += [change for change in (_change(t, now.get(t.id)) for t in draft.tasks) if change]
+    new = [t for t in listed if t.id not in drafted]
+    if not changes and not new:
+        return pending
+    gone = [t for t in draft.tasks if t.id not in now]
+    if not new and not rejected and len(gone) == len(draft.tasks):
+        for task in pending:
             report.skip(task.id, draft.case_id, "no longer open in Debitura", draft.creditor_reference)
-    return [t for t in pending if t.id in open_ids]
+        return []
+    for listed_task in listed:
+        refusal = action_refusal(listed_task) if listed_task.id in drafted else None
+        if refusal is not None:
+            report.human(listed_task, refusal)
+    _report_changed(draft, pending, changes, new, report)
+    return []
+
+
+def _change(task: DraftTask, now: Task | None) -> str:
+    """What happened to a drafted task since the draft ("" when nothing)."""
+    if now is None:
+        return f"task {task.id} was solved since the draft (no longer open in Debitura)"
+    if now.type != task.type:
+        return f"task {task.id} changed its type from {task.type} to {now.type} since the draft"
+    refusal = action_refusal(now)
+    return f"task {task.id} can no longer be answered: {refusal}" if refusal else ""
+
+
+def _report_changed(
+    draft: CaseDraft, pending: Sequence[DraftTask], changes: list[str], new: Sequence[Task], report: ReplyReport
+) -> None:
+    raised = [f"{t.type} task {t.id} ({t.title or 'no title'}) was raised since the draft" for t in new]
+    what = "; ".join(changes + raised)
+    reason = (
+        f"not sent: the case's open chat tasks differ from what the reply was drafted (and approved) for: {what}. "
+        "The next run drafts a reply for what is open now"
+    )
+    for task_id in [t.id for t in pending] + [t.id for t in new]:
+        report.skip(task_id, draft.case_id, reason, draft.creditor_reference)
+    _log.warning("Not replying on case %s: %s", draft.label, reason)
 
 
 def _post_once(

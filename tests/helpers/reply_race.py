@@ -99,6 +99,95 @@ def trial(sb: Any, gap: float, latency_ms: int = 100, cases: int = CASES) -> Tri
     )
 
 
+def _approve_one(conn_json: str, carry: dict[str, Any], ready: Any, go: Any, delay: float, errors: Any) -> None:
+    """One approval run's answer in its own process: the same drafts approved ``delay`` s after ``go``."""
+    import uuid
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn_json
+    from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
+
+    op = DebituraReplyApprovalOperator(task_id="approve", reply_template=TEMPLATE)
+    answer = {
+        "chosen_options": ["Approve"],
+        "params_input": {},
+        "responded_at": datetime.now(timezone.utc),
+        "responded_by_user": {"id": "alice", "name": "Alice"},
+        "timedout": False,
+    }
+    ready.release()
+    go.wait()
+    time.sleep(delay)  # the gap between the two approvals, under test
+    try:
+        op.execute_complete({"task_instance": SimpleNamespace(id=uuid.uuid4())}, answer, carry=carry)
+    except Exception as exc:  # reported in the trial
+        errors.put(f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _draft_for_approval(sb: Any) -> dict[str, Any]:
+    """What an approval request waits with (drafts and report), made by the operator itself."""
+    import uuid
+    from types import SimpleNamespace
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_debitura import hitl_compat
+    from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
+
+    os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = sb.conn_json()
+    real = hitl_compat.upsert_request
+    hitl_compat.upsert_request = lambda *a, **k: None  # type: ignore[assignment]  # no Airflow here
+    try:
+        op = DebituraReplyApprovalOperator(task_id="approve", reply_template=TEMPLATE)
+        op.execute({"task_instance": SimpleNamespace(id=uuid.uuid4())})
+    except TaskDeferred as deferred:  # it carries the drafts
+        carry: dict[str, Any] = (deferred.kwargs or {})["carry"]
+        return carry
+    finally:
+        hitl_compat.upsert_request = real  # type: ignore[assignment]
+    raise AssertionError("the approval operator did not ask")
+
+
+def approval_trial(sb: Any, gap: float, latency_ms: int = 100, cases: int = CASES) -> Trial:
+    """Two approval runs over the same cases (issue 21 item 1), both approved, ``gap`` s apart."""
+    sb.reset(scenario(cases))
+    carry = _draft_for_approval(sb)
+    rule = {"kind": "latency", "latencyMs": latency_ms}
+    assert sb.control("PUT", "/_sandbox/faults", json={"rules": [rule]}).status_code == 200
+    mp = multiprocessing.get_context("fork")
+    ready, go, errors = mp.Semaphore(0), mp.Event(), mp.Queue()
+    runs = [mp.Process(target=_approve_one, args=(sb.conn_json(), carry, ready, go, d, errors)) for d in (0.0, gap)]
+    return _count(sb, runs, ready, go, errors, gap, cases)
+
+
+def _count(sb: Any, runs: list[Any], ready: Any, go: Any, errors: Any, gap: float, cases: int) -> Trial:
+    for run in runs:
+        run.start()
+    for _ in runs:
+        assert ready.acquire(timeout=120), "a run did not start"
+    started = time.monotonic()
+    go.set()
+    for run in runs:
+        run.join(timeout=300)
+    seconds = time.monotonic() - started
+    chats = sb.state.dump()["chats"]
+    refs = [f"RACE-{i:03d}" for i in range(1, cases + 1)]
+    per_case = [sum(1 for c in chats.get(sb.state.case_id(r), []) if c["role"] == 1) for r in refs]
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    return Trial(
+        gap=gap,
+        duplicates=sum(max(0, n - 1) for n in per_case),
+        lost=sum(1 for n in per_case if n == 0),
+        messages=sum(per_case),
+        requests=sb.control("GET", "/_sandbox/counters").json().get("total", 0),
+        seconds=round(seconds, 1),
+        errors=failures + [f"exit code {r.exitcode}" for r in runs if r.exitcode],
+    )
+
+
 def render(trials: list[Trial], latency_ms: int) -> str:
     lines = [
         f"| gap between starts | duplicates (of {CASES}) | lost | messages | requests (both runs) | wall s |",
@@ -122,6 +211,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--gaps", default=",".join(f"{g:g}" for g in GAPS))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--approval", action="store_true", help="two DebituraReplyApprovalOperator answers")
     args = parser.parse_args()
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////nonexistent/debitura-race/airflow.db")
     from airflow_provider_debitura.sandbox import SandboxServer
@@ -130,7 +220,7 @@ def main() -> None:
     with SandboxServer(scenario="empty", api_key=KEY) as sb:
         os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = sb.conn_json()
         for gap in (float(g) for g in args.gaps.split(",")):
-            trials.append(trial(sb, gap, args.latency_ms))
+            trials.append((approval_trial if args.approval else trial)(sb, gap, args.latency_ms))
             print(f"gap {gap:g} s: {trials[-1]}", flush=True)
     print(json.dumps([t.__dict__ for t in trials]) if args.json else render(trials, args.latency_ms))
 
