@@ -66,6 +66,9 @@ class AccountSnapshot:
     """Set when a record that may belong to any case could not be read: every case not re-read is unknown."""
     rejected: tuple[RejectedRecord, ...] = ()
     """The full read's records that could not be understood (the watcher reports them once)."""
+    account_direct: bool = False
+    """The account-level part comes from a direct read: the account-level read itself, or a full read that was
+    one atomic answer (one page whose records match its own total). A gate opens only on direct reads."""
 
     @property
     def ok(self) -> bool:
@@ -156,6 +159,24 @@ class AccountSnapshot:
         """
         return self.full and case_id.lower() not in self.patches
 
+    def direct_for(self, spec: GateSpec) -> bool:
+        """Whether every part the gate counts was read directly: its own case, and the account-level tasks when
+        they can block it. A shared read may keep a gate blocked (a task seen open was open); a gate opens only
+        when this holds (docs/gates.md, "The principle").
+
+        :param spec: the gate.
+        """
+        if not self.full:
+            return True
+        return not self.from_full_read(spec.case_id) and (not spec.needs_account or self.account_direct)
+
+    def opens(self, spec: GateSpec) -> bool:
+        """Whether the gate may open on this snapshot: unblocked, on direct reads of every part it counts.
+
+        :param spec: the gate.
+        """
+        return self.direct_for(spec) and self.verdict_for(spec).is_unblocked
+
     def case_part(self, case_id: str) -> Part:
         """What this snapshot knows of one case's open tasks.
 
@@ -197,7 +218,10 @@ class AccountSnapshot:
         :param account: the re-read account-level tasks, None when not re-read.
         """
         return replace(
-            self, patches={**self.patches, **cases}, account=account if account is not None else self.account
+            self,
+            patches={**self.patches, **cases},
+            account=account if account is not None else self.account,
+            account_direct=self.account_direct or account is not None,
         )
 
     def records(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -17,13 +16,6 @@ from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.triggers.shared_poll import Step
 from airflow_provider_debitura.triggers.sources import DirectGateSource, SharedGateSource, SnapshotSource
 from airflow_provider_debitura.validation import case_selector
-
-
-@dataclass(frozen=True)
-class _OpenOnSharedRead:
-    """A full shared read says the case is unblocked: the gate confirms with its own case read first."""
-
-    verdict: GateVerdict
 
 
 class DebituraCaseUnblockedTrigger(BaseTrigger):
@@ -167,7 +159,7 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         remaining = self._remaining()
         if remaining is not None and remaining <= 0:
             return self._timeout_event()
-        step: Step[TriggerEvent | _OpenOnSharedRead] = functools.partial(self._step, spec)
+        step: Step[TriggerEvent] = functools.partial(self._step, spec)
         if self.progress.checks == 0:
             # No check was made in the worker (a trigger created on its own): the first is the gate's own, so a
             # case that does not exist fails at once (a shared read cannot tell "no tasks" from "no case").
@@ -175,13 +167,13 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 snapshot = await own.next_snapshot(None, self.end_time)
             if snapshot is None:
                 return self._timeout_event()
-            outcome = step(snapshot)  # a direct read: never a full read that still needs confirming
+            outcome = step(snapshot)  # a direct read
             if isinstance(outcome, TriggerEvent):
                 return outcome
         return await self._follow(spec, step)
 
-    async def _follow(self, spec: GateSpec, step: Step[TriggerEvent | _OpenOnSharedRead]) -> TriggerEvent:
-        """Follow the source's rounds until the gate has an event (confirming an open from a full read)."""
+    async def _follow(self, spec: GateSpec, step: Step[TriggerEvent]) -> TriggerEvent:
+        """Follow the source's rounds until the gate has an event."""
         source: SnapshotSource = (
             SharedGateSource(self.debitura_conn_id, spec, self.poll_interval)
             if self.coalesce
@@ -189,23 +181,17 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         )
         not_before = asyncio.get_running_loop().time() + self._interval()
         async with source:
-            while True:
-                outcome = await source.follow(step, not_before, self.end_time)
-                if outcome is None:
-                    return self._timeout_event()
-                if not isinstance(outcome, _OpenOnSharedRead):
-                    return outcome  # type: ignore[return-value]
-                confirmed = await self._confirm_open(spec, outcome)
-                if isinstance(confirmed, TriggerEvent):
-                    return confirmed
-                not_before = confirmed
+            outcome = await source.follow(step, not_before, self.end_time)
+        return self._timeout_event() if outcome is None else outcome
 
-    def _step(self, spec: GateSpec, snapshot: AccountSnapshot) -> TriggerEvent | float | _OpenOnSharedRead:
-        """One check: count and log it; the final event, or the loop time of the next check. An "unblocked"
-        from a full read of the queue is handed back for the gate's own case read (see ``_confirm_open``)."""
+    def _step(self, spec: GateSpec, snapshot: AccountSnapshot) -> TriggerEvent | float:
+        """One check: count and log it; the final event, or the loop time of the next check. The gate opens only
+        on direct reads of its case and of the account-level tasks (the shared poll makes them, within its
+        budget, in the round a full read would open the gate); until then an "unblocked" from a full read of
+        the queue waits for the next round."""
         verdict = snapshot.verdict_for(spec)
-        if verdict.is_unblocked and snapshot.from_full_read(spec.case_id):
-            return _OpenOnSharedRead(verdict)
+        if verdict.is_unblocked and not snapshot.direct_for(spec):
+            verdict = gate.unknown("the shared read saw no blocker; the gate opens on its own reads, next round")
         return self._record(verdict, snapshot.started)
 
     def _record(self, verdict: GateVerdict, started: float) -> TriggerEvent | float:
@@ -216,22 +202,6 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         if verdict.is_unblocked:
             return self._event("success", **self.progress.record())
         return started + self._interval()
-
-    async def _confirm_open(self, spec: GateSpec, shared: _OpenOnSharedRead) -> TriggerEvent | float:
-        """A full read of the queue holds no task of a case that was deleted or merged meanwhile, so before it
-        opens on one the gate reads its own case (1 request): a 404 fails it as in poke mode, a task listed
-        since then keeps it closed. The account-level part stands as the verified read saw it."""
-        case_only = replace(spec, include_account_tasks=False)
-        async with DirectGateSource(self.debitura_conn_id, case_only) as own:
-            snapshot = await own.next_snapshot(None, self.end_time)
-        if snapshot is None:
-            return self._timeout_event()
-        verdict = snapshot.verdict_for(case_only)
-        if verdict.is_unblocked:
-            return self._record(shared.verdict, snapshot.started)
-        if verdict.state is GateState.BLOCKED:
-            self.log.info("Case %s: the shared read saw no blockers, the case's own read does", self.progress.name)
-        return self._record(verdict, snapshot.started)
 
     async def _look_up(self) -> TriggerEvent | None:
         """Resolve the reference the sensor could not (its lookup failed transiently): check again every

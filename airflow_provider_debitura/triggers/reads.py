@@ -136,6 +136,9 @@ class QueueRead:
     error: BaseException | None = None
     abandoned: bool = False
     requests: int = 0
+    atomic: bool = False
+    """The read was one answer, a page that is not full and whose records match its own total: nothing can have
+    been missed (no order, no second page), so it is as good as a direct read of the account-level tasks."""
 
 
 def pages_for(total: int) -> int:
@@ -153,6 +156,7 @@ async def read_queue(
     keep_going: Callable[[int], bool] | None = None,
     listed: ListedIds | None = None,
     pages_hint: int | None = None,
+    max_rereads: int = paging.DEFAULT_MAX_REREADS,
 ) -> QueueRead:
     """Read every open task of the account once with the hook's listing, as compact records (never raises
     for a failed read). The listing guarantees that every task open for the whole read is in it once, and
@@ -163,10 +167,11 @@ async def read_queue(
     :param keep_going: called with ``totalResults`` after the first answer; False stops there (``abandoned``).
     :param listed: the listing entries of earlier reads, to reuse (see :class:`ListedIds`).
     :param pages_hint: pages the queue had last time (saves the listing's size probe).
+    :param max_rereads: passes the listing adds when a check fails (0: none; gates open only on direct reads).
     """
     listed = listed if listed is not None else ListedIds()
     listed.begin()
-    listing = TaskListing(status="Open", pages_hint=pages_hint)
+    listing = TaskListing(status="Open", pages_hint=pages_hint, max_rereads=max_rereads)
     result = QueueRead()
     open_by_id: dict[str, CompactTask] = {}
     texts: dict[int, str] = {}
@@ -195,6 +200,8 @@ async def read_queue(
     )
     result.verified, result.unverified_reason, result.total = outcome.verified, outcome.unverified_reason, outcome.total
     result.pages = tuple(texts[key] for key in sorted(texts))
+    records = len(outcome) + len(outcome.rejected)
+    result.atomic = outcome.requests == 1 and outcome.total == records < endpoints.MAX_PAGE_SIZE
     return result
 
 

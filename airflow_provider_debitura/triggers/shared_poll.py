@@ -14,11 +14,14 @@ reads on or switches to direct reads, so even the first interval costs at most `
 While gates read directly, page 1 is read again now and then to notice a queue that shrank, but only in
 a round with a request to spare under ``min(N + 1, P)``.
 
-A full read that fails, or cannot rule out a missed task (an unverified listing), or holds a record the
-gate cannot read, is not the end of the round: every gate it leaves in doubt is re-read directly in the
-same round (its case, and the account-level tasks once), so nobody waits out a bad page. Direct reads
-run at most :data:`MAX_CONCURRENT_READS` at a time *per connection*: a slow connection never holds up
-gates on another. Design notes and the cost table: ``docs/gates.md``.
+A shared read may keep a gate blocked (a task seen open was open), but a gate opens only on direct reads of
+every part it counts: after a full read, the gates it would open (and those it leaves in doubt: a failed or
+unverified read, a record that cannot be read) read their own case, and the account-level tasks once for all
+of them, in the same round; a gate the full read keeps blocked confirms now and then that its case still
+exists (:data:`EXISTS_EVERY`). Those direct reads share one budget per round, so that a round costs at most
+``2 * min(N + 1, P)`` (:func:`confirm_budget`); a gate that does not fit waits for the next round, blocked.
+Direct reads run at most :data:`MAX_CONCURRENT_READS` at a time *per connection*: a slow connection never
+holds up gates on another. Design notes and the cost table: ``docs/gates.md``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ FANOUT_BATCH = 50
 _NEVER = float("inf")
 _TOLERANCE = 1e-3
 """Seconds by which a subscriber may ask "early" for a round and still be served by it (float rounding)."""
+
+EXISTS_EVERY = 5
+"""A gate kept blocked by full reads has its case read directly (does it still exist?) once in this many rounds,
+budget permitting: a case deleted while the queue still lists its task fails its gate within a few rounds."""
+
+UNKNOWN_PAGES = MAX_CONCURRENT_READS
+"""The page count a round's budget assumes while the queue's size is unknown (its first read failed)."""
 
 PROBE_EVERY = 10
 """While gates read directly, page 1 of the queue is read again (to notice a queue that shrank) at most
@@ -145,6 +155,10 @@ class SharedAccountPoller:
         self._plan_text: str | None = None
         self._busy = False
         self._listed = ListedIds()
+        self._case_read: dict[str, int] = {}
+        """Round (``snapshots``) in which each case was last read directly."""
+        self._turn = 0
+        """Rotates which gates' direct reads come first when a round's budget cannot hold them all."""
         self.snapshots = 0
         """Rounds delivered."""
         self.shared_reads = 0
@@ -319,6 +333,7 @@ class SharedAccountPoller:
             keep_going=keep_going,
             listed=self._listed,
             pages_hint=None if sizing else pages,
+            max_rereads=1 if plan.full else 0,  # a re-read opens no gate: only a whole-queue subscriber needs it
         )
         self._requests += read.requests
         if read.total is not None:
@@ -329,7 +344,9 @@ class SharedAccountPoller:
         self.shared_reads += 1
         self._say("full", plan)
         snapshot = _snapshot_of(read, taken_at)
-        return await self._settle(snapshot, plan) if plan.gates else snapshot
+        # P for the budget: the size the queue told; a read that could not tell (no or a lying total): its pages.
+        pages = self.pages if read.total is not None or read.error is not None else read.requests
+        return await self._confirm(snapshot, plan, pages) if plan.gates else snapshot
 
     async def _direct(self, plan: _Plan, taken_at: float) -> AccountSnapshot:
         self.direct_rounds += 1
@@ -338,28 +355,50 @@ class SharedAccountPoller:
         reads = DirectReads(plan.cases, plan.account_types)
         await drive_direct(self.hook, reads, connection_slots(self.conn_id))
         self._requests += reads.requests
+        self._case_read.update(dict.fromkeys(reads.cases, self.snapshots))
         return reads.snapshot(taken_at)
 
-    async def _settle(self, snapshot: AccountSnapshot, plan: _Plan) -> AccountSnapshot:
-        """Re-read directly what a doubtful full read left unknown for a due gate (same round)."""
-        if snapshot.verified and not snapshot.patches and snapshot.account.settled:
-            return snapshot
-        doubtful: list[GateSpec] = []
-        for index, gate in enumerate(plan.gates):
-            if snapshot.verdict_for(gate).state is GateState.UNKNOWN:
-                doubtful.append(gate)
-            if index % 256 == 255:
-                await asyncio.sleep(0)  # 1,000 verdicts must not hold the loop in one piece
-        if not doubtful:
+    async def _confirm(self, snapshot: AccountSnapshot, plan: _Plan, pages: int | None) -> AccountSnapshot:
+        """The direct reads a full read calls for, in the same round and within the round's budget: the case of
+        every gate it would open or leaves in doubt (the account-level tasks once for them all), then the cases
+        of gates it keeps blocked that have not been read directly for :data:`EXISTS_EVERY` rounds."""
+        opening, held = await self._sort_gates(snapshot, plan)
+        budget = confirm_budget(len(plan.gates), pages, self._requests)
+        account_types: frozenset[str] = frozenset()
+        if opening and not snapshot.account_direct:
+            account_types = _Plan(tuple(opening), False).account_types
+        budget = max(budget, 1 + bool(account_types))  # room to open at least one gate, or no gate ever opens
+        self._turn += 1
+        cases = _rotate(list(dict.fromkeys(g.case_id for g in opening)), self._turn)
+        due = self.snapshots - EXISTS_EVERY
+        cases += sorted(
+            {g.case_id for g in held if self._case_read.setdefault(g.case_id, self.snapshots) <= due} - set(cases),
+            key=lambda case: self._case_read[case],
+        )
+        cases = cases[: max(0, budget - bool(account_types))]
+        if not cases:
             return snapshot
         self.fallback_rounds += 1
-        redo = _Plan(tuple(doubtful), False, False)
-        cases = [c for c in redo.cases if not snapshot.case_part(c).settled]
-        account_types = redo.account_types if not snapshot.account.settled else frozenset()
         reads = DirectReads(cases, account_types)
         await drive_direct(self.hook, reads, connection_slots(self.conn_id))
         self._requests += reads.requests
+        self._case_read.update(dict.fromkeys(reads.cases, self.snapshots))
         return snapshot.with_reads(reads.cases, reads.account)
+
+    @staticmethod
+    async def _sort_gates(snapshot: AccountSnapshot, plan: _Plan) -> tuple[list[GateSpec], list[GateSpec]]:
+        """The due gates a full read would open or leaves in doubt, and those it keeps blocked by their case."""
+        opening: list[GateSpec] = []
+        held: list[GateSpec] = []
+        for index, gate in enumerate(plan.gates):
+            state = snapshot.verdict_for(gate).state
+            if state in (GateState.UNBLOCKED, GateState.UNKNOWN):
+                opening.append(gate)
+            elif state is GateState.BLOCKED and snapshot.from_full_read(gate.case_id):
+                held.append(gate)
+            if index % 256 == 255:
+                await asyncio.sleep(0)  # 1,000 verdicts must not hold the loop in one piece
+        return opening, held
 
     def _say(self, mode: str, plan: _Plan) -> None:
         """One plain log line whenever the way the gates are served changes."""
@@ -421,17 +460,36 @@ class SharedAccountPoller:
         await self.hook.aclose()
 
 
+def confirm_budget(gates: int, pages: int | None, spent: int) -> int:
+    """Direct reads a round may still send after its full read: the round stays within ``2 * min(N + 1, P)``.
+
+    :param gates: N, the gates due in the round.
+    :param pages: P, the queue's pages (None while unknown: :data:`UNKNOWN_PAGES`).
+    :param spent: requests the round has sent so far.
+    """
+    return max(0, 2 * min(gates + 1, pages or UNKNOWN_PAGES) - spent)
+
+
+def _rotate(items: list[str], turn: int) -> list[str]:
+    """The list started at a different place each turn, so that a budget too small for all serves all in turn."""
+    if not items:
+        return items
+    start = turn % len(items)
+    return items[start:] + items[:start]
+
+
 def _snapshot_of(read: QueueRead, taken_at: float) -> AccountSnapshot:
     if read.error is not None or read.batch is None:
         return AccountSnapshot.failed(f"{type(read.error).__name__}: {read.error}", taken_at)
-    return AccountSnapshot.from_batch(
+    snapshot = AccountSnapshot.from_batch(
         read.batch,
         taken_at,
-        verified=read.verified,
+        verified=read.verified or read.atomic,  # one page that matches its total: nothing to miss, in any order
         pages=read.pages,
         total=read.total,
         unverified_reason=read.unverified_reason,
     )
+    return replace(snapshot, account_direct=read.atomic and snapshot.account.settled)
 
 
 class Subscription:

@@ -143,8 +143,9 @@ async def test_a_case_deleted_while_its_gate_waits_fails_the_gate_as_in_poke_mod
 
 
 async def test_an_opening_from_an_unverified_read_is_confirmed_in_the_same_round(debitura_conn):
-    """A listing that cannot verify itself (here: a page not sorted oldest first, twice) may have missed a task:
-    the gate it would open reads its own case and the account-level tasks first, in the same round."""
+    """A page not sorted oldest first: the listing cannot verify a multi-page read, but one page whose records
+    match its own total is one atomic answer (nothing to miss, in any order); it stands for the account-level
+    tasks, and the gate reads its own case before opening, in the same round."""
     for task in _account_task_ids(debitura_conn):
         debitura_conn.control("POST", f"/tasks/{task}/solve", {})
     unsorted = _page(
@@ -158,8 +159,8 @@ async def test_an_opening_from_an_unverified_read_is_confirmed_in_the_same_round
         poll = await poller() if shared_poll.active_pollers() else None
     assert event["status"] == "success" and event["checks"] == 2
     seen = counters(debitura_conn)
-    # Two passes (the listing re-reads once), then the gate's case and the account-level tasks.
-    assert (seen["GET /tasks"], seen["GET /cases/{id}/tasks"], seen["total"]) == (3, 1, 4)
+    # One page (no re-read: a re-read opens no gate), then the gate's case (was 3 + 1).
+    assert (seen["GET /tasks"], seen["GET /cases/{id}/tasks"], seen["total"]) == (1, 1, 2)
     assert poll is None or poll.fallback_rounds == 1
 
 
@@ -260,3 +261,21 @@ def _page_with_an_odd_record(case_id: str | None = None) -> dict:
         "page": {"totalResults": 1, "pageSize": 100, "currentPage": 1, "totalPages": 1, "responseCount": 1},
         "tasks": [odd],
     }
+
+
+async def test_a_failed_full_read_costs_no_request_storm(debitura_conn):
+    """Issue 20, item 6: 200 gates on 5,000 open tasks (P = 50); five 503s on ``GET /tasks`` fail a full read.
+    Before, every gate in doubt then read its own case in the same round (201 requests; 1,002 with 1,000 gates):
+    now the direct reads of a round share one budget, and every round stays within 2 * min(N + 1, P) = 100."""
+    debitura_conn.control("POST", "/scenario", {"name": "large:5000"})  # every case blocked
+    n = 200
+    gates = [gate(f"LRG-{i + 1:06d}", poll_interval=2.0) for i in range(n)]
+    async with running(gates) as tasks:
+        poll = await poller()
+        await until(lambda: poll.shared_reads >= 1 and not poll.busy, 60, "a full read")
+        debitura_conn.control(
+            "PUT", "/faults", {"rules": [{"kind": "status", "status": 503, "path": "/tasks", "count": 5}]}
+        )
+        await until(lambda: poll.fallback_rounds >= 1 and poll.snapshots >= 4 and not poll.busy, 90, "the failed round")
+        assert not any(t.done() for t in tasks)
+    assert max(poll.round_requests) <= 2 * min(n + 1, 50), list(poll.round_requests)
