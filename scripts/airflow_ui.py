@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.ui_demo import GATE_CASE, GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo  # noqa: E402
+
+APPROVAL_DAG = "example_debitura_triage_with_approval"
 from helpers.waiting import port_is_free  # noqa: E402
 
 
@@ -49,6 +51,10 @@ def banner(demo: UiDemo, args: argparse.Namespace, started: float) -> None:
     say("  waits again on a fresh blocker (the sandbox's demo-ui scenario).")
     say(f"* {TRIAGE_DAG}: trigger it to list, auto-reply and route the demo queue.")
     say("  Triggering unpauses it, so its schedule starts a run too: the first run answers the chat tasks.")
+    say(f"* {APPROVAL_DAG}: trigger it (no schedule: that one run starts at once), then open")
+    say("  Browse -> Required Actions: approve (or edit) the chat replies, and answer Done / Can't do on the")
+    say("  tasks only a person can resolve. 'Done' on a task still open in Debitura asks again; solve it in")
+    say(f"  the sandbox ({sandbox.url}/_sandbox/) and the request closes by itself.")
     say("* Admin -> Connections -> debitura_default -> Test: checks the connection (GET /me).")
     say(f"Logs: {airflow.log_path}.  Press Ctrl-C to stop everything.")
     say("=" * 78)

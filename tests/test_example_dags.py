@@ -43,6 +43,32 @@ def test_example_dags_parse_without_connection_or_network(monkeypatch):
         assert "What it shows" in doc and "For real use" in doc, path.name
 
 
+@pytest.mark.skipif(not HITL_AVAILABLE, reason="Required Actions need Airflow 3.1+")
+def test_the_approval_example_asks_for_approval_and_starts_at_its_first_trigger(monkeypatch):
+    """Issue 21 item 9: the "with approval" example uses the approval operator, and a DAG that waits for a person
+    has no schedule (triggering a paused scheduled DAG unpauses it: its scheduled run would start at once and,
+    with max_active_runs=1, the person's manual run would wait behind it until someone answered)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airflow_provider_debitura.hitl_compat import HITLOperator
+    from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
+
+    monkeypatch.delenv("AIRFLOW_CONN_DEBITURA_DEFAULT", raising=False)
+    bag = DagBag(dag_folder=str(ROOT / "example_dags"))
+    approval = bag.dags["example_debitura_triage_with_approval"]
+    assert any(isinstance(t, DebituraReplyApprovalOperator) for t in approval.tasks)
+    assert not approval.timetable.can_be_scheduled
+    for dag in bag.dags.values():
+        classes = [getattr(t, "operator_class", None) or type(t) for t in dag.tasks]  # mapped ones too
+        waits_for_people = any(isinstance(c, type) and issubclass(c, HITLOperator) for c in classes)
+        if waits_for_people:
+            assert not dag.timetable.can_be_scheduled, f"{dag.dag_id} waits for people and has a schedule"
+    readme = (ROOT / "README.md").read_text()
+    assert "DebituraReplyApprovalOperator(" in readme  # a snippet, not only a name
+    assert "Required Actions" in (ROOT / "docs" / "ui.md").read_text()
+    assert "notify_human task" not in (ROOT / "docs" / "ui.md").read_text()
+
+
 @pytest.mark.e2e
 def test_demo_runs_case_gate_and_triage(airflow_env, sandbox):
     """What ``make demo`` runs (scripts/demo.py): both examples on one demo scenario, loaded once."""

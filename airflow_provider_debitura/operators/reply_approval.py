@@ -332,7 +332,8 @@ def approval_body(readings: Sequence[CaseReading], drafts: Sequence[CaseDraft], 
     parts.append(
         "**Approve** posts the replies as they stand in the fields below (one message per case; an emptied "
         "field sends nothing to that case). **Reject** posts nothing. Each case is checked again right before "
-        "posting: a task solved elsewhere, or a partner who wrote again meanwhile, is skipped and reported."
+        "posting: a case whose chat tasks are no longer exactly the ones listed here (a task raised, changed or "
+        "solved since), or whose partner wrote again meanwhile, gets nothing and is reported."
     )
     return "\n\n".join(parts)
 

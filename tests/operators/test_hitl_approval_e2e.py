@@ -72,8 +72,9 @@ def test_approve_as_rendered_posts_each_case_once(api, sandbox) -> None:
     assert _creditor_messages(sandbox, "INV-1002") == [inv1002]
     counters = request_counts(sandbox)
     assert counters[POSTS] == 2
-    # listing 1; per case: history (draft), history (partner check), history (post), open tasks (post)
-    assert counters["GET /tasks"] == 1 and counters["GET /cases/{id}/chats"] == 2 * 3
+    # listing 1; per case: history (draft), history (partner check), history (post), open tasks (post); and one
+    # history read after the first post (two runs that started on the same case: issue 20 item 10)
+    assert counters["GET /tasks"] == 1 and counters["GET /cases/{id}/chats"] == 2 * 3 + 1
     assert counters["GET /cases/{id}/tasks"] == 2
     assert api.pending("hitl_approval") == []
 
@@ -137,3 +138,36 @@ def test_approve_with_an_emptied_field_over_rest_posts_the_others(api, sandbox) 
     }
     assert _creditor_messages(sandbox, "INV-1002") == [] and len(_creditor_messages(sandbox, "INV-1003")) == 1
     assert request_counts(sandbox)[POSTS] == 1
+
+
+def test_the_approval_example_asks_a_person_then_posts(api, sandbox) -> None:
+    """Issue 21 item 9: example_debitura_triage_with_approval (what ``make airflow`` offers) asks for approval
+    at its first trigger, posts what was approved, and hands the other tasks to a person."""
+    from concurrent.futures import Future
+
+    from helpers.api_server import run_dag_async
+    from helpers.waiting import wait_until
+
+    dag_id = "example_debitura_triage_with_approval"
+    run: Future = run_dag_async(api.env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    [request] = api.wait_for_request(dag_id, task_id="approve_replies", timeout=RUN_TIMEOUT, run=run)
+    assert request["options"] == ["Approve", "Reject"] and request["subject"] == "Approve 2 Debitura chat replies"
+    assert api.answer(request, ["Approve"], _fields(request)).status_code == 200
+    handoffs = 0
+    while not run.done():
+        pending = wait_until(
+            lambda: (
+                [r for r in api.pending(dag_id) if r["task_instance"]["task_id"] == "hand_to_a_person"] or run.done()
+            ),
+            timeout=RUN_TIMEOUT,
+            what="a handoff request or the end of the run",
+        )
+        for handoff in pending if isinstance(pending, list) else []:
+            assert api.answer(handoff, ["Can't do"], {"note": "later"}).status_code == 200
+            handoffs += 1
+    result = run.result(timeout=RUN_TIMEOUT)
+    assert result.run_state == "success", result.explain()
+    replies = result.xcom("approve_replies")
+    assert replies["outcome"] == "approved" and len(replies["replied"]) == 3
+    assert request_counts(sandbox)[POSTS] == 2 and handoffs >= 1
+    assert result.xcom("report")["replies"] == "approved"

@@ -61,3 +61,15 @@ def test_a_port_in_use_is_refused_before_anything_starts(script, capsys, tmp_pat
         assert script.main([flag, str(port), other, "0", "--home", str(tmp_path / "home")]) == 2
     assert f"Port {port} on 127.0.0.1 is in use" in capsys.readouterr().out
     assert not (tmp_path / "home").exists()
+
+
+def test_the_banner_walks_a_new_user_to_required_actions(script, capsys):
+    """Issue 21 item 9: the banner names the approval example and where its requests appear."""
+    from types import SimpleNamespace
+
+    airflow = SimpleNamespace(url="http://127.0.0.1:8080", username="admin", password="pw", log_path="/tmp/x.log")
+    demo = SimpleNamespace(airflow=airflow, sandbox=SimpleNamespace(url="http://127.0.0.1:8765"))
+    script.banner(demo, None, time.monotonic())
+    out = capsys.readouterr().out
+    assert "example_debitura_triage_with_approval" in out and "Required Actions" in out
+    assert "no schedule" in out
