@@ -202,3 +202,57 @@ def _handler(api: QuirkyApi) -> type[BaseHTTPRequestHandler]:
 
 def _not_found() -> dict[str, Any]:
     return {"error": "NotFound", "message": "Case not found", "businessErrors": []}
+
+
+class _Answer:
+    """What the fault matrix reads of a control-plane answer (``status_code``, ``json()``)."""
+
+    def __init__(self, body: Any) -> None:
+        self.status_code = 200
+        self._body = body
+
+    def json(self) -> Any:
+        return self._body
+
+
+class _State:
+    """The oracle's view of a :class:`QuirkyApi` (the subset of the sandbox's ``state`` the matrix reads)."""
+
+    def __init__(self, api: QuirkyApi) -> None:
+        self._api = api
+        self.removed_cases: set[str] = set()
+
+    def list_tasks(self, status: str = "Open") -> list[dict[str, Any]]:
+        return [dict(t) for t in self._api.tasks if t["status"] == status]
+
+
+class MatrixServer(QuirkyApi):
+    """A :class:`QuirkyApi` that answers the few control-plane reads of ``tests/reliability/test_fault_matrix.py``
+    (``/counters``, ``/faults``, ``DELETE /requests``) and keeps the oracle's ``state``.
+
+    :param tasks: as :class:`QuirkyApi`.
+    :param kwargs: as :class:`QuirkyApi`.
+    """
+
+    def __init__(self, tasks: list[dict[str, Any]], **kwargs: Any) -> None:
+        super().__init__(tasks, **kwargs)
+        self.state = _State(self)
+
+    def delete_case(self, case_id: str) -> None:
+        super().delete_case(case_id)
+        self.state.removed_cases.add(case_id.lower())
+
+    def control(self, method: str, path: str, json: Any = None) -> _Answer:
+        """The matrix's control-plane calls; anything else is a no-op.
+
+        :param method: HTTP method.
+        :param path: the operation's path.
+        :param json: ignored.
+        """
+        if path.endswith("/counters"):
+            return _Answer({**self.counts, "total": sum(self.counts.values())})
+        if path.endswith("/faults"):
+            return _Answer({"rules": []})
+        if method == "DELETE" and path.endswith("/requests"):
+            self.counts.clear()
+        return _Answer([])
