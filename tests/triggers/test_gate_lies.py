@@ -75,9 +75,9 @@ async def test_a_full_read_that_misses_an_account_level_task_opens_no_gate(lying
     tasks = [first_event(g) for g in _gates(cases)]
     try:
         poll = await poller()
-        await until(lambda: poll.snapshots >= 10, 60, "10 rounds")
+        await until(lambda: poll.snapshots >= 20 or any(t.done() for t in tasks), 60, "20 rounds")
         assert not any(t.done() for t in tasks), [t.result() for t in tasks if t.done()]
-        assert poll.shared_reads >= 9  # the gates were served by full reads, not by direct rounds
+        assert poll.shared_reads >= 19  # the gates were served by full reads, not by direct rounds
         bound = 2 * min(GATES + 1, pages)
         assert max(poll.round_requests) <= bound, list(poll.round_requests)
         api.tasks = [t for t in api.tasks if t["id"] != sign]  # the SignContract is signed
