@@ -263,19 +263,26 @@ def _page_with_an_odd_record(case_id: str | None = None) -> dict:
     }
 
 
-async def test_a_failed_full_read_costs_no_request_storm(debitura_conn):
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"kind": "status", "status": 503, "path": "/tasks", "count": 5},
+        {"kind": "rateLimit", "retryAfter": 0.3, "count": 12},  # a 429 episode on every path, then it clears
+    ],
+    ids=["five-503s", "429-episode"],
+)
+async def test_a_failed_full_read_costs_no_request_storm(debitura_conn, rule):
     """Issue 20, item 6: 200 gates on 5,000 open tasks (P = 50); five 503s on ``GET /tasks`` fail a full read.
-    Before, every gate in doubt then read its own case in the same round (201 requests; 1,002 with 1,000 gates):
-    now the direct reads of a round share one budget, and every round stays within 2 * min(N + 1, P) = 100."""
+    Before, every gate in doubt then read its own case in the same round (201 requests; 1,002 with 1,000 gates),
+    and the same after a 429 episode, as the limit cleared: now the direct reads of a round share one budget,
+    and every round stays within 2 * min(N + 1, P) = 100."""
     debitura_conn.control("POST", "/scenario", {"name": "large:5000"})  # every case blocked
     n = 200
     gates = [gate(f"LRG-{i + 1:06d}", poll_interval=2.0) for i in range(n)]
     async with running(gates) as tasks:
         poll = await poller()
         await until(lambda: poll.shared_reads >= 1 and not poll.busy, 60, "a full read")
-        debitura_conn.control(
-            "PUT", "/faults", {"rules": [{"kind": "status", "status": 503, "path": "/tasks", "count": 5}]}
-        )
+        debitura_conn.control("PUT", "/faults", {"rules": [rule]})
         await until(lambda: poll.fallback_rounds >= 1 and poll.snapshots >= 4 and not poll.busy, 90, "the failed round")
         assert not any(t.done() for t in tasks)
     assert max(poll.round_requests) <= 2 * min(n + 1, 50), list(poll.round_requests)
