@@ -170,13 +170,6 @@ class AccountSnapshot:
             return True
         return not self.from_full_read(spec.case_id) and (not spec.needs_account or self.account_direct)
 
-    def opens(self, spec: GateSpec) -> bool:
-        """Whether the gate may open on this snapshot: unblocked, on direct reads of every part it counts.
-
-        :param spec: the gate.
-        """
-        return self.direct_for(spec) and self.verdict_for(spec).is_unblocked
-
     def case_part(self, case_id: str) -> Part:
         """What this snapshot knows of one case's open tasks.
 
