@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,7 +160,7 @@ class AirflowEnv:
             zygote.close()
 
     def _read_back(self, result: DagRunResult) -> None:
-        with sqlite3.connect(self.db) as db:
+        with closing(sqlite3.connect(self.db)) as db:
             row = db.execute(
                 "SELECT run_id, state FROM dag_run WHERE dag_id=? ORDER BY id DESC LIMIT 1", (result.dag_id,)
             ).fetchone()

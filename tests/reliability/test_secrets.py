@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import ssl
+from contextlib import closing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def test_key_never_in_logs_xcom_rendered_fields_db_or_request_log(airflow_env, a
     assert key not in json.dumps({str(k): v for k, v in result.xcoms.items()}, default=str)
     assert key not in json.dumps(request_log)
     assert key not in result.output  # `airflow dags test` stdout/stderr
-    with sqlite3.connect(airflow_env.db) as db:
+    with closing(sqlite3.connect(airflow_env.db)) as db:
         rendered = db.execute(
             "SELECT task_id, rendered_fields FROM rendered_task_instance_fields WHERE dag_id=?", (dag_id,)
         ).fetchall()

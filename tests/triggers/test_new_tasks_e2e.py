@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ class Airflow:
         path.write_text(text)
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db, timeout=30) as db:
+        with closing(sqlite3.connect(self.db, timeout=30)) as db:
             return db.execute(sql, args).fetchall()
 
     def dag_runs(self) -> list[tuple[Any, ...]]:

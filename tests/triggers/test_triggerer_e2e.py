@@ -22,6 +22,7 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -69,7 +70,7 @@ def stored_ids(airflow: StandaloneAirflow) -> set[str] | None:
     """What the watcher saved: the asset state store (3.3+), else its Variable (read through the REST API,
     which decrypts it). None until the first save."""
     if AIRFLOW >= (3, 3):
-        with sqlite3.connect(f"file:{airflow.home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
+        with closing(sqlite3.connect(f"file:{airflow.home / 'airflow.db'}?mode=ro", uri=True, timeout=30)) as db:
             rows = db.execute(
                 "SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id "
                 "WHERE a.name = ? AND s.key = ?",
