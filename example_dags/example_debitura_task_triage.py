@@ -57,7 +57,7 @@ log = logging.getLogger("airflow.task")
 REPLY = (
     "Hello, thank you for your message"
     '{% if partner_message %} ("{{ partner_message | truncate(80) }}"){% endif %}. '
-    "We are on it for case {{ case.creditorReference }} and will get back to you by {{ ds }}."
+    "We are on it for case {{ case.creditorReference }} and will get back to you within two business days."
 )
 
 with DAG(

@@ -74,7 +74,7 @@ if HITL_AVAILABLE:
             task_id="approve_replies",
             reply_template=(
                 "Hello, thank you for your message on case {{ case.creditorReference }}. "
-                "We are on it and will get back to you by {{ ds }}."
+                "We are on it and will get back to you within two business days."
             ),
             max_replies=20,
             body="Replies to the collection partners' chat messages. Edit any of them before approving.",

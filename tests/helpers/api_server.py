@@ -167,6 +167,11 @@ class ApiServer:
         )
 
 
+def form_values(request: HitlDetail) -> dict[str, Any]:
+    """The request's form as the UI submits it untouched: every field with its current value."""
+    return {key: param["value"] for key, param in request["params"].items()}
+
+
 def _path(request: HitlDetail) -> str:
     ti = request["task_instance"]
     return (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers.api_server import run_until_request
+from helpers.api_server import form_values, run_until_request
 from helpers.sandbox import counters as request_counts
 
 from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
@@ -22,11 +22,6 @@ pytestmark = [
 
 POSTS = "POST /cases/{id}/chats"
 RUN_TIMEOUT = 300
-
-
-def _fields(request: dict) -> dict[str, str]:
-    """The form as the UI submits it: every field with its current value."""
-    return {key: param["value"] for key, param in request["params"].items()}
 
 
 def _field_of(request: dict, reference: str) -> str:
@@ -61,11 +56,11 @@ def test_approve_as_rendered_posts_each_case_once(api, sandbox) -> None:
     body = _as_read(request["body"])
     assert "### 1. INV-1002" in body and "Could you confirm the debtor's current address?" in body
     assert "**Clears:** Reply to chat: Reply to the collection partner" in body
-    inv1002 = _fields(request)[_field_of(request, "INV-1002")]
+    inv1002 = form_values(request)[_field_of(request, "INV-1002")]
     assert inv1002.startswith('Regarding INV-1002: you wrote "Could you confirm the debtor')
     assert request_counts(sandbox).get(POSTS, 0) == 0  # nothing is posted before the answer
 
-    assert api.answer(request, ["Approve"], _fields(request)).status_code == 200
+    assert api.answer(request, ["Approve"], form_values(request)).status_code == 200
     report = _report(run)
     assert report["outcome"] == "approved" and report["edited"] == [] and report["responded_by"]["name"]
     assert len(report["replied"]) == 3 and report["skipped"] == []
@@ -86,7 +81,7 @@ def test_approve_with_an_edit_rechecks_every_case_before_posting(api, sandbox) -
     ).json()["task"]
     run, request = _start(api, sandbox)
     assert request["subject"] == "Approve 3 Debitura chat replies"
-    fields = _fields(request)
+    fields = form_values(request)
     fields[_field_of(request, "INV-1002")] = "Edited by a person: the address is Main Street 1, Aarhus."
 
     # the queue moves while the request waits
@@ -108,7 +103,7 @@ def test_approve_with_an_edit_rechecks_every_case_before_posting(api, sandbox) -
 
 def test_reject_posts_nothing(api, sandbox) -> None:
     run, request = _start(api, sandbox)
-    assert api.answer(request, ["Reject"], _fields(request)).status_code == 200
+    assert api.answer(request, ["Reject"], form_values(request)).status_code == 200
     report = _report(run)
     assert report["outcome"] == "rejected" and report["replied"] == []
     assert request_counts(sandbox).get(POSTS, 0) == 0
@@ -127,7 +122,7 @@ def test_approve_with_an_emptied_field_over_rest_posts_the_others(api, sandbox) 
     is reported, the other case is posted."""
     run, request = _start(api, sandbox)
     assert all("null" in param["schema"]["type"] for param in request["params"].values())
-    fields = _fields(request)
+    fields = form_values(request)
     fields[_field_of(request, "INV-1002")] = None
     assert api.answer(request, ["Approve"], fields).status_code == 200
     report = _report(run)
@@ -152,7 +147,7 @@ def test_the_approval_example_asks_a_person_then_posts(api, sandbox) -> None:
     run: Future = run_dag_async(api.env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
     [request] = api.wait_for_request(dag_id, task_id="approve_replies", timeout=RUN_TIMEOUT, run=run)
     assert request["options"] == ["Approve", "Reject"] and request["subject"] == "Approve 2 Debitura chat replies"
-    assert api.answer(request, ["Approve"], _fields(request)).status_code == 200
+    assert api.answer(request, ["Approve"], form_values(request)).status_code == 200
     handoffs = 0
     while not run.done():
         pending = wait_until(

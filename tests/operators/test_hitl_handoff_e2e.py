@@ -7,7 +7,7 @@ Each test counts the sandbox's requests: the handoff's cost is part of its contr
 from __future__ import annotations
 
 import pytest
-from helpers.api_server import run_dag_async, run_until_request
+from helpers.api_server import form_values, run_dag_async, run_until_request
 from helpers.sandbox import counters as request_counts
 from helpers.waiting import wait_until
 
@@ -109,7 +109,11 @@ def test_example_dag_replies_then_hands_the_rest_over_per_case(api, sandbox) -> 
     sandbox.control("POST", f"/tasks/{bank['id']}/solve")  # the demo clears it after 5 s anyway: now, for sure
     review, validation = _open_task(sandbox, "ReviewPartner"), _open_task(sandbox, "CaseValidationNeedsInfo")
     dag_id = "example_debitura_triage_with_approval"
-    run, request = run_until_request(api, dag_id, sandbox.conn_json(), RUN_TIMEOUT)
+    run = run_dag_async(api.env, dag_id, conn_json=sandbox.conn_json(), timeout=RUN_TIMEOUT)
+    # The example asks for approval of its replies first (test_hitl_approval_e2e has what it posts).
+    [approval] = api.wait_for_request(dag_id, task_id="approve_replies", timeout=RUN_TIMEOUT, run=run)
+    assert api.answer(approval, ["Approve"], form_values(approval)).status_code == 200
+    [request] = api.wait_for_request(dag_id, task_id="hand_to_a_person", timeout=RUN_TIMEOUT, run=run)
     assert request["subject"] == "2 Debitura tasks on case INV-1004"
     assert review["solutionUrl"] in request["body"] and validation["solutionUrl"] in request["body"]
 
