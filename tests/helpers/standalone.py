@@ -235,7 +235,7 @@ class StandaloneAirflow:
         headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=kwargs.pop("timeout", 60), **kwargs)
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+    def wait_for_dag(self, dag_id: str, timeout: float = 300) -> dict[str, Any]:
         """Wait until the dag-processor has parsed ``dag_id``; returns the DAG's REST record.
 
         :param dag_id: the DAG id.
@@ -263,7 +263,7 @@ class StandaloneAirflow:
         response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
         return response.json().get("state") if response.status_code == 200 else None
 
-    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 180) -> str:
+    def wait_for_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 360) -> str:
         """Wait until a task instance is in one of ``states``; returns the state.
 
         :param dag_id: the DAG id.
@@ -279,7 +279,7 @@ class StandaloneAirflow:
 
         return wait_until(reached, timeout, f"{dag_id}.{task_id} in run {run_id} to be one of {sorted(states)}", 1.0)
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 240) -> str:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 420) -> str:
         """Wait until a DAG run has finished; returns ``success`` or ``failed``.
 
         :param dag_id: the DAG id.
