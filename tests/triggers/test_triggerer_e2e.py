@@ -104,7 +104,6 @@ def test_gate_watcher_and_another_trigger_share_a_live_triggerer(airflow: Standa
 
     run = airflow.trigger("triggerer_neighbours", conf={"ref": "INV-1001"})
     airflow.wait_for_task("triggerer_neighbours", run, "gate", {"deferred"}, timeout=180)
-    wait_until(lambda: "check 1: blocked by" in airflow.log_tail(200_000), 60, "the gate's first check", 1.0)
     sandbox.control("POST", f"/tasks/{blocker['id']}/solve", {"afterSeconds": 0})
     assert airflow.wait_for_task("triggerer_neighbours", run, "gate", {"success", "failed"}) == "success"
 

@@ -126,12 +126,13 @@ def test_connection_form_saves_every_field_and_keeps_the_port(demo: UiDemo, page
         "allow_insecure_http": False,
     }
     extra = json.loads(conn["extra"])
-    if AIRFLOW < (3, 2):  # the form before declarative conn-fields saves numbers as text; the hook parses them
-        assert extra == {k: str(v) if type(v) in (int, float) else v for k, v in expected.items()}
+    if AIRFLOW < (3, 2):  # the form before declarative conn-fields: numbers as text, untouched fields null
+        assert extra["user_email"] == expected["user_email"]
         settings = ConnectionSettings.from_connection_fields(
             "debitura_form", host=conn["host"], password="x", extra=extra, port=conn["port"]
         )
-        assert (settings.timeout, settings.max_attempts, settings.retry_deadline) == (10, 3, 120)
+        read = (settings.auth_type, settings.timeout, settings.max_attempts, settings.retry_deadline)
+        assert read == ("api_key", 10, 3, 120)  # what was typed, and the hook's defaults for the rest
     else:
         assert extra == expected
     assert (conn["host"], conn["port"]) == (demo.sandbox.url, demo.sandbox.port)
