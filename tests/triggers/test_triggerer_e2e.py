@@ -103,7 +103,7 @@ def test_gate_watcher_and_another_trigger_share_a_live_triggerer(airflow: Standa
     wait_until(lambda: stored_ids(airflow) is not None, 180, "the watcher's baseline in Airflow's metadata", 1.0)
 
     run = airflow.trigger("triggerer_neighbours", conf={"ref": "INV-1001"})
-    airflow.wait_for_task("triggerer_neighbours", run, "gate", {"deferred"}, timeout=180)
+    airflow.wait_for_task("triggerer_neighbours", run, "gate", {"deferred"})
     sandbox.control("POST", f"/tasks/{blocker['id']}/solve", {"afterSeconds": 0})
     assert airflow.wait_for_task("triggerer_neighbours", run, "gate", {"success", "failed"}) == "success"
 
@@ -114,7 +114,7 @@ def test_gate_watcher_and_another_trigger_share_a_live_triggerer(airflow: Standa
 
     until = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
     after = airflow.trigger("triggerer_neighbours_after", conf={"until": until})
-    airflow.wait_for_task("triggerer_neighbours_after", after, "neighbour", {"deferred", "success"}, timeout=120)
+    airflow.wait_for_task("triggerer_neighbours_after", after, "neighbour", {"deferred", "success"})
     assert airflow.wait_for_task("triggerer_neighbours_after", after, "neighbour", {"success", "failed"}) == "success"
 
     log = airflow.log_tail(2_000_000)
