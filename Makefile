@@ -11,7 +11,7 @@ AIRFLOW2_VERSION ?= 2.11.2
 # The other claimed Airflow minors, each as AIRFLOW:PYTHON, on their end-to-end and human-in-the-loop tests
 # (`make test-matrix`). With `make ci` (3.3 on Python 3.13, 2.11 on 3.10) every claimed Airflow minor and
 # every claimed Python version is run once.
-MATRIX ?= 3.0.6:3.11 3.1.8:3.12 3.2.2:3.11
+MATRIX ?= 3.1.8:3.12 3.2.2:3.11
 UV_VERSION ?= 0.13.9
 PYTEST_ARGS ?=
 # pytest-xdist workers for the 3.x suite and for the 2.11 tier beside it: the DAG runs and servers mostly wait
