@@ -9,6 +9,9 @@ before you try again".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_provider_debitura.models import ApiError
@@ -22,10 +25,12 @@ __all__ = [
     "DebituraMalformedResponseError",
     "DebituraNotFoundError",
     "DebituraRateLimitError",
+    "DebituraReplyCasesFailedError",
     "DebituraRequestError",
     "DebituraServerError",
     "DebituraTransportError",
     "DebituraValidationError",
+    "ReplyTemplateError",
 ]
 
 
@@ -38,6 +43,35 @@ class DebituraError(AirflowException):
 
 class DebituraConfigError(DebituraError, ValueError):
     """A parameter or connection setting is wrong; raised before any request is made."""
+
+
+class ReplyTemplateError(DebituraConfigError):
+    """A reply template does not compile, does not render, or renders an unusable message."""
+
+
+class DebituraReplyCasesFailedError(DebituraError):
+    """Some cases could not be answered (each for a reason of its own); every other case was.
+
+    Raised at the end of a reply run so that the Airflow task fails (alerts, retries) while every
+    answerable case got its reply. A retry reads each history first and never posts twice.
+
+    :param failed: the report's ``failed`` entries.
+    :param replied_cases: how many cases were answered in this run.
+    """
+
+    def __init__(self, failed: Sequence[dict[str, Any]], replied_cases: int) -> None:
+        # Imported here: replies/ imports this module, so a module-level import would be circular.
+        from airflow_provider_debitura.replies.report import case_label
+
+        names = "; ".join(f"{case_label(f['case_id'], f['creditor_reference'])}: {f['reason']}" for f in failed[:20])
+        more = f"; and {len(failed) - 20} more" if len(failed) > 20 else ""
+        super().__init__(
+            f"{len(failed)} case(s) could not be answered and need a human: {names}{more}. Every other case was "
+            f"handled ({replied_cases} answered in this run). A retry re-reads each case's chat history first, so "
+            "it never posts twice."
+        )
+        self.failed = list(failed)
+        self.replied_cases = replied_cases
 
 
 class DebituraRequestError(DebituraError):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from airflow_provider_debitura.exceptions import (
     DebituraApiError,
     DebituraError,
     DebituraNotFoundError,
+    DebituraReplyCasesFailedError,  # defined in exceptions.py; re-exported here for older imports
     DebituraValidationError,
 )
-from airflow_provider_debitura.replies.report import case_label
 
 __all__ = ["SENDER_ERROR_CODES", "DebituraReplyCasesFailedError", "case_failure"]
 
@@ -54,25 +51,3 @@ def is_definite(exc: BaseException) -> bool:
     :param exc: the error.
     """
     return isinstance(exc, DebituraError) and case_failure(exc) is not None
-
-
-class DebituraReplyCasesFailedError(DebituraError):
-    """Some cases could not be answered (each for a reason of its own); every other case was.
-
-    Raised at the end of a reply run so that the Airflow task fails (alerts, retries) while every
-    answerable case got its reply. A retry reads each history first and never posts twice.
-
-    :param failed: the report's ``failed`` entries.
-    :param replied_cases: how many cases were answered in this run.
-    """
-
-    def __init__(self, failed: Sequence[dict[str, Any]], replied_cases: int) -> None:
-        names = "; ".join(f"{case_label(f['case_id'], f['creditor_reference'])}: {f['reason']}" for f in failed[:20])
-        more = f"; and {len(failed) - 20} more" if len(failed) > 20 else ""
-        super().__init__(
-            f"{len(failed)} case(s) could not be answered and need a human: {names}{more}. Every other case was "
-            f"handled ({replied_cases} answered in this run). A retry re-reads each case's chat history first, so "
-            "it never posts twice."
-        )
-        self.failed = list(failed)
-        self.replied_cases = replied_cases

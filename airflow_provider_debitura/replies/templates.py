@@ -20,7 +20,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.exceptions import ReplyTemplateError  # defined there; re-exported here
 from airflow_provider_debitura.replies.text import clean_text, describe_characters, unsafe_characters
 from airflow_provider_debitura.validation import MAX_CHAT_MESSAGE_LENGTH, chat_message
 
@@ -45,10 +45,6 @@ _MAX_SEQUENCE_PRODUCT = 100_000
 _MAX_EXPONENT = 100
 
 log = logging.getLogger(__name__)
-
-
-class ReplyTemplateError(DebituraConfigError):
-    """A reply template does not compile, does not render, or renders an unusable message."""
 
 
 class _ReplyEnvironment(SandboxedEnvironment):
