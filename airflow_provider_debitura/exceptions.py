@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_debitura.models import ApiError
 
@@ -196,3 +196,26 @@ class DebituraAmbiguousWriteError(DebituraRequestError):
     ) -> None:
         super().__init__(message, method=method, path=path, status=status)
         self.cause = cause
+
+
+# ------------------------------------------------------------------------------- human handoff (HITL)
+
+__all__ += [
+    "DebituraHandoffCaseGoneError",
+    "DebituraHandoffStillOpenError",
+    "DebituraHandoffUnverifiedError",
+]
+
+
+class DebituraHandoffStillOpenError(DebituraError):
+    """A person answered "Done" but Debitura still shows a handed-over task open. Retryable: the next try
+    checks Debitura and asks again in a new request that shows what is open then."""
+
+
+class DebituraHandoffCaseGoneError(DebituraError, AirflowFailException):
+    """A case of the handed-over tasks no longer exists (404): its tasks were not solved, they are gone. Not
+    retried (the case does not come back), like the case gate's missing case."""
+
+
+class DebituraHandoffUnverifiedError(DebituraError):
+    """A person answered, but Debitura could not be read to check the answer before the handoff's deadline."""
