@@ -203,6 +203,7 @@ class DebituraAmbiguousWriteError(DebituraRequestError):
 __all__ += [
     "DebituraHandoffCaseGoneError",
     "DebituraHandoffStillOpenError",
+    "DebituraHandoffStillOpenFinalError",
     "DebituraHandoffUnverifiedError",
 ]
 
@@ -219,3 +220,7 @@ class DebituraHandoffCaseGoneError(DebituraError, AirflowFailException):
 
 class DebituraHandoffUnverifiedError(DebituraError):
     """A person answered, but Debitura could not be read to check the answer before the handoff's deadline."""
+
+
+class DebituraHandoffStillOpenFinalError(DebituraHandoffStillOpenError, AirflowFailException):
+    """A "Done" answer while a task is still open, with ``on_still_open="fail"``: fails without a retry."""
