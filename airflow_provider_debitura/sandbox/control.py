@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from airflow_provider_debitura.sandbox import scenarios as sc
 from airflow_provider_debitura.sandbox.api import is_json_type, json_response
+from airflow_provider_debitura.sandbox.clock import ClockError, parse_clock_patch
 from airflow_provider_debitura.sandbox.faults import FaultError
 from airflow_provider_debitura.sandbox.state import ControlError, SandboxState
 
@@ -37,7 +38,9 @@ CONTROL_OPERATIONS = [
     "GET|DELETE /_sandbox/requests",
     "GET /_sandbox/counters",
     "GET /_sandbox/state",
+    "GET|PUT /_sandbox/clock",
     "POST /_sandbox/clock/advance",
+    "GET|DELETE /_sandbox/rate-limits",
 ]
 
 
@@ -103,7 +106,7 @@ def _control(fn: Endpoint) -> Endpoint:
             return await fn(request)
         except ControlError as exc:
             return control_error(exc.status, str(exc))
-        except (sc.ScenarioError, FaultError) as exc:
+        except (sc.ScenarioError, FaultError, ClockError) as exc:
             return control_error(400, str(exc))
 
     wrapper.__name__ = fn.__name__
@@ -128,19 +131,40 @@ def _world_routes(state: SandboxState) -> list[Route]:
         state.load_scenario(source, allow_files=False)
         return json_response({"status": "loaded", "scenario": state.scenario_name})
 
-    @_control
-    async def advance(request: Request) -> Response:
-        seconds = (await _object(request, "clock/advance")).get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise ControlError("seconds must be a number")
-        state.advance_clock(float(seconds))
-        return json_response({"elapsedSeconds": round(state.elapsed(), 3)})
-
     p = CONTROL_PREFIX
     return [
         Route(f"{p}/reset", reset, methods=["POST"]),
         Route(f"{p}/scenario", scenario, methods=["POST"]),
+    ]
+
+
+def _time_routes(state: SandboxState) -> list[Route]:
+    @_control
+    async def advance(request: Request) -> Response:
+        seconds = (await _object(request, "clock/advance")).get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ControlError(f'seconds must be a number >= 0, e.g. {{"seconds": 3600}}; got {seconds!r}')
+        state.advance_clock(float(seconds))
+        return json_response(state.clock_view())
+
+    @_control
+    async def clock(request: Request) -> Response:
+        if request.method == "GET":
+            return json_response(state.clock_view())
+        speed, wall_time = parse_clock_patch(await _body(request))
+        return json_response(state.set_clock(speed, wall_time))
+
+    @_control
+    async def rate_limits(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.clear_rate()
+        return json_response(state.rate_report())
+
+    p = CONTROL_PREFIX
+    return [
+        Route(f"{p}/clock", clock, methods=["GET", "PUT"]),
         Route(f"{p}/clock/advance", advance, methods=["POST"]),
+        Route(f"{p}/rate-limits", rate_limits, methods=["GET", "DELETE"]),
     ]
 
 
@@ -254,4 +278,5 @@ def control_routes(state: SandboxState) -> list[Route]:
 
     :param state: the store.
     """
-    return _read_routes(state) + _world_routes(state) + _task_routes(state) + _settings_routes(state)
+    routes = _read_routes(state) + _world_routes(state) + _time_routes(state)
+    return routes + _task_routes(state) + _settings_routes(state)

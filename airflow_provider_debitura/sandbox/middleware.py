@@ -71,16 +71,18 @@ async def _respond(response: Response, scope: Scope, send: Send) -> int:
     return response.status_code
 
 
-def rate_limited(retry_after: float, in_body: bool, in_header: bool) -> Response:
-    """The API's 429 answer.
+def rate_limited(retry_after: float, in_body: bool, in_header: bool, window: str | None = None) -> Response:
+    """The API's 429 answer (the documented body; the window hit is named only in the message text).
 
     :param retry_after: seconds to wait.
     :param in_body: put ``retryAfter`` in the body.
     :param in_header: send a ``Retry-After`` header (whole seconds, rounded up).
+    :param window: the window that refused, e.g. ``hour window: 200 requests per clock hour`` (None: not said).
     """
+    which = f" ({window})" if window else ""
     body: dict[str, Any] = {
         "error": "rate_limit_exceeded",
-        "message": f"Rate limit exceeded. Try again in {math.ceil(retry_after)} seconds.",
+        "message": f"Rate limit exceeded{which}. Try again in {math.ceil(retry_after)} seconds.",
     }
     if in_body:
         body["retryAfter"] = round(retry_after, 3)
@@ -265,9 +267,10 @@ class SandboxMiddleware:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, template: str | None) -> None:
         state = self.state
         key = _presented_key(scope)
-        wait = state.check_rate_limit(key or "anonymous")
-        if wait is not None:
-            await _respond(rate_limited(wait, True, bool(state.config()["retryAfterHeader"])), scope, send)
+        refusal = state.check_rate_limit(key or None)  # no key or an empty one: the shared bucket
+        if refusal is not None:
+            header, wait = bool(state.config()["retryAfterHeader"]), max(refusal.retry_after, 0.001)
+            await _respond(rate_limited(wait, True, header, refusal.describe()), scope, send)
             return
         if template is not None and not state.check_auth(key):
             if template == "/me":

@@ -1,4 +1,4 @@
-"""The request log, per-route counters and the per-key rate limiter (not thread-safe: the store locks)."""
+"""The request log and per-route counters (not thread-safe: the store locks); rate limits are in ``ratelimit.py``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ class RequestLog:
         self._counters: dict[str, int] = {}
 
     def record(
-        self, method: str, path: str, query: str, template: str | None, status: int | None, fault: str | None
+        self,
+        method: str,
+        path: str,
+        query: str,
+        template: str | None,
+        status: int | None,
+        fault: str | None,
+        when: datetime | None = None,
     ) -> None:
         """Log one request and count it under ``"<method> <template or path>"`` and ``"total"``.
 
@@ -33,12 +40,13 @@ class RequestLog:
         :param template: the route template it matched, if any.
         :param status: the status answered, None when the connection was dropped.
         :param fault: the fault kind applied, if any.
+        :param when: the sandbox's wall time (default: the real time now).
         """
         self._seq += 1
         self._log.append(
             {
                 "seq": self._seq,
-                "time": fmt_ts(datetime.now(timezone.utc)),
+                "time": fmt_ts(when or datetime.now(timezone.utc)),
                 "method": method,
                 "path": path,
                 "query": query,
@@ -65,31 +73,3 @@ class RequestLog:
         self._log.clear()
         self._counters.clear()
         self._seq = 0
-
-
-class RateLimiter:
-    """A sliding 60 s window of request times per presented key (no parameters)."""
-
-    def __init__(self) -> None:
-        self._windows: dict[str, deque[float]] = {}
-
-    def wait(self, key: str, limit: int | None, now: float) -> float | None:
-        """Seconds to wait if ``key`` is over ``limit`` requests per minute, else None (and count it).
-
-        :param key: the presented API key ("anonymous" when none).
-        :param limit: requests per minute, None for no limit.
-        :param now: monotonic time.
-        """
-        if not limit:
-            return None
-        window = self._windows.setdefault(key, deque())
-        while window and window[0] <= now - 60.0:
-            window.popleft()
-        if len(window) >= limit:
-            return max(0.001, window[0] + 60.0 - now)
-        window.append(now)
-        return None
-
-    def clear(self) -> None:
-        """Forget every window."""
-        self._windows.clear()

@@ -1,9 +1,10 @@
 """The sandbox's in-memory store: thread-safe, pure Python, no Starlette.
 
-Time-based behaviour (``solveAfterSeconds``, delayed chat solving, timed events) is evaluated
-lazily under the lock on every request and control read, against a monotonic clock relative to
-scenario load. That keeps it deterministic (no ticker thread racing the test) and lets tests
-fast-forward with :meth:`SandboxState.advance_clock`.
+Time-based behaviour (``solveAfterSeconds``, delayed chat solving, timed events, rate-limit windows) is
+evaluated lazily under the lock on every request and control read, against the sandbox clock
+(:class:`~.clock.SandboxClock`, monotonic time relative to scenario load). That keeps it deterministic (no
+ticker thread racing the test) and lets tests fast-forward with :meth:`SandboxState.advance_clock`, freeze
+or speed up the clock with :meth:`SandboxState.set_clock`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from typing import Any
 
 from airflow_provider_debitura.sandbox import scenarios as sc
 from airflow_provider_debitura.sandbox.cases import CaseQuery, cases_page
+from airflow_provider_debitura.sandbox.clock import ClockError, SandboxClock
 from airflow_provider_debitura.sandbox.config import DEFAULT_CONFIG, check_config_patch
 from airflow_provider_debitura.sandbox.dto import ApiError, chat_dto, fmt_ts, page_data, task_dto
 from airflow_provider_debitura.sandbox.events import Event, EventBook
 from airflow_provider_debitura.sandbox.faults import FaultRule, FaultSet
 from airflow_provider_debitura.sandbox.models import CHAT_TASK_TYPES, TASK_STATUSES, Case, Chat, Task, User
-from airflow_provider_debitura.sandbox.requestlog import RateLimiter, RequestLog
+from airflow_provider_debitura.sandbox.ratelimit import Limits, RateLimiter, Refusal
+from airflow_provider_debitura.sandbox.requestlog import RequestLog
 from airflow_provider_debitura.sandbox.scenario_models import (
     AddTaskAction,
     EventSpec,
@@ -78,10 +81,11 @@ class SandboxState:
     :param scenario: a bundled name, ``large:N``, a scenario dict, or a file path.
     :param api_key: the key clients must present (non-empty).
     :param chat_solve_delay_seconds: delay before a creditor message solves tasks (wins over the scenario's).
-    :param rate_limit_per_minute: requests per minute per key; None: off.
+    :param rate_limit_per_minute: requests per sliding minute per key; None: off (hour and day windows:
+        :meth:`set_default_config` or ``PUT /_sandbox/config``).
     :param retry_after_header: send ``Retry-After`` with 429s.
     :param encoded_slash: ``"decode"`` or ``"keep"`` (see ``docs/sandbox.md``).
-    :param clock: monotonic clock (tests may pass a fake).
+    :param clock: the real monotonic clock under the sandbox clock (tests may pass a fake).
     """
 
     def __init__(
@@ -99,8 +103,7 @@ class SandboxState:
             raise ValueError("api_key must be a non-empty string: clients could never authenticate with an empty key")
         self._lock = threading.RLock()
         self.api_key = api_key
-        self._clock = clock
-        self._offset = 0.0
+        self.clock = SandboxClock(real=clock)
         self._base_config = {**DEFAULT_CONFIG, "rateLimitPerMinute": rate_limit_per_minute}
         self._base_config |= check_config_patch({"retryAfterHeader": retry_after_header, "encodedSlash": encoded_slash})
         if chat_solve_delay_seconds is not None:
@@ -116,8 +119,8 @@ class SandboxState:
     # ---------------------------------------------------------------- clock & scenario loading
 
     def now(self) -> float:
-        """Sandbox monotonic time (real monotonic plus any :meth:`advance_clock` offset)."""
-        return self._clock() + self._offset
+        """Sandbox monotonic time (see :class:`~.clock.SandboxClock`)."""
+        return self.clock.monotonic()
 
     def _wall_at(self, mono: float) -> datetime:
         return self._loaded_wall + timedelta(seconds=mono - self._t0)
@@ -126,9 +129,9 @@ class SandboxState:
         """Sandbox wall-clock time (UTC)."""
         return self._wall_at(self.now())
 
-    def _compile(self, spec: ScenarioSpec, *, allow_files: bool) -> World:
+    def _compile(self, spec: ScenarioSpec, *, allow_files: bool, real_time: bool = False) -> World:
         raw = sc.resolve_scenario(spec, allow_files=allow_files)
-        return sc.build_world(raw, now=datetime.now(timezone.utc))
+        return sc.build_world(raw, now=datetime.now(timezone.utc) if real_time else self.clock.wall_datetime())
 
     def _apply(self, world: World) -> None:
         # Called with the lock held (or from __init__); the world is already fully validated.
@@ -173,9 +176,9 @@ class SandboxState:
         :param spec: as for :meth:`load_scenario`.
         :param allow_files: as for :meth:`load_scenario`.
         """
-        world = self._compile(spec, allow_files=allow_files)
+        world = self._compile(spec, allow_files=allow_files, real_time=True)  # the clock restarts at real time
         with self._lock:
-            self._offset = 0.0
+            self.clock.reset()
             self._apply(world)
             self.faults.clear()
             self._overrides.clear()
@@ -187,11 +190,31 @@ class SandboxState:
 
         :param seconds: how far, >= 0.
         """
-        if seconds < 0:
-            raise ControlError("seconds must be >= 0")
         with self._lock:
-            self._offset += seconds
+            try:
+                self.clock.advance(seconds)
+            except ClockError as exc:
+                raise ControlError(str(exc)) from None
             self.tick()
+
+    def set_clock(self, speed: float | None = None, wall_time: datetime | None = None) -> dict[str, Any]:
+        """Set the clock's speed (0 freezes it) and/or move it forward to a wall time; the clock's view.
+
+        :param speed: the speed factor (1: real time; 86400/N: a day in N seconds), None: unchanged.
+        :param wall_time: an aware datetime not before the sandbox's now, None: unchanged.
+        """
+        with self._lock:
+            try:
+                self.clock.set(speed, wall_time)
+            except ClockError as exc:
+                raise ControlError(str(exc)) from None
+            self.tick()
+            return self.clock_view()
+
+    def clock_view(self) -> dict[str, Any]:
+        """``GET /_sandbox/clock``: ``wallTime``, ``epochSeconds``, ``speed``, ``frozen``, ``elapsedSeconds``."""
+        with self._lock:
+            return {**self.clock.view(), "elapsedSeconds": round(self.now() - self._t0, 3)}
 
     def elapsed(self) -> float:
         """Seconds since the scenario loaded (sandbox time)."""
@@ -214,12 +237,7 @@ class SandboxState:
 
         :param patch: the ``PUT /_sandbox/config`` body.
         """
-        try:
-            clean = check_config_patch(patch)
-        except sc.ScenarioError as exc:
-            raise ControlError(str(exc)) from exc
-        if "chatSolveDelaySeconds" in clean:
-            clean["chatSolveDelaySeconds"] = float(clean["chatSolveDelaySeconds"])
+        clean = _clean_config(patch)
         with self._lock:
             self._overrides.update(clean)
             return self.config()
@@ -705,13 +723,35 @@ class SandboxState:
         """
         return presented is not None and hmac.compare_digest(presented.encode(), self.api_key.encode())
 
-    def check_rate_limit(self, key: str) -> float | None:
-        """Seconds to wait if ``key`` is over its requests-per-minute budget, else ``None``.
+    def check_rate_limit(self, key: str | None) -> Refusal | None:
+        """Count one request for ``key``, or say which window refuses it and for how long.
 
-        :param key: the presented key ("anonymous" when none).
+        :param key: the presented key, None when none was sent (one shared bucket).
         """
         with self._lock:
-            return self._rate.wait(key, self.config()["rateLimitPerMinute"], self.now())
+            return self._rate.check(key, Limits.from_config(self.config()), self.clock.wall())
+
+    def rate_report(self) -> dict[str, Any]:
+        """``GET /_sandbox/rate-limits``: the windows, the clock, and each key's spend (see ``ratelimit.py``)."""
+        with self._lock:
+            report = self._rate.report(Limits.from_config(self.config()), self.clock.wall(), self.api_key)
+            return {"clock": self.clock_view(), **report}
+
+    def clear_rate(self) -> None:
+        """Forget every key's rate-limit windows, peaks and refusals (the settings stay)."""
+        with self._lock:
+            self._rate.clear()
+
+    def set_default_config(self, patch: Any) -> dict[str, Any]:
+        """Change settings as the constructor/command line does: :meth:`reset` keeps them, PUT overrides win.
+
+        :param patch: a partial settings object, as for ``PUT /_sandbox/config``.
+        """
+        clean = _clean_config(patch)
+        with self._lock:
+            self._cli_delay = self._cli_delay or "chatSolveDelaySeconds" in clean
+            self._base_config.update(clean)
+            return self.config()
 
     # ---------------------------------------------------------------- faults
 
@@ -759,7 +799,7 @@ class SandboxState:
         :param fault: fault kind applied, if any.
         """
         with self._lock:
-            self._log.record(method, path, query, template, status, fault)
+            self._log.record(method, path, query, template, status, fault, self.now_wall())
 
     def requests(self) -> list[dict[str, Any]]:
         """The request log."""
@@ -828,6 +868,17 @@ class SandboxState:
                 "chats": {cid: [chat_dto(c, self.naive) for c in chats] for cid, chats in self.chats.items()},
                 "events": self._events.to_list(),
             }
+
+
+def _clean_config(patch: Any) -> dict[str, Any]:
+    """The validated keys of a settings patch (a :class:`ControlError` naming the field otherwise)."""
+    try:
+        clean = check_config_patch(patch)
+    except sc.ScenarioError as exc:
+        raise ControlError(str(exc)) from exc
+    if "chatSolveDelaySeconds" in clean:
+        clean["chatSolveDelaySeconds"] = float(clean["chatSolveDelaySeconds"])
+    return clean
 
 
 def _asks_for(task: Task, types: set[str] | None, case_id: str | None) -> bool:

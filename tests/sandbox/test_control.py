@@ -199,6 +199,9 @@ def test_config_partial_update_and_validation(sb: SandboxServer) -> None:
     assert sb.control("GET", "/_sandbox/config").json() == {
         "chatSolveDelaySeconds": 0.0,
         "rateLimitPerMinute": None,
+        "rateLimitPerHour": None,
+        "rateLimitPerDay": None,
+        "rateLimitDayReset": "midnight-utc",
         "retryAfterHeader": False,
         "encodedSlash": "decode",
     }
