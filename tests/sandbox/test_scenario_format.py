@@ -1,8 +1,8 @@
-"""The scenario format: pydantic models give path-named errors, and docs/sandbox.md shows their JSON Schema."""
+"""The scenario format: pydantic models give path-named errors; scripts/scenario_schema.py prints their schema."""
 
 from __future__ import annotations
 
-import re
+import runpy
 from pathlib import Path
 
 import jsonschema
@@ -13,8 +13,6 @@ from airflow_provider_debitura.sandbox.scenario_models import json_schema, json_
 from airflow_provider_debitura.sandbox.scenarios import BUNDLED_SCENARIOS, resolve_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "sandbox.md"
-BLOCK = re.compile(r"<!-- scenario-schema:start -->\n```json\n(.*?)\n```\n<!-- scenario-schema:end -->", re.S)
 
 
 @pytest.mark.parametrize(
@@ -57,13 +55,15 @@ def test_errors_never_echo_values_and_say_how_many_more() -> None:
     assert text.endswith("; and 3 more")
 
 
-def test_docs_show_the_schema_of_the_models() -> None:
-    match = BLOCK.search(DOC.read_text(encoding="utf-8"))
-    assert match, "docs/sandbox.md needs the scenario-schema block"
-    assert match.group(1) == json_schema_text(), (
-        "docs/sandbox.md's scenario schema is stale: paste the output of "
-        "python -c 'from airflow_provider_debitura.sandbox.scenario_models import json_schema_text as t; print(t())'"
-    )
+def test_the_schema_is_printed_by_its_script_not_pasted_in_the_docs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = ROOT / "scripts" / "scenario_schema.py"
+    monkeypatch.setattr("sys.argv", [str(script)])
+    runpy.run_path(str(script), run_name="__main__")
+    assert capsys.readouterr().out == json_schema_text() + "\n"
+    doc = (ROOT / "docs" / "sandbox.md").read_text(encoding="utf-8")
+    assert "scripts/scenario_schema.py" in doc and '"$defs"' not in doc, "docs/sandbox.md names the script, no copy"
 
 
 @pytest.mark.parametrize("name", [*BUNDLED_SCENARIOS, "large:120"])
