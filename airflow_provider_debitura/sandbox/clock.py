@@ -75,6 +75,13 @@ class SandboxClock:
         """Sandbox wall time as an aware UTC datetime."""
         return datetime.fromtimestamp(self.wall(), timezone.utc)
 
+    def wall_at(self, monotonic: float) -> datetime:
+        """The wall time (aware, UTC) at a sandbox monotonic time, e.g. a timer's due time.
+
+        :param monotonic: a value of :meth:`monotonic`.
+        """
+        return datetime.fromtimestamp(monotonic + self._origin, timezone.utc)
+
     def _anchor(self) -> None:
         self._anchor_wall, self._anchor_real = self.wall(), self._real()
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ class SandboxState:
         return self.clock.monotonic()
 
     def _wall_at(self, mono: float) -> datetime:
-        return self._loaded_wall + timedelta(seconds=mono - self._t0)
+        return self.clock.wall_at(mono)
 
     def now_wall(self) -> datetime:
         """Sandbox wall-clock time (UTC)."""
@@ -137,7 +137,6 @@ class SandboxState:
         # Called with the lock held (or from __init__); the world is already fully validated.
         self.scenario_name = world.name
         self._t0 = self.now()
-        self._loaded_wall = world.loaded_at
         self.naive = world.naive_timestamps
         self._scenario_delay = world.chat_solve_delay_seconds
         self.creditor = world.creditor
