@@ -15,6 +15,13 @@ PACKAGE = "airflow_provider_debitura"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_RETRY_DEADLINE = 120.0
+# The request budget (hooks/budget.py, docs/request-budget.md): half of each of the API's windows per key.
+API_PER_MINUTE, API_PER_HOUR, API_PER_DAY = 2_000, 20_000, 100_000
+DEFAULT_BUDGET_PER_MINUTE = API_PER_MINUTE // 2
+DEFAULT_BUDGET_PER_HOUR = API_PER_HOUR // 2
+DEFAULT_BUDGET_PER_DAY = API_PER_DAY // 2
+DEFAULT_BUDGET_PROCESSES = 1
+DEFAULT_BUDGET_MAX_WAIT = 300.0
 
 # Every field has a concrete default where the hook has one: Airflow 3's form writes each field into the
 # extra, and an empty one as null (which the hook reads as "not set").
@@ -49,6 +56,31 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Send the API key over http:// to a host that is not loopback (never for the real API).",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+    **{
+        f"budget_per_{window}": {
+            "label": f"Request budget per {window}",
+            "description": f"Requests this deployment may send per {window} on the key (the API allows {limit:,} per "
+            f"key, shared with your other systems). Default {default:,}. See docs/request-budget.md.",
+            "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": limit, "default": default},
+        }
+        for window, limit, default in (
+            ("minute", API_PER_MINUTE, DEFAULT_BUDGET_PER_MINUTE),
+            ("hour", API_PER_HOUR, DEFAULT_BUDGET_PER_HOUR),
+            ("day", API_PER_DAY, DEFAULT_BUDGET_PER_DAY),
+        )
+    },
+    "budget_processes": {
+        "label": "Processes sharing the budget",
+        "description": "Triggerers and concurrent worker tasks that use this connection at once; each process gets "
+        f"the budget divided by this. Default {DEFAULT_BUDGET_PROCESSES}.",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": DEFAULT_BUDGET_PROCESSES},
+    },
+    "budget_max_wait": {
+        "label": "Longest wait for the budget (seconds)",
+        "description": "A request waits at most this long for the budget; a run that would wait longer fails "
+        f"before its first request. Default {DEFAULT_BUDGET_MAX_WAIT:g}.",
+        "schema": {"type": ["number", "null"], "minimum": 0, "default": DEFAULT_BUDGET_MAX_WAIT},
+    },
 }
 
 
@@ -70,6 +102,11 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "max_attempts": f"{DEFAULT_MAX_ATTEMPTS} (default)",
         "retry_deadline": f"{DEFAULT_RETRY_DEADLINE:g} (default)",
         "allow_insecure_http": "false (default) or true",
+        "budget_per_minute": f"{DEFAULT_BUDGET_PER_MINUTE} (default; the API allows {API_PER_MINUTE})",
+        "budget_per_hour": f"{DEFAULT_BUDGET_PER_HOUR} (default; the API allows {API_PER_HOUR})",
+        "budget_per_day": f"{DEFAULT_BUDGET_PER_DAY} (default; the API allows {API_PER_DAY})",
+        "budget_processes": f"{DEFAULT_BUDGET_PROCESSES} (default): triggerers + concurrent worker tasks",
+        "budget_max_wait": f"{DEFAULT_BUDGET_MAX_WAIT:g} (default)",
     },
 }
 

@@ -21,7 +21,20 @@ AIRFLOW = tuple(int(part) for part in airflow.__version__.split(".")[:2])
 FORM_FIELDS_LISTED = AIRFLOW >= (3, 2) or importlib.util.find_spec("flask_appbuilder") is not None
 
 # Every extra the README documents for the connection.
-DOCUMENTED_EXTRAS = ("user_email", "auth_type", "timeout", "max_attempts", "retry_deadline", "allow_insecure_http")
+DOCUMENTED_EXTRAS = (
+    "user_email",
+    "auth_type",
+    "timeout",
+    "max_attempts",
+    "retry_deadline",
+    "allow_insecure_http",
+    # the request budget (docs/request-budget.md)
+    "budget_per_minute",
+    "budget_per_hour",
+    "budget_per_day",
+    "budget_processes",
+    "budget_max_wait",
+)
 
 
 def test_metadata_is_complete_and_importable():
@@ -76,8 +89,10 @@ def test_form_defaults_are_the_hooks_defaults_so_saving_writes_no_null_for_them(
     """Airflow 3's form writes every field into the extra, an empty one as null: each field the hook has a
     default for starts with that default, so a connection saved untouched holds values, not nulls."""
     from airflow_provider_debitura.hooks import settings
+    from airflow_provider_debitura.hooks.budget import BudgetLimits
 
     defaults = {name: spec["schema"].get("default") for name, spec in CONN_FIELDS.items()}
+    budget = BudgetLimits()
     assert defaults == {
         "user_email": None,  # no sensible default: the team member replies are sent as
         "auth_type": "api_key",
@@ -85,6 +100,11 @@ def test_form_defaults_are_the_hooks_defaults_so_saving_writes_no_null_for_them(
         "max_attempts": settings.DEFAULT_MAX_ATTEMPTS,
         "retry_deadline": settings.DEFAULT_RETRY_DEADLINE,
         "allow_insecure_http": False,
+        "budget_per_minute": budget.per_minute,
+        "budget_per_hour": budget.per_hour,
+        "budget_per_day": budget.per_day,
+        "budget_processes": budget.processes,
+        "budget_max_wait": budget.max_wait,
     }
     assert defaults["auth_type"] == settings.AUTH_TYPES[0]
     assert CONN_FIELDS["auth_type"]["schema"]["enum"] == list(settings.AUTH_TYPES)

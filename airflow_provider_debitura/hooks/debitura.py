@@ -25,8 +25,14 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 from tenacity import AsyncRetrying, Retrying
 
 from airflow_provider_debitura import __version__
-from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraError, DebituraNotFoundError
+from airflow_provider_debitura.exceptions import (
+    DebituraConfigError,
+    DebituraError,
+    DebituraNotFoundError,
+    DebituraRateLimitError,
+)
 from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.budget import RequestBudget, budget_for
 from airflow_provider_debitura.hooks.diagnose import TEST_TIMEOUT, check_connection
 from airflow_provider_debitura.hooks.endpoints import ApiCall, parse_response, transport_error
 from airflow_provider_debitura.hooks.lookup import CaseLookup
@@ -164,6 +170,14 @@ class _DebituraHookBase(BaseHook):
             overrides=self._overrides,
         )
 
+    def _parsed(self, call: ApiCall[T], response: httpx.Response, budget: RequestBudget) -> T:
+        """The answer; a 429 also holds the connection's budget in this process until its ``retryAfter``."""
+        try:
+            return parse_response(call, response, self.debitura_conn_id)
+        except DebituraRateLimitError as exc:
+            budget.hold(exc.retry_after)
+            raise
+
     def sender_email(self, user_email: str | None, settings: ConnectionSettings) -> str:
         """The chat sender: ``user_email`` or the connection's ``user_email`` extra.
 
@@ -231,6 +245,11 @@ class DebituraHook(_DebituraHookBase):
         _mask(settings.api_key)
         return settings
 
+    @property
+    def budget(self) -> RequestBudget:
+        """This process's request budget of the connection (``hooks.budget``, ``docs/request-budget.md``)."""
+        return budget_for(self.settings)
+
     def get_conn(self) -> httpx.Client:
         """The hook's HTTP client (one per hook, kept open until :meth:`close`)."""
         return self._client
@@ -253,6 +272,8 @@ class DebituraHook(_DebituraHookBase):
     # -- transport --
 
     def _send_once(self, call: ApiCall[T]) -> T:
+        budget = self.budget
+        budget.acquire()  # every request of the sync hook passes here
         try:
             response = self._client.request(
                 call.method,
@@ -263,7 +284,7 @@ class DebituraHook(_DebituraHookBase):
             )
         except httpx.TransportError as exc:
             raise transport_error(call, exc) from None
-        return parse_response(call, response, self.debitura_conn_id)
+        return self._parsed(call, response, budget)
 
     def run(self, call: ApiCall[T]) -> T:
         """Send one call with the retry policy that fits it (reads retried, writes not blindly).
@@ -281,10 +302,16 @@ class DebituraHook(_DebituraHookBase):
     def run_listing(self, listing: TaskListing) -> Listing:
         """Drive a :class:`~airflow_provider_debitura.hooks.paging.TaskListing` to its result.
 
+        A listing whose remaining pages would not fit the request budget fails after its first page (which
+        tells the queue's size), before the bulk (:meth:`RequestBudget.require`).
+
         :param listing: a fresh listing.
         """
         while (call := listing.next_call()) is not None:
             listing.feed(self.run(call))
+            if listing.pages_read == 1 and (left := listing.pages_left()):
+                total = f"{listing.total:,} tasks, " if listing.total is not None else ""
+                self.budget.require(left, what=f"the rest of this task listing ({total}{left:,} more pages)")
         return _finished(listing)
 
     def find_case_for(self, selector: CaseSelector) -> Case:
@@ -520,13 +547,19 @@ class DebituraAsyncHook(_DebituraHookBase):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def get_budget(self) -> RequestBudget:
+        """This process's request budget of the connection (``hooks.budget``), read without blocking the loop."""
+        return budget_for(await self.get_settings())
+
     async def _send_once(self, call: ApiCall[T]) -> T:
         client = await self.get_async_conn()
+        budget = await self.get_budget()
+        await budget.aacquire()  # every request of the async hook passes here
         try:
             response = await client.request(call.method, call.path, params=call.params)
         except httpx.TransportError as exc:
             raise transport_error(call, exc) from None
-        return parse_response(call, response, self.debitura_conn_id)
+        return self._parsed(call, response, budget)
 
     async def run(self, call: ApiCall[T]) -> T:
         """Send one read with the retry policy; writes are refused (they run in workers only).

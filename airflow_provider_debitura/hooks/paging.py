@@ -163,6 +163,8 @@ class TaskListing:
         self.max_rereads = max_rereads
         self.pages_read = 0
         self.rereads = 0
+        self.total: int | None = None
+        """``totalResults`` of the last answer (None before the first, or when the API gave none)."""
         self._mode = "probe"
         self._next: int | None = max(1, int(pages_hint or 1))
         self._pass: _Pass | None = None
@@ -186,12 +188,20 @@ class TaskListing:
         if requested is None:
             raise RuntimeError("feed() after the listing finished")
         self.pages_read += 1
+        self.total = page.page.total_results
         if self._mode == "probe":
             self._on_first(page, requested)
         elif self._mode == "pass":
             self._on_pass_page(page, requested)
         else:
             self._on_forward_page(page, requested)
+
+    def pages_left(self) -> int | None:
+        """Requests still to come as far as known now: the rest of the current pass (a re-read that a failed check
+        adds is not foreseen); None while reading forward without totals, where the end is unknown."""
+        if self._next is None:
+            return 0
+        return self._next if self._mode == "pass" else None
 
     def result(self) -> Listing:
         """The listing, once :meth:`next_call` has returned None."""

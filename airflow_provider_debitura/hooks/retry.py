@@ -17,25 +17,28 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from airflow_provider_debitura.exceptions import DebituraRateLimitError
+from airflow_provider_debitura.hooks.budget import (  # one place for the spread after a 429
+    RETRY_AFTER_MAX_SPREAD,
+    RETRY_AFTER_MIN_SPREAD,
+    RETRY_AFTER_SPREAD,
+)
+from airflow_provider_debitura.hooks.budget import spread as spread_wait
 from airflow_provider_debitura.hooks.endpoints import ApiCall, is_retryable
 from airflow_provider_debitura.hooks.settings import ConnectionSettings
+
+__all__ = [
+    "RETRY_AFTER_MAX_SPREAD",
+    "RETRY_AFTER_MIN_SPREAD",
+    "RETRY_AFTER_SPREAD",
+    "retry_kwargs",
+    "wait_retry_after",
+    "wait_retry_after_or_backoff",
+]
 
 log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
-
-
-RETRY_AFTER_SPREAD = 0.5
-"""After a 429 the wait is drawn uniformly from ``[retryAfter, retryAfter * (1 + RETRY_AFTER_SPREAD)]``: clients
-told the same ``retryAfter`` at once (one key shared by many DAGs) come back spread over half the wait, not
-together into the limit again."""
-
-RETRY_AFTER_MIN_SPREAD = 0.2
-"""The least spread, in seconds, for a very short ``retryAfter``."""
-
-RETRY_AFTER_MAX_SPREAD = 60.0
-"""The most spread, in seconds: a long ``retryAfter`` (the hourly or daily window) is not doubled for it."""
 
 
 class wait_retry_after(wait_base):
@@ -54,9 +57,7 @@ class wait_retry_after(wait_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if not isinstance(exc, DebituraRateLimitError) or exc.retry_after is None:
             return 0.0
-        told = max(0.0, exc.retry_after)
-        jitter = min(RETRY_AFTER_MAX_SPREAD, max(RETRY_AFTER_MIN_SPREAD, self.spread * told))
-        return told + self._rng.uniform(0.0, jitter)
+        return spread_wait(exc.retry_after, self._rng, self.spread)
 
 
 class wait_retry_after_or_backoff:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.hooks.budget import BUDGET_EXTRAS, BudgetLimits, parse_budget
 from airflow_provider_debitura.provider_info import (  # one place for the defaults the connection form shows
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DEADLINE,
@@ -162,6 +163,7 @@ class ConnectionSettings:
     :param max_attempts: tries per read (1 = no retries).
     :param retry_deadline: seconds after which no further retry starts.
     :param scheme_assumed: the host had no ``http://``/``https://``, so https was assumed.
+    :param budget: the request budget (``budget_*`` extras; ``hooks.budget``, ``docs/request-budget.md``).
     """
 
     conn_id: str
@@ -173,6 +175,7 @@ class ConnectionSettings:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_deadline: float = DEFAULT_RETRY_DEADLINE
     scheme_assumed: bool = False
+    budget: BudgetLimits = field(default_factory=BudgetLimits)
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -226,6 +229,11 @@ class ConnectionSettings:
                 MAX_RETRY_DEADLINE,
             ),
             scheme_assumed=scheme_assumed,
+            budget=parse_budget(
+                where,
+                {name: read_extra(merged, name) for name in BUDGET_EXTRAS},
+                loopback=_is_loopback(urlsplit(base_url).hostname),
+            ),
         )
 
 

@@ -125,6 +125,10 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         shape = valid_shape(self.shape)
         per_batch = batch_size(self.batch_size)
         with self._hook() as hook:
+            # The budget preflight: the requests known before the first answer (the account's size is learned
+            # from page 1; the hook checks the rest of the listing against the budget right after it).
+            known = 1 if selector is None else 2 + with_account
+            hook.budget.require(known, what=f"listing the {status} tasks of {scope_label(selector)}")
             _, listed = list_scope(hook, selector, status=status, types=types, with_account_level=with_account)
         if listed.rejected:
             self.log.warning("%s", describe_rejected(listed.rejected))

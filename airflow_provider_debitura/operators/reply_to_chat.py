@@ -32,7 +32,22 @@ from airflow_provider_debitura.validation import as_bool, as_limit, task_types
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-__all__ = ["DebituraReplyToChatTasksOperator"]
+__all__ = ["DebituraReplyToChatTasksOperator", "reply_cost"]
+
+
+def reply_cost(cases: int, max_replies: int | None, *, read_case: bool, posting: bool) -> int:
+    """The requests a reply run needs after its listing, about (docs/operators.md, "Cost, in requests"):
+    ``E + R + 2P + 1`` for ``K = min(cases, max_replies)``: a history read per case (``E``, more when some are
+    already answered), a case read per case when a template uses ``case`` (``R``), and when posting, a re-read
+    and a post per case (``2P``) plus the one read after the first post.
+
+    :param cases: candidate cases the listing found.
+    :param max_replies: the run's cap (None: none).
+    :param read_case: a template uses ``case``.
+    :param posting: the run posts (not a dry run, not drafts that wait for a person).
+    """
+    k = cases if max_replies is None else min(cases, max_replies)
+    return k + (k if read_case else 0) + (2 * k + 1 if posting and k else 0)
 
 
 class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
@@ -106,7 +121,9 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         """The compiled reply templates (fails before any request on a syntax error or a missing type)."""
         return compile_templates(self.reply_template, self.reply_templates, self.chat_types())
 
-    def plan_and_render(self, hook: DebituraHook, context: Context, report: ReplyReport) -> list[CaseDraft]:
+    def plan_and_render(
+        self, hook: DebituraHook, context: Context, report: ReplyReport, *, posting: bool = False
+    ) -> list[CaseDraft]:
         """Phases 1 and 2: list the chat tasks, read up to ``max_replies`` cases, render one draft per case.
 
         Another operator (e.g. one that asks a person first) can call this and keep the drafts as JSON
@@ -115,13 +132,20 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         :param hook: the connection.
         :param context: the Airflow task context (its plain values reach the templates).
         :param report: where skips, refusals, failures and the cap are recorded.
+        :param posting: the drafts are posted right after (their cost counts in the budget check).
         """
         types = self.chat_types()
         templates = compile_templates(self.reply_template, self.reply_templates, types)
         max_replies = as_limit("max_replies", self.max_replies)
         selector = self._selector()
+        hook.budget.require(1 if selector is None else 2, what=f"listing the chat tasks of {scope_label(selector)}")
         scope_case, tasks = list_scope(hook, selector, status="Open", types=types)
         selection = select_cases(tasks, types, tasks.rejected)
+        cases = len(selection.candidates)
+        hook.budget.require(
+            reply_cost(cases, max_replies, read_case=templates.uses_case, posting=posting),
+            what=f"answering {cases if max_replies is None else min(cases, max_replies):,} case(s) after the listing",
+        )
         if tasks.rejected:
             self.log.warning("%s", describe_rejected(tasks.rejected))
         self.log.info(
@@ -176,7 +200,7 @@ class DebituraReplyToChatTasksOperator(DebituraTaskOperatorBase):
         with self._hook() as hook:
             sender = hook.sender_email(self.user_email, hook.settings)
             try:
-                drafts = self.plan_and_render(hook, context, report)
+                drafts = self.plan_and_render(hook, context, report, posting=not report.dry_run)
                 if report.dry_run:
                     report.rendered = [
                         {"task_id": t.id, "case_id": d.case_id, "message": d.message} for d in drafts for t in d.tasks
