@@ -2,8 +2,8 @@
 
 Checked in README.md, docs/*.md, bench/*.md and the result logs beside the tests (tests/*.md, tests/*/*.md):
 
-- relative Markdown links and images (``[x](docs/y.md#anchor)``, resolved from the doc's folder; the anchor is
-  not checked);
+- relative Markdown links and images (``[x](docs/y.md#anchor)``, resolved from the doc's folder), and the
+  anchor of a link to a Markdown file (a heading of that file, as GitHub names it);
 - repository paths in the text (``airflow_provider_debitura/hooks/paging.py``, ``tests/...``, ``bench/...``,
   ``docs/...``, ``scripts/...``, ``example_dags/...``, ``constraints/``), with the function of a pytest node id
   (``tests/x.py::test_y``) looked up in that file; package-relative paths (``hooks/paging.py``) and
@@ -72,15 +72,37 @@ def _lines(doc: Path, text: str | None) -> list[tuple[int, str]]:
     return list(enumerate((doc.read_text(encoding="utf-8") if text is None else text).splitlines(), start=1))
 
 
+@functools.cache
+def _anchors(doc: Path) -> frozenset[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped, spaces to '-', repeats
+    numbered (code blocks skipped)."""
+    anchors: set[str] = set()
+    in_code = False
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        in_code ^= line.startswith("```")
+        heading = None if in_code else re.match(r"#{1,6}\s+(.*)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            unique, n = slug, 0
+            while unique in anchors:
+                n += 1
+                unique = f"{slug}-{n}"
+            anchors.add(unique)
+    return frozenset(anchors)
+
+
 def _link_misses(doc: Path, text: str | None = None) -> list[Miss]:
     misses = []
     for number, line in _lines(doc, text):
         for target in LINK.findall(line):
-            if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-                continue  # a URL (https:, mailto:) or an anchor in the same doc
-            path = target.split("#", 1)[0]
-            if not (doc.parent / path).resolve().exists():
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # a URL (https:, mailto:)
+            path, _, anchor = target.partition("#")
+            resolved = (doc.parent / path).resolve() if path else doc
+            if not resolved.exists():
                 misses.append(Miss(doc, number, f"[...]({target})", "the link's target does not exist"))
+            elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+                misses.append(Miss(doc, number, f"[...]({target})", f"no heading with the anchor #{anchor}"))
     return misses
 
 
@@ -304,7 +326,8 @@ def test_the_checker_catches_what_it_should() -> None:
         "`airflow_provider_debitura.hooks.paging.NoSuchThing` and `airflow_provider_debitura.nosuchmodule`\n"
         "from airflow_provider_debitura.hooks.debitura import DebituraHook, NoSuchHook\n"
         "`airflow_provider_debitura/hooks/nosuch.py`, `hooks/nosuch.py`, `tests/nosuch/`\n"
-        "`tests/test_docs_paths.py::test_no_such_test`, [x](nosuch.md#a), [ok](sandbox.md#anchor)\n"
+        "`tests/test_docs_paths.py::test_no_such_test`, [x](nosuch.md#a), [ok](sandbox.md#security)\n"
+        "[y](sandbox.md#no-such-heading), [ok](../README.md#tested-versions)\n"
         "fine: `airflow_provider_debitura.hooks.debitura.DebituraHook`, `tests/test_docs_paths.py`,\n"
         "`hooks/paging.py`, `helpers/airflow_harness.migrated_template`, `https://example.com/tests/nosuch.py`,\n"
         "`tests/sandbox/test_security.py::test_empty_*`, `/tmp/tests/x.py`, `constraints/airflow-<a>-python-<p>.txt`\n"
@@ -320,5 +343,6 @@ def test_the_checker_catches_what_it_should() -> None:
         "tests/nosuch/",
         "tests/test_docs_paths.py::test_no_such_test",
         "[...](nosuch.md#a)",
+        "[...](sandbox.md#no-such-heading)",
         "gate.py",
     }, found
