@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,11 +14,14 @@ from airflow_provider_debitura.models import Task, TaskType
 from airflow_provider_debitura.operators.base import DebituraTaskOperatorBase, scope_label
 from airflow_provider_debitura.operators.list_output import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_XCOM_BYTES,
     batch_size,
     by_case_groups,
     mapping_error,
+    max_xcom_bytes,
     shape_of,
     valid_shape,
+    xcom_size_error,
 )
 from airflow_provider_debitura.operators.listing import describe_rejected, list_scope
 from airflow_provider_debitura.validation import as_bool, task_status, task_types
@@ -27,10 +29,7 @@ from airflow_provider_debitura.validation import as_bool, task_status, task_type
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-__all__ = ["LARGE_XCOM_BYTES", "DebituraListTasksOperator", "summary_table"]
-
-LARGE_XCOM_BYTES = 1_000_000
-"""Above this the operator logs a warning suggesting a smaller shape (it still returns the value)."""
+__all__ = ["DebituraListTasksOperator", "summary_table"]
 
 
 class DebituraListTasksOperator(DebituraTaskOperatorBase):
@@ -41,7 +40,9 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
     dicts), ``ids``, ``by_case`` (one item per case), ``batches`` (lists of ``batch_size`` records) or
     ``summary`` (counts by type and the oldest 20 records: one small dict at any queue size). When a
     downstream task maps over a list with more items than ``[core] max_map_length``, the task fails
-    before pushing, with an error that says how to group.
+    before pushing, with an error that says how to group. A value over ``max_xcom_bytes`` (default 1 MB) is
+    refused before anything is pushed, with an error naming the shapes and filters that fit
+    (docs/list-xcom-size.md).
 
     :param debitura_conn_id: Airflow connection to use.
     :param case_id: Limit to one case by Debitura GUID (or ``creditor_reference`` / ``case_reference``;
@@ -58,6 +59,8 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         ``GET /cases/{id}/tasks`` never lists. Ignored for the account scope, which always includes them.
     :param shape: The XCom shape (see above).
     :param batch_size: Records per batch with ``shape="batches"`` (default 100).
+    :param max_xcom_bytes: The largest value to push, in JSON bytes (default 1,000,000); raise it only for an
+        XCom backend that stores large values.
     """
 
     template_fields: Sequence[str] = (
@@ -68,6 +71,7 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         "include_account_level",
         "shape",
         "batch_size",
+        "max_xcom_bytes",
     )
 
     def __init__(
@@ -79,6 +83,7 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         include_account_level: bool | str = False,
         shape: str = "records",
         batch_size: int | str = DEFAULT_BATCH_SIZE,
+        max_xcom_bytes: int | str = DEFAULT_MAX_XCOM_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +93,7 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         self.include_account_level = include_account_level
         self.shape = shape
         self.batch_size = batch_size
+        self.max_xcom_bytes = max_xcom_bytes
 
     def _query_types(self) -> tuple[list[str] | None, bool, bool]:
         types = task_types("task_types", self.task_types)
@@ -124,6 +130,7 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         with_account = as_bool("include_account_level", self.include_account_level)
         shape = valid_shape(self.shape)
         per_batch = batch_size(self.batch_size)
+        size_limit = max_xcom_bytes(self.max_xcom_bytes)
         with self._hook() as hook:
             # The budget preflight: the requests known before the first answer (the account's size is learned
             # from page 1; the hook checks the rest of the listing against the budget right after it).
@@ -138,19 +145,14 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         if human_only:
             tasks = [t for t in tasks if not t.is_api_resolvable]
         self.log.info("%s", summary_table(tasks, f"{status} tasks in {scope_label(selector)}"))
+        if self.do_xcom_push:  # before anything is pushed (the link, the value)
+            by_kind = not (resolvable_only or human_only)
+            if (too_large := xcom_size_error(tasks, shape, per_batch, size_limit, by_kind=by_kind)) is not None:
+                raise too_large
         first_human = next((t for t in tasks if not t.is_api_resolvable and t.solution_url), None)
         push_solution_url(context, first_human.solution_url if first_human else None)
         value = shape_of(tasks, shape, per_batch)
         self._check_mappable(shape, value, tasks)
-        size = len(json.dumps(value))
-        if size > LARGE_XCOM_BYTES:
-            self.log.warning(
-                "The listing is %s bytes of XCom (%d tasks, shape=%r). If a downstream task needs less, "
-                "shape='summary' (a digest), 'ids' (about 40 bytes a task) or a task_types filter keep it small.",
-                f"{size:,}",
-                len(tasks),
-                shape,
-            )
         return value
 
     def _check_mappable(self, shape: str, value: Any, tasks: Sequence[Task]) -> None:

@@ -32,7 +32,9 @@ def large(request: pytest.FixtureRequest):
 
 
 def listed(**kwargs):
-    op = DebituraListTasksOperator(task_id="list", **kwargs)
+    # 5,000 records are about 2 MB, over the default max_xcom_bytes (docs/list-xcom-size.md): these tests
+    # measure the shapes themselves.
+    op = DebituraListTasksOperator(task_id="list", max_xcom_bytes=50_000_000, **kwargs)
     return op.execute(task_context(op))
 
 

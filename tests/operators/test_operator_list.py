@@ -148,6 +148,7 @@ def test_template_fields_cover_every_parameter() -> None:
         "include_account_level",
         "shape",
         "batch_size",
+        "max_xcom_bytes",
     }
 
 
