@@ -11,11 +11,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-
-from airflow_provider_debitura.sandbox import SandboxServer
-from airflow_provider_debitura.sandbox.cli import _check_args, _rate_settings, build_parser
-from airflow_provider_debitura.sandbox.clock import SandboxClock
-from tests.helpers.rate_windows import (
+from helpers.rate_windows import (
     advance_clock,
     clear_spend,
     clock,
@@ -26,8 +22,12 @@ from tests.helpers.rate_windows import (
     set_rate_windows,
     spend,
 )
-from tests.helpers.sandbox import clear_counters, counters
-from tests.helpers.waiting import wait_until
+from helpers.sandbox import clear_counters, counters
+from helpers.waiting import wait_until
+
+from airflow_provider_debitura.sandbox import SandboxServer
+from airflow_provider_debitura.sandbox.cli import _check_args, _rate_settings, build_parser
+from airflow_provider_debitura.sandbox.clock import SandboxClock
 
 HOUR = 3600.0
 
