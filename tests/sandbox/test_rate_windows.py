@@ -32,8 +32,8 @@ from airflow_provider_debitura.sandbox.clock import SandboxClock
 HOUR = 3600.0
 
 
-def _statuses(api: httpx.Client, n: int, **kwargs: object) -> list[int]:
-    return [api.get("/me", **kwargs).status_code for _ in range(n)]  # type: ignore[arg-type]
+def _statuses(api: httpx.Client, n: int, headers: dict[str, str] | None = None) -> list[int]:
+    return [api.get("/me", headers=headers).status_code for _ in range(n)]
 
 
 def _refused(api: httpx.Client, window: str) -> float:
