@@ -279,6 +279,18 @@ class StandaloneAirflow:
 
         return wait_until(reached, timeout, f"{dag_id}.{task_id} in run {run_id} to be one of {sorted(states)}", 1.0)
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """A task instance's log as the UI shows it (for an assertion's message).
+
+        :param dag_id: the DAG id.
+        :param run_id: the run id.
+        :param task_id: the task id (unmapped).
+        :param try_number: the try.
+        """
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        response = self.api("GET", path, params={"full_content": "true"}, headers={"Accept": "text/plain"})
+        return response.text if response.status_code == 200 else f"(no log: HTTP {response.status_code})"
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 420) -> str:
         """Wait until a DAG run has finished; returns ``success`` or ``failed``.
 

@@ -24,7 +24,7 @@ async def _rounds(sb, gates: list, rounds: int) -> tuple[list[int], dict[str, in
     clear_counters(sb)
     async with running(gates) as tasks:
         poll = await poller()
-        await until(lambda: poll.snapshots >= rounds and not poll.busy, 60, f"{rounds} rounds")
+        await until(lambda: poll.snapshots >= rounds and not poll.busy, 240, f"{rounds} rounds")
         assert not any(t.done() for t in tasks), [t.result() for t in tasks if t.done()]
     seen = counters(sb)
     per_round = list(poll.round_requests)
@@ -282,8 +282,9 @@ async def test_a_failed_full_read_costs_no_request_storm(debitura_conn, rule):
     gates = [gate(f"LRG-{i + 1:06d}", poll_interval=2.0) for i in range(n)]
     async with running(gates) as tasks:
         poll = await poller()
-        await until(lambda: poll.shared_reads >= 1 and not poll.busy, 60, "a full read")
+        await until(lambda: poll.shared_reads >= 1 and not poll.busy, 150, "a full read")
         debitura_conn.control("PUT", "/faults", {"rules": [rule]})
-        await until(lambda: poll.fallback_rounds >= 1 and poll.snapshots >= 4 and not poll.busy, 90, "the failed round")
+        failed_round = "the failed round"
+        await until(lambda: poll.fallback_rounds >= 1 and poll.snapshots >= 4 and not poll.busy, 150, failed_round)
         assert not any(t.done() for t in tasks)
     assert max(poll.round_requests) <= 2 * min(n + 1, 50), list(poll.round_requests)

@@ -115,7 +115,8 @@ def test_gate_watcher_and_another_trigger_share_a_live_triggerer(airflow: Standa
     until = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
     after = airflow.trigger("triggerer_neighbours_after", conf={"until": until})
     airflow.wait_for_task("triggerer_neighbours_after", after, "neighbour", {"deferred", "success"})
-    assert airflow.wait_for_task("triggerer_neighbours_after", after, "neighbour", {"success", "failed"}) == "success"
+    state = airflow.wait_for_task("triggerer_neighbours_after", after, "neighbour", {"success", "failed"})
+    assert state == "success", airflow.task_log("triggerer_neighbours_after", after, "neighbour")[-6000:]
 
     log = airflow.log_tail(2_000_000)
     assert not [line for line in log.splitlines() if any(sign in line for sign in DEAD_RUNNER)], log[-6000:]
