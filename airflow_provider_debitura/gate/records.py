@@ -10,6 +10,7 @@ the triggerer no collection time (see docs/gates.md).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,14 +30,28 @@ from airflow_provider_debitura.models import (
     parse_records,
 )
 
+log = logging.getLogger(__name__)
+
 ACCOUNT_LEVEL_TYPES: tuple[str, ...] = tuple(sorted(TaskType.account_level()))
-"""Types raised on the whole account (``caseId`` null); the account-level read asks for exactly these."""
+"""The documented types raised on the whole account (``caseId`` null)."""
+
+DOCUMENTED_TYPES: frozenset[str] = frozenset(t.value for t in TaskType)
+"""Every task type Debitura documents; any other is a new type this provider does not know."""
+
+NEW_TYPES: Final = "*"
+"""In a gate's ``account_types``: caseless tasks of a type this provider does not know count too (they are
+treated as account-level: doubt never opens a gate). See docs/gates-unknown-types.md."""
+
+MAX_LEARNED_TYPES = 32
+"""New type names remembered per process (beyond them, a new caseless type costs a scan of the queue)."""
+
+_LEARNED: dict[str, None] = {}
 
 COMPACT_FIELDS = ("id", "type", "title", "caseId", "solutionUrl")
 """The task fields kept in XCom records and trigger kwargs: enough to identify and click through."""
 
-CompactTask = tuple[str, str | None, str | None, str | None, str | None, str | None]
-"""An open task: (id, type, caseId, title, solutionUrl, caseReference); index with the constants below."""
+CompactTask = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None]
+"""An open task: (id, type, caseId, title, solutionUrl, caseReference, leadId); index with the constants below."""
 
 ID: Final = 0
 TYPE: Final = 1
@@ -44,6 +59,7 @@ CASE_ID: Final = 2
 TITLE: Final = 3
 SOLUTION_URL: Final = 4
 CASE_REFERENCE: Final = 5
+LEAD_ID: Final = 6
 
 
 def compact(task: Task) -> CompactTask:
@@ -51,7 +67,35 @@ def compact(task: Task) -> CompactTask:
 
     :param task: the parsed task.
     """
-    return (task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference)
+    if task.type not in DOCUMENTED_TYPES and task.type is not None:
+        learn_type(task.type)
+    return (task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference, task.lead_id)
+
+
+def learn_type(name: str) -> None:
+    """Remember a task type this provider does not know (the account-level read then asks for it by name, so
+    its caseless tasks are seen without a scan of the queue); at most :data:`MAX_LEARNED_TYPES` per process.
+
+    :param name: the type's name as the API sent it.
+    """
+    if name not in _LEARNED and len(_LEARNED) < MAX_LEARNED_TYPES:
+        _LEARNED[name] = None
+        log.warning(
+            "Debitura sent a task of type %r, which this provider does not know. Case gates that count every type "
+            "treat such a task as account-level when it has no case and no lead (it blocks them all); to let it "
+            "pass, give the gates blocking_task_types (the types that should block) or include_account_tasks=False.",
+            name,
+        )
+
+
+def learned_types() -> tuple[str, ...]:
+    """The new type names seen in this process, in the order first seen."""
+    return tuple(_LEARNED)
+
+
+def forget_learned_types() -> None:
+    """Forget the new type names seen (tests)."""
+    _LEARNED.clear()
 
 
 def task_dict(task: CompactTask) -> dict[str, Any]:
@@ -69,11 +113,34 @@ def task_dict(task: CompactTask) -> dict[str, Any]:
 
 
 def is_account_level(task: CompactTask) -> bool:
-    """See :func:`airflow_provider_debitura.models.is_account_level_task`.
+    """The gate's account-level rule: a task with no case that is of a documented account-level type
+    (:func:`airflow_provider_debitura.models.is_account_level_task`), or of a type this provider does not know
+    (or no type) and with no lead. Doubt never opens a gate: a new caseless type may well be a new account-level
+    one, so it blocks every gate that counts account-level tasks of every type (docs/gates-unknown-types.md).
 
     :param task: a compact task.
     """
-    return is_account_level_task(task[TYPE], task[CASE_ID])
+    if task[CASE_ID] is not None:
+        return False
+    return is_account_level_task(task[TYPE], None) or is_new_type(task)
+
+
+def is_new_type(task: CompactTask) -> bool:
+    """A caseless task of a type this provider does not know (or with no type) and with no lead.
+
+    :param task: a compact task.
+    """
+    return task[CASE_ID] is None and task[TYPE] not in DOCUMENTED_TYPES and task[LEAD_ID] is None
+
+
+def rejected_scope(record: RejectedRecord) -> str:
+    """Which gates a record that could not be read concerns (``RejectedRecord.scope``), with the gate's rule
+    for new types: a caseless record of a type this provider does not know concerns the account-level part.
+
+    :param record: the record that could not be read.
+    """
+    scope = record.scope
+    return "account" if scope == "none" and record.type not in DOCUMENTED_TYPES else scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,15 +264,27 @@ def case_tasks_call(case_id: str) -> ApiCall[RecordBatch]:
     return _reduced(endpoints.get_case_tasks(case_id, status=TaskStatus.OPEN.value), record_batch)
 
 
-def account_tasks_call(page: int = 1) -> ApiCall[TaskPageBatch]:
-    """One page of the account's open account-level tasks; the same call for every gate.
+def account_tasks_call(page: int = 1, types: Iterable[str] | None = ACCOUNT_LEVEL_TYPES) -> ApiCall[TaskPageBatch]:
+    """One page of the account's open tasks of the given types (the account-level read; the same call for every
+    gate), or of every type (``types=None``: a scan of the queue for caseless tasks of an unknown type).
 
     :param page: the page number.
+    :param types: the types to ask for (:data:`NEW_TYPES` is left out), None for every type.
     """
+    wanted = None if types is None else sorted({t for t in types if t != NEW_TYPES})
     call = endpoints.get_tasks_page(
-        status=TaskStatus.OPEN.value, types=ACCOUNT_LEVEL_TYPES, page=page, page_size=endpoints.MAX_PAGE_SIZE
+        status=TaskStatus.OPEN.value, types=wanted, page=page, page_size=endpoints.MAX_PAGE_SIZE
     )
     return _reduced(call, page_batch)
+
+
+def count_call(types: Iterable[str] | None) -> ApiCall[TaskPageBatch]:
+    """How many open tasks of these types (None: of every type) the account has: one record, for its total.
+
+    :param types: the types to count, None for every type.
+    """
+    wanted = None if types is None else sorted(set(types))
+    return _reduced(endpoints.get_tasks_page(status=TaskStatus.OPEN.value, types=wanted, page_size=1), page_batch)
 
 
 def compact_page_call(call: ApiCall[TaskPage], *, keep_text: bool = False) -> ApiCall[TaskPageBatch]:

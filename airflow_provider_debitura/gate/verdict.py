@@ -18,14 +18,17 @@ from airflow_provider_debitura.exceptions import (
 )
 from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
-    CASE_ID,
     CASE_REFERENCE,
+    DOCUMENTED_TYPES,
     ID,
+    NEW_TYPES,
     SOLUTION_URL,
     TITLE,
     TYPE,
     CompactTask,
     RecordBatch,
+    is_account_level,
+    is_new_type,
     task_dict,
 )
 
@@ -132,7 +135,7 @@ class GateVerdict:
             by_type[task[TYPE] or "(no type)"].append(task)
         lines = [f"blocked by {len(self.blocking)} open task(s)"]
         for type_name, tasks in by_type.items():
-            scope = " [account-level]" if type_name in ACCOUNT_LEVEL_TYPES and tasks[0][CASE_ID] is None else ""
+            scope = " [account-level]" if is_account_level(tasks[0]) else ""
             lines.append(f"  {type_name}{scope} x{len(tasks)}:")
             lines.extend(
                 f"    - {t[TITLE] or t[ID]}: {t[SOLUTION_URL] or '(no solutionUrl)'}"
@@ -140,7 +143,23 @@ class GateVerdict:
             )
             if len(tasks) > SUMMARY_TASKS_PER_TYPE:
                 lines.append(f"    - ... and {len(tasks) - SUMMARY_TASKS_PER_TYPE} more")
+        new = sorted({t[TYPE] or "(no type)" for t in self.blocking if is_new_type(t)})
+        if new:
+            lines.append(new_type_advice(new))
         return "\n".join(lines)
+
+
+def new_type_advice(names: Sequence[str]) -> str:
+    """The log line for blockers of a type this provider does not know: what they are taken for, how to exclude.
+
+    :param names: the new types' names.
+    """
+    keep = sorted(DOCUMENTED_TYPES)
+    return (
+        f"  {', '.join(names)}: a type this provider does not know, raised with no case and no lead; counted as "
+        "account-level, so the gate does not open on doubt. To let it pass, name the types that block: "
+        f"blocking_task_types={keep!r} (or a subset), or set include_account_tasks=False."
+    )
 
 
 def unknown(reason: str) -> GateVerdict:
@@ -185,7 +204,8 @@ class GateSpec:
     :param blocking_types: only tasks of these types block (None: every type); applies to the case's
         own tasks and to account-level tasks alike.
     :param include_account_tasks: whether open account-level tasks (SignContract, AssignBankAccount with
-        no case) block this case.
+        no case; and, with every type blocking, caseless tasks of a type this provider does not know that have
+        no lead) block this case.
     """
 
     case_id: str
@@ -213,11 +233,14 @@ class GateSpec:
 
     @functools.cached_property
     def account_types(self) -> frozenset[str]:
-        """The account-level types that can block this gate (empty: the account-level read is not needed)."""
+        """The account-level types that can block this gate (empty: the account-level read is not needed):
+        the documented ones it counts, the unknown names it lists, and :data:`NEW_TYPES` when every type blocks
+        (a caseless task of a type nobody knows yet then blocks it too)."""
         if not self.include_account_tasks:
             return frozenset()
-        every = frozenset(ACCOUNT_LEVEL_TYPES)
-        return every if self.blocking_types is None else every & self.blocking_types
+        if self.blocking_types is None:
+            return frozenset(ACCOUNT_LEVEL_TYPES) | {NEW_TYPES}
+        return frozenset(t for t in self.blocking_types if t in ACCOUNT_LEVEL_TYPES or t not in DOCUMENTED_TYPES)
 
     def blocks(self, task: CompactTask) -> bool:
         return self.blocking_types is None or task[TYPE] in self.blocking_types

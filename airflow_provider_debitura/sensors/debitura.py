@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -22,12 +22,13 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.exceptions import DebituraError, DebituraRequestError
 from airflow_provider_debitura.gate import DirectReads, GateProgress, GateSpec, GateState, GateVerdict
+from airflow_provider_debitura.gate.progress import check_backoff
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.sensors.memory import TaskMemory
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
-from airflow_provider_debitura.validation import CaseSelector, case_selector, positive_seconds, task_types
+from airflow_provider_debitura.validation import CaseSelector, as_bool, case_selector, positive_seconds, task_types
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -74,6 +75,13 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
     :param debitura_conn_id: the Airflow connection (type Debitura). Templated.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: seconds between checks in the triggerer (default: ``poke_interval``).
+    :param backoff: a gate blocked for long checks less often, in every mode (default True): the interval
+        for its first 10 intervals, then a tenth of the time it has been blocked (each wait 1.1 times the
+        last), at most ``max_wait``; a change of its blockers starts it again from the interval (in poke mode
+        and in the triggerer; in reschedule mode the time counts from the first try). False: a fixed interval.
+        Airflow's ``exponential_backoff=True`` (doubling after each check) replaces it. See docs/gate-backoff.md.
+    :param max_wait: Airflow's parameter: the longest wait between two checks, seconds or a ``timedelta``
+        (default here: 15 minutes, the most a gate opens after its blocker clears); at least the interval.
     """
 
     template_fields: Sequence[str] = (
@@ -97,13 +105,17 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         debitura_conn_id: str = "debitura_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | timedelta | None = None,
+        backoff: bool = True,
         **kwargs: Any,
     ) -> None:
         # Before Airflow's own check, which raises AirflowException on 2.11 and 3.1 and ValueError on 3.2+.
-        for name in ("poke_interval", "timeout"):
+        for name in ("poke_interval", "timeout", "max_wait"):
             if kwargs.get(name) is not None:
                 positive_seconds(name, kwargs[name])
+        if kwargs.get("max_wait") is None:
+            kwargs["max_wait"] = timedelta(seconds=gate.DEFAULT_MAX_WAIT)
         super().__init__(**kwargs)
+        self.backoff = as_bool("backoff", backoff)
         self.case_id = case_id
         self.creditor_reference = creditor_reference
         self.case_reference = case_reference
@@ -114,6 +126,10 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         self.poll_interval = positive_seconds("poll_interval", poll_interval, allow_none=True)
         positive_seconds("poke_interval", self.poke_interval)
         positive_seconds("timeout", self.timeout)
+        if self.backoff or self.exponential_backoff:
+            check_backoff(self.poke_interval, self._max_wait_seconds(), "poke_interval")
+            if self.poll_interval is not None:
+                check_backoff(self.poll_interval, self._max_wait_seconds(), "poll_interval")
         # Literal values are checked now, templated ones (Jinja strings, XComArgs) after rendering, at the
         # first check (a template may also render empty, e.g. one of two templated selectors).
         given = [v for v in (case_id, creditor_reference, case_reference) if v is not None and str(v).strip()]
@@ -125,6 +141,26 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         self._case: _Case | None = None
         self._progress: GateProgress | None = None
         self._pushed: str | None = None
+
+    def _max_wait_seconds(self) -> float:
+        wait = self.max_wait
+        return wait.total_seconds() if isinstance(wait, timedelta) else float(wait or gate.DEFAULT_MAX_WAIT)
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Callable[[], float], poke_count: int) -> float:
+        """Seconds until the next poke or reschedule (Airflow asks after each check that is not done): with
+        ``backoff``, :func:`gate.backoff_interval` of the time blocked (since the current blockers were first
+        seen in poke mode; since the first try in reschedule mode), never past the timeout; with
+        ``exponential_backoff``, Airflow's own progression (capped by ``max_wait``)."""
+        if self.exponential_backoff or not self.backoff:
+            return float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        elapsed = run_duration()
+        progress = self._progress
+        if progress is not None and progress.since is not None and not self.reschedule:
+            blocked_for = progress.blocked_for(time.time())
+        else:
+            blocked_for = elapsed
+        interval = gate.backoff_interval(self.poke_interval, blocked_for, self._max_wait_seconds())
+        return max(0.0, min(interval, self.timeout - elapsed))
 
     @cached_property
     def hook(self) -> DebituraHook:
@@ -288,7 +324,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         progress = self._progress
         assert progress is not None
         selector = self._selector()
-        max_wait = self.max_wait.total_seconds() if isinstance(self.max_wait, timedelta) else self.max_wait
+        max_wait = self._max_wait_seconds()
         return DebituraCaseUnblockedTrigger(
             case_id=self._case.id if self._case else None,
             blocking_task_types=task_types("blocking_task_types", self.blocking_task_types),
@@ -304,6 +340,8 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             exponential_backoff=bool(self.exponential_backoff),
             max_wait=max_wait,
             solution_url=progress.solution_url,
+            backoff=self.backoff,
+            blocked_since=progress.since,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.gate import AccountSnapshot, GateProgress, GateSpec, GateState, GateVerdict
+from airflow_provider_debitura.gate.progress import check_backoff
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.triggers.shared_poll import Step
 from airflow_provider_debitura.triggers.sources import DirectGateSource, SharedGateSource, SnapshotSource
@@ -44,9 +45,14 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
     :param case_label: the case's reference for log lines (e.g. the creditor reference).
     :param creditor_reference: names the case when ``case_id`` is None.
     :param case_reference: names the case when ``case_id`` is None.
-    :param exponential_backoff: grow the interval after each check, as Airflow's sensors do.
-    :param max_wait: the longest interval with ``exponential_backoff``, in seconds.
+    :param exponential_backoff: Airflow's doubling of the interval after each check (instead of ``backoff``).
+    :param max_wait: the longest interval when backing off, in seconds (None: 900, ``gate.DEFAULT_MAX_WAIT``).
     :param solution_url: the last blocker's solutionUrl seen before deferring.
+    :param backoff: a gate blocked for long checks less often: ``poll_interval`` for its first 10 intervals, then
+        a tenth of the time it has been blocked, at most ``max_wait`` (``gate.backoff_interval``); a change of
+        its blockers starts it again from ``poll_interval``. See docs/gate-backoff.md.
+    :param blocked_since: wall-clock time (epoch seconds) since which the gate has been in its current state
+        (the sensor's checks before it deferred); None: from the trigger's first check.
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         exponential_backoff: bool = False,
         max_wait: float | None = None,
         solution_url: str | None = None,
+        backoff: bool = True,
+        blocked_since: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.case_id = case_id
@@ -84,12 +92,18 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         self.exponential_backoff = bool(exponential_backoff)
         self.max_wait = None if max_wait is None else float(max_wait)
         self.solution_url = solution_url
+        self.backoff = bool(backoff)
+        self.blocked_since = None if blocked_since is None else float(blocked_since)
+        self._clock: Callable[[], float] = time.time
+        """Wall-clock time for the backoff (tests inject a simulated clock)."""
+        if self.backoff or self.exponential_backoff:
+            check_backoff(self.poll_interval, self.max_wait, "poll_interval")
         if case_id is None:
             case_selector(None, creditor_reference, case_reference)  # exactly one reference, or a config error
         gate.check_gate_config(self.blocking_task_types, self.include_account_tasks)
         self.progress = GateProgress(
             (case_id or "").lower(), case_label or creditor_reference or case_reference, self.checks,
-            self.first_blockers, solution_url=solution_url,
+            self.first_blockers, solution_url=solution_url, since=self.blocked_since,
         )  # fmt: skip
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -111,6 +125,8 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
                 "exponential_backoff": self.exponential_backoff,
                 "max_wait": self.max_wait,
                 "solution_url": self.solution_url,
+                "backoff": self.backoff,
+                "blocked_since": self.blocked_since,
             },
         )
 
@@ -120,12 +136,15 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         return None if self.end_time is None else self.end_time - time.time()
 
     def _interval(self) -> float:
+        """Seconds until the next check (the same schedule as the sensor's in poke and reschedule mode)."""
         return gate.next_interval(
             self.poll_interval,
             self.progress.checks,
             exponential_backoff=self.exponential_backoff,
             max_wait=self.max_wait,
             seed=self.progress.case_id,
+            backoff=self.backoff,
+            blocked_for=self.progress.blocked_for(self._clock()),
         )
 
     def _event(self, status: str, **payload: Any) -> TriggerEvent:
@@ -195,7 +214,7 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         return self._record(verdict, snapshot.started)
 
     def _record(self, verdict: GateVerdict, started: float) -> TriggerEvent | float:
-        level, message = self.progress.note(verdict, quiet_unchanged=True)
+        level, message = self.progress.note(verdict, quiet_unchanged=True, now=self._clock())
         getattr(self.log, level)(message)
         if verdict.state is GateState.FAILED:
             return self._event("error", message=gate.failure_message(self.progress.name, verdict))

@@ -4,11 +4,13 @@ Records are generated from the official spec's ``TaskDto`` (hypothesis-jsonschem
 null or absent, unknown types, odd actions), then placed on a few cases (or none) with a few statuses, so
 that the generated queues overlap the gate's case. For every queue and gate:
 
-- **locality**: the verdict for case X depends only on X's own tasks and the account-level ones: whatever
-  happens to other cases' tasks (and to caseless tasks that are not account-level, such as a lead's
-  SelectQuoteWinner or an unknown new type) leaves X's verdict unchanged;
+- **locality**: the verdict for case X depends only on X's own tasks and the account-level ones (a caseless
+  task of a documented account-level type, or of a type the provider does not know, or none, with no lead):
+  whatever happens to other cases' tasks (and to caseless tasks that are not account-level, such as a lead's
+  SelectQuoteWinner or a lead's task of a new type) leaves X's verdict unchanged;
 - **one rule, two paths**: the shared snapshot (one read of the whole queue) and the direct check (the
-  case's own listing plus the type-filtered account-level listing) give the same verdict.
+  case's own listing plus the account-level reads, type-filtered and, when the gate could open, the proof
+  that no caseless task of another type is open) give the same verdict.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from airflow_provider_debitura.gate import (
     AccountSnapshot,
     DirectReads,
     GateSpec,
-    page_batch,
     record_batch,
 )
-from airflow_provider_debitura.models import Records, Task, TaskPage, TaskType, parse_records
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.models import Records, Task, TaskType, parse_records
 
 PROFILE = settings(
     max_examples=80,
@@ -86,24 +88,42 @@ def snapshot_verdict(records: list[dict[str, Any]], spec: GateSpec) -> tuple[str
     return verdict.state.value, tuple(sorted(verdict.ids))
 
 
+def serve(call: ApiCall[Any], open_records: list[dict[str, Any]]) -> Any:
+    """``GET /tasks`` as the server answers it: the type filter (a task with no type matches none), paging."""
+    params = dict(call.params)
+    types = {value for key, value in call.params if key == "type"}
+    selected = [r for r in open_records if not types or r["type"] in types]
+    page, size = int(params.get("Page", 1)), int(params.get("PageSize", 10))
+    chunk = selected[(page - 1) * size : page * size]
+    body = {"page": {"totalResults": len(selected), "pageSize": size, "currentPage": page}, "tasks": chunk}
+    return call.parse(body)
+
+
 def direct_verdict(records: list[dict[str, Any]], spec: GateSpec) -> tuple[str, tuple[str, ...]]:
-    """The verdict from the case's own listing and the type-filtered account-level listing."""
+    """The verdict from the case's own listing and the account-level reads (type-filtered, and the whole queue's
+    first page or count when a gate that counts every type could open)."""
     open_records = [r for r in records if r["status"] in ("Open", None)]
     reads = DirectReads([spec.case_id], spec.account_types)
     own: Records[Task] = parse_records(Task, [r for r in open_records if r["caseId"] == CASE_X], "task")
     reads.feed_case(CASE_X, record_batch(own))
-    account = [r for r in open_records if r["type"] in ACCOUNT_LEVEL_TYPES]
-    if reads.account_call() is not None:
-        body = {"page": {"totalResults": len(account), "pageSize": 100, "currentPage": 1}, "tasks": account}
-        reads.feed_account(page_batch(TaskPage.from_api(body)))
+    while (call := reads.account_call()) is not None:
+        reads.feed_account(serve(call, open_records))
     verdict = reads.snapshot(0.0).verdict_for(spec)
     return verdict.state.value, tuple(sorted(verdict.ids))
 
 
+def account_level(record: dict[str, Any]) -> bool:
+    """The gate's rule, written out: no case, and a documented account-level type, or a type the provider does
+    not know (or none) and no lead."""
+    if record["caseId"] is not None:
+        return False
+    known = record["type"] in TaskType.known()
+    return record["type"] in ACCOUNT_LEVEL_TYPES or (not known and record["leadId"] is None)
+
+
 def elsewhere(record: dict[str, Any]) -> bool:
     """A task that is neither case X's nor account-level: it must not change X's verdict."""
-    account_level = record["caseId"] is None and record["type"] in ACCOUNT_LEVEL_TYPES
-    return record["caseId"] != CASE_X and not account_level
+    return record["caseId"] != CASE_X and not account_level(record)
 
 
 def test_a_verdict_depends_only_on_the_cases_own_tasks_and_the_account_level_ones(task_schema):

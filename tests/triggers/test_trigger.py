@@ -10,6 +10,8 @@ import uuid
 import pytest
 from helpers.sandbox import open_tasks
 
+from airflow_provider_debitura import gate
+from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 
@@ -46,8 +48,11 @@ def test_serialisation_round_trip():
         end_time=1_800_000_000.5,
         checks=1,
         first_blockers=[{"id": "a", "type": "SignContract", "title": "t", "caseId": None, "solutionUrl": "u"}],
+        max_wait=600,
+        blocked_since=1_799_990_000.25,
     )
     classpath, kwargs = trigger.serialize()
+    assert kwargs["backoff"] is True and kwargs["max_wait"] == 600.0 and kwargs["blocked_since"] == 1_799_990_000.25
     assert classpath == "airflow_provider_debitura.triggers.debitura.DebituraCaseUnblockedTrigger"
     try:
         from airflow.sdk import serde
@@ -59,6 +64,46 @@ def test_serialisation_round_trip():
     module, _, name = classpath.rpartition(".")
     cls = getattr(__import__(module, fromlist=[name]), name)
     assert cls(**restored_kwargs).serialize() == (classpath, kwargs)
+
+
+def test_the_trigger_backs_off_on_the_sensors_schedule_and_starts_again_when_the_blockers_change():
+    """The deferred gate follows gate.backoff_interval from the sensor's first check (simulated clock, no sleeps);
+    its next round is what it asks of the shared poll (the step's return value)."""
+    clock = [1_000_000.0]
+    trigger = DebituraCaseUnblockedTrigger(
+        "d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, checks=1, blocked_since=clock[0] - 60
+    )
+    trigger._clock = lambda: clock[0]
+    first, second = (gate.GateVerdict(gate.GateState.BLOCKED, gate.read_records([blocker(i)]).open) for i in ("a", "b"))
+    intervals = []
+    for check in range(60):
+        verdict = first if check < 40 else second
+        next_round = trigger._record(verdict, started=500.0)
+        intervals.append(next_round - 500.0)
+        clock[0] += intervals[-1]
+    assert intervals[:10] == [60.0] * 10 and intervals[10] > 60.0  # 10 minutes blocked, counted from the sensor's check
+    assert max(intervals[:40]) == 900.0 == intervals[39]
+    assert intervals[40] == 60.0 and intervals[41] == 60.0  # new blockers: from poll_interval again
+    assert trigger.progress.checks == 61
+    fixed = DebituraCaseUnblockedTrigger("d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, backoff=False)
+    fixed._clock = lambda: clock[0] + 1e6
+    fixed.progress.since = 0.0
+    assert fixed._interval() == 60.0
+
+
+def blocker(task_id: str) -> dict:
+    return {
+        "id": task_id, "type": "ReplyToChat", "status": "Open", "caseId": "d5ba0833-fd38-506d-8521-5ec5ae679c33",
+        "dateCreated": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+
+
+def test_a_max_wait_shorter_than_the_interval_is_refused():
+    with pytest.raises(DebituraConfigError, match="max_wait=30 s is shorter than poll_interval=60 s"):
+        DebituraCaseUnblockedTrigger("d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, max_wait=30)
+    DebituraCaseUnblockedTrigger(
+        "d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, max_wait=30, backoff=False
+    )  # unused without a backoff: accepted, as Airflow accepts it
 
 
 async def test_a_trigger_serialised_by_the_earlier_code_still_runs(debitura_conn, case_ids):
