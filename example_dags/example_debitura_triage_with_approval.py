@@ -15,8 +15,10 @@ What it shows
     4. ``hand_to_a_person`` (:class:`DebituraHumanHandoffOperator`, mapped) puts each group in Required
        Actions with the tasks' titles, deadlines, descriptions and a link to resolve them in Debitura, and
        the answers **Done** / **Can't do** (with a note). "Done" is checked against Debitura: a task that is
-       still open is named in the log and the request comes back. A task solved in the Debitura app closes its
-       request by itself, and the DAG goes on without waiting for anyone.
+       still open is named in the log, and the request comes back while every task it lists is still open
+       (Airflow never re-words a request; when only some are solved it ends ``partly_done``, the rest listed in
+       ``still_open``). A task solved in the Debitura app closes its request by itself, and the DAG goes on
+       without waiting for anyone.
     5. ``report`` lists what happened to the replies and to each handoff.
 
     It has no schedule: triggering it (also in ``make airflow``) starts exactly that run, and its requests
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import logging
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl import HITL_AVAILABLE
 
 log = logging.getLogger("airflow.task")  # the task's own log (a print lands in a collapsed group on Airflow 3)
 
@@ -99,7 +101,8 @@ if HITL_AVAILABLE:
 
         @task(trigger_rule="all_done")
         def report(replies: dict | None, outcomes: list) -> dict:
-            """What the approval posted, and how each handoff ended (done, cant_do, cleared_in_debitura, ...)."""
+            """What the approval posted, and how each handoff ended (done, partly_done, cant_do, cleared_in_debitura,
+            ...)."""
             summary: dict[str, int] = {}
             for outcome in outcomes:
                 if outcome:

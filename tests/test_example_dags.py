@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl import HITL_AVAILABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 GATE = "example_debitura_case_gate"
@@ -50,7 +50,7 @@ def test_the_approval_example_asks_for_approval_and_starts_at_its_first_trigger(
     with max_active_runs=1, the person's manual run would wait behind it until someone answered)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from airflow_provider_debitura.hitl_compat import HITLOperator
+    from airflow_provider_debitura.hitl.compat import HITLOperator
     from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
 
     monkeypatch.delenv("AIRFLOW_CONN_DEBITURA_DEFAULT", raising=False)

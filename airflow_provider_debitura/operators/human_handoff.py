@@ -1,7 +1,8 @@
 """Hand Debitura tasks that only a person can resolve to Airflow's Required Actions page (Airflow 3.1+).
 
 See docs/human-in-the-loop.md for the design: Debitura's queue stays the source of truth, the request
-closes itself when the task is solved in the app, and "Done" is checked against the API.
+closes itself when the task is solved in the app, and "Done" is checked against the API. Airflow never rewrites
+a request, so one is asked again only while its whole text is still true (docs/hitl-reasking.md).
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
-from airflow_provider_debitura import hitl_compat
-from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraError
-from airflow_provider_debitura.handoff import HandoffCheck, default_subject, handoff_body, handoff_tasks, run_check
-from airflow_provider_debitura.hitl_compat import HITLOperator, refuse_fixed_args, require_hitl
+from airflow_provider_debitura.exceptions import (
+    DebituraConfigError,
+    DebituraError,
+    DebituraHandoffCaseGoneError,
+    DebituraHandoffStillOpenError,
+    DebituraHandoffStillOpenFinalError,
+    DebituraHandoffUnverifiedError,
+)
+from airflow_provider_debitura.hitl import compat as hitl_compat
+from airflow_provider_debitura.hitl.compat import HITLOperator, refuse_fixed_args, require_hitl
+from airflow_provider_debitura.hitl.handoff import HandoffCheck, handoff_tasks, run_check
+from airflow_provider_debitura.hitl.request import default_subject, handoff_body
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.triggers.human_handoff import (
@@ -32,8 +41,9 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 __all__ = [
-    "DebituraHandoffCaseGoneError",
+    "DebituraHandoffCaseGoneError",  # the errors live in airflow_provider_debitura.exceptions; importable here too
     "DebituraHandoffStillOpenError",
+    "DebituraHandoffStillOpenFinalError",
     "DebituraHandoffUnverifiedError",
     "DebituraHumanHandoffOperator",
 ]
@@ -42,19 +52,6 @@ STILL_OPEN_MODES = ("ask_again", "fail")
 
 VERIFY_GRACE_CHECKS = 3
 """After an answer Debitura could not confirm, keep checking at least this many ``poll_interval``s."""
-
-
-class DebituraHandoffStillOpenError(DebituraError):
-    """A person answered "Done" but Debitura still shows the task open (with ``on_still_open="fail"``)."""
-
-
-class DebituraHandoffCaseGoneError(DebituraError, AirflowFailException):
-    """A case of the handed-over tasks no longer exists (404): its tasks were not solved, they are gone. Not
-    retried (the case does not come back), like the case gate's missing case."""
-
-
-class DebituraHandoffUnverifiedError(DebituraError):
-    """A person answered, but Debitura could not be read to check the answer before the handoff's deadline."""
 
 
 def _case_gone_message(check: HandoffCheck) -> str:
@@ -88,14 +85,18 @@ class DebituraHumanHandoffOperator(HITLOperator):
     - Before asking, Debitura is checked: tasks already solved are left out, and if none is left nothing is
       asked (outcome ``already_cleared``).
     - **Done**: Debitura is checked again. Solved: outcome ``done``. Still open: the log says which task and
-      where to resolve it, then the request is asked again (``on_still_open="ask_again"``) or the task fails
-      with :class:`DebituraHandoffStillOpenError` (``"fail"``; retries then ask again).
+      where to resolve it; then (``on_still_open="ask_again"``) the request opens again if every task it lists
+      is still open, so its text is still true (Airflow never rewrites a request: it keeps the text it first
+      wrote, on every later try too). If only some are solved, re-opening would show solved tasks as open, so
+      it does not: outcome ``partly_done`` with the rest in ``still_open``, for a new request (the DAG's next
+      run, or a handoff mapped over them). ``"fail"`` fails instead, without a retry
+      (:class:`~airflow_provider_debitura.exceptions.DebituraHandoffStillOpenFinalError`).
     - **Can't do**: outcome ``cant_do`` (the DAG goes on; ``fail_on_cant_do=True`` fails the task instead).
     - Solved in Debitura while waiting: the request is answered on Airflow's side ("Done", with a note that
       Debitura solved it), so it no longer waits in Required Actions, and the DAG goes on (outcome
       ``cleared_in_debitura``).
     - ``response_timeout`` passes: ``defaults`` are taken when given (as in Airflow's HITL operators),
-      otherwise the task fails with Airflow's ``HITLTimeoutError``.
+      otherwise the task fails (``HITLTimeoutError`` in the message), without a retry: nobody answered.
 
     Returns ``{"outcome", "tasks", "still_open", "chosen_option", "note", "responded_by", "responded_at",
     "timed_out", "rounds", "checks"}`` (JSON).
@@ -105,8 +106,8 @@ class DebituraHumanHandoffOperator(HITLOperator):
     :param debitura_conn_id: Airflow connection to Debitura.
     :param subject: Headline in Required Actions; default built from the task(s). Templated.
     :param body: Markdown shown above the task details. Templated.
-    :param on_still_open: ``"ask_again"`` (default) or ``"fail"``: what a "Done" answer does while Debitura
-        still shows a task open.
+    :param on_still_open: ``"ask_again"`` (default) or ``"fail"`` (no retry): what a "Done" answer does while
+        Debitura still shows a task open.
     :param fail_on_cant_do: Fail the task on "Can't do" instead of returning the outcome.
     :param poll_interval: Seconds between Debitura checks while waiting (each check's cost:
         docs/human-in-the-loop.md).
@@ -183,7 +184,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
             return self._report("already_cleared", tasks, check, rounds=0, checks=1)
         open_tasks = list(check.still_open)
         push_solution_url(context, next((t["solutionUrl"] for t in open_tasks if t.get("solutionUrl")), None))
-        self._ask(context, open_tasks, rounds=1, checks=1)
+        self._ask(context, check, rounds=1, checks=1)
 
     def _check(self, tasks: list[dict[str, Any]]) -> HandoffCheck:
         with DebituraHook(debitura_conn_id=connection_id(self.debitura_conn_id)) as hook:
@@ -191,12 +192,15 @@ class DebituraHumanHandoffOperator(HITLOperator):
         self.log.info("Debitura check: %s", check.describe())
         return check
 
-    def _ask(self, context: Context, tasks: list[dict[str, Any]], *, rounds: int, checks: int) -> None:
-        """Open (or re-open) the request, notify, and wait in the triggerer."""
-        if self._intro is None:  # the DAG's own (rendered) body, kept apart from what we add to it
-            self._intro = self.body or ""
+    def _ask(self, context: Context, check: HandoffCheck, *, rounds: int, checks: int) -> None:
+        """Open (or re-open) the request about the tasks ``check`` shows open, notify, and wait in the triggerer.
+
+        The text is built from the first round's check only: Airflow keeps a request's text as first written, and
+        a round is asked again only while every task of that text is still open, so it stays true.
+        """
+        tasks = list(check.still_open)
         self.subject = (self.subject or "").strip() or default_subject(tasks)
-        self.body = handoff_body(tasks, intro=self._intro, done=self.DONE, cant_do=self.CANT_DO)
+        self.body = handoff_body(tasks, intro=self.body, done=self.DONE, cant_do=self.CANT_DO, solved=check.gone)
         ti_id = context["task_instance"].id
         hitl_compat.upsert_request(
             ti_id,
@@ -265,7 +269,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
 
         :param context: the Airflow task context.
         :param event: the trigger's event, or Airflow's resume payload of a person's answer.
-        :param tasks: the tasks this round asked about.
+        :param tasks: the tasks the request asked about.
         :param rounds: how many times the request has been asked.
         :param checks: Debitura checks made so far.
         :param timeout_at: when this round's response time ends (epoch seconds), if it has an end.
@@ -282,7 +286,12 @@ class DebituraHumanHandoffOperator(HITLOperator):
             check = HandoffCheck((), tuple(event.get("gone") or tasks), tuple(event.get("notes") or ()))
             self.log.info("Solved in Debitura before anyone answered; the request was closed. %s", check.describe())
             return self._report("cleared_in_debitura", tasks, check, event=event, rounds=rounds, checks=checks)
-        super().execute_complete(context=context, event=event)  # validates; raises on a timeout without defaults
+        if event.get("error_type") == "timeout":
+            raise AirflowFailException(
+                f"HITLTimeoutError: {event.get('error')} Nobody answered and there are no defaults; not retried "
+                "(asking the same again would not help): clear the task to ask again."
+            )
+        super().execute_complete(context=context, event=event)  # validates the answer
         chosen = event["chosen_options"][0]
         who = (event.get("responded_by_user") or {}).get("name") or "the timeout default"
         if chosen == self.CANT_DO:
@@ -296,10 +305,35 @@ class DebituraHumanHandoffOperator(HITLOperator):
             self.log.info("%s answered %s and Debitura confirms it: every task is solved.", who, chosen)
             return self._report("done", tasks, check, event=event, rounds=rounds, checks=checks)
         message = f"{who} answered {chosen!r}, but Debitura still shows {check.describe()}"
-        if self.on_still_open == "fail" or event.get("timedout"):
-            raise DebituraHandoffStillOpenError(message + ". Resolve it in Debitura (link above), then re-run.")
-        self.log.warning("%s. Asking again.", message)
-        self._ask(context, list(check.still_open), rounds=rounds + 1, checks=checks)
+        return self._still_open(context, tasks, check, event, message, rounds=rounds, checks=checks)
+
+    def _still_open(
+        self,
+        context: Context,
+        tasks: list[dict[str, Any]],
+        check: HandoffCheck,
+        event: dict[str, Any],
+        message: str,
+        *,
+        rounds: int,
+        checks: int,
+    ) -> Any:
+        """A "Done" that Debitura contradicts. The request is asked again only while its whole text is true:
+        Airflow keeps a request's text as first written (on re-opening it and on every later try)."""
+        if self.on_still_open == "fail" or event.get("timedout"):  # a timeout's default is nobody's word
+            raise DebituraHandoffStillOpenFinalError(message + ". Resolve it in Debitura (link above), then clear.")
+        if check.gone:  # re-opening would show solved tasks as open
+            self.log.warning(
+                "%s. Not asking again: this request lists %d solved task(s), and Airflow cannot re-word it. Reported "
+                "as partly_done; the DAG's next run (or a handoff mapped over still_open) asks about the rest in a "
+                "new request.",
+                message,
+                len(check.gone),
+            )
+            return self._report("partly_done", tasks, check, event=event, rounds=rounds, checks=checks)
+        self.log.warning("%s. Asking again: every task of the request is still open, so its text still holds.", message)
+        self._ask(context, check, rounds=rounds + 1, checks=checks)
+        return None  # pragma: no cover (defer raises)
 
     def _check_answer(
         self,
@@ -349,8 +383,6 @@ class DebituraHumanHandoffOperator(HITLOperator):
         note = (event.get("params_input") or {}).get(self.NOTE)
         message = f"{who} answered {self.CANT_DO!r}" + (f": {note}" if note else " (no note)")
         if self.fail_on_cant_do:
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
             raise AirflowFailException(message)
         self.log.warning("%s. The DAG goes on; the task(s) stay open in Debitura.", message)
 

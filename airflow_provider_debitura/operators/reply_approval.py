@@ -13,10 +13,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.handoff import escape_markdown, format_deadline
-from airflow_provider_debitura.hitl_compat import HITLOperator, refuse_fixed_args, require_hitl
+from airflow_provider_debitura.hitl import compat as hitl_compat
+from airflow_provider_debitura.hitl.compat import HITLOperator, refuse_fixed_args, require_hitl
+from airflow_provider_debitura.hitl.markdown import escape_markdown, format_deadline
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.models import TaskType
 from airflow_provider_debitura.operators.listing import list_scope

@@ -35,9 +35,9 @@ from uuid import UUID
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraError
-from airflow_provider_debitura.handoff import HandoffCheck, arun_check
+from airflow_provider_debitura.hitl import compat as hitl_compat
+from airflow_provider_debitura.hitl.handoff import HandoffCheck, arun_check
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 
 CLEARED_KEY = "debitura_cleared"
@@ -69,7 +69,7 @@ class DebituraHandoffTrigger(BaseTrigger):
     ``debitura_cleared: True`` with ``gone`` (the tasks) and ``notes``.
 
     :param ti_id: the waiting task instance's id (its HITL request's key).
-    :param tasks: the handed-over tasks (handoff dicts, see :mod:`airflow_provider_debitura.handoff`).
+    :param tasks: the handed-over tasks (handoff dicts, see :mod:`airflow_provider_debitura.hitl.handoff`).
     :param debitura_conn_id: Airflow connection to Debitura.
     :param poll_interval: seconds between Debitura checks.
     :param response_poll_interval: seconds between reads of the request's answer.
@@ -78,7 +78,7 @@ class DebituraHandoffTrigger(BaseTrigger):
     :param done_option: the option recorded when Debitura cleared the tasks.
     :param note_param: the request's free-text field that receives the "solved in Debitura" note.
     :param checks: Debitura checks already made (carried over from the operator).
-    :param rounds: how many times the request has been asked (1, or more after "Done" met an open task).
+    :param rounds: the try that asked (Airflow's ``try_number``: each try opens one request).
     :param carry: the operator's own JSON state, echoed in every event (e.g. the reply drafts of an approval).
         With no ``tasks``, Debitura is not watched: the trigger waits for the answer or the timeout only.
     :param verify_answer: a person's answer (an event, ``responded_at`` as ISO text) that Debitura could not be
@@ -206,14 +206,20 @@ class DebituraHandoffTrigger(BaseTrigger):
 
     # -- Debitura's side --
 
-    async def _check(self, hook: DebituraAsyncHook) -> HandoffCheck | None:
-        """One check; None when Debitura could not be read this time (the person can still answer)."""
+    async def _read_check(self, hook: DebituraAsyncHook) -> HandoffCheck | DebituraError:
+        """One Debitura check, counted: the check, or the error that kept Debitura from answering (a cancelled
+        trigger's ``CancelledError`` passes through)."""
         self.checks += 1
         try:
-            check = await arun_check(hook, self.tasks)
-        except asyncio.CancelledError:
-            raise
+            return await arun_check(hook, self.tasks)
         except DebituraError as exc:
+            return exc
+
+    async def _check(self, hook: DebituraAsyncHook) -> HandoffCheck | None:
+        """One check; None when Debitura could not be read this time (the person can still answer)."""
+        check = await self._read_check(hook)
+        if isinstance(check, DebituraError):
+            exc = check
             self.log.warning(
                 "Could not check the handed-over Debitura task(s) (check %d): %s. Waiting for the person's answer; "
                 "checking again in %.0f s.",
@@ -232,12 +238,9 @@ class DebituraHandoffTrigger(BaseTrigger):
         while True:
             remaining = None if self.timeout_at is None else self.timeout_at - time.time()
             await asyncio.sleep(max(0.0, pause if remaining is None else min(pause, remaining)))
-            self.checks += 1
-            try:
-                check = await arun_check(hook, self.tasks)
-            except asyncio.CancelledError:
-                raise
-            except DebituraError as exc:
+            check = await self._read_check(hook)
+            if isinstance(check, DebituraError):
+                exc = check
                 out_of_time = self.timeout_at is not None and time.time() >= self.timeout_at
                 if out_of_time or not exc.transient:
                     return self._event({**event, UNVERIFIED_KEY: f"{type(exc).__name__}: {exc}"})

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pendulum
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl import HITL_AVAILABLE
 
 if HITL_AVAILABLE:
     from airflow.sdk import DAG

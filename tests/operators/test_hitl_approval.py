@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, HITL_UNAVAILABLE_REASON
+from airflow_provider_debitura.hitl.compat import HITL_AVAILABLE, HITL_UNAVAILABLE_REASON
 
 pytestmark = [
     pytest.mark.hitl,
@@ -90,7 +90,7 @@ def test_approve_with_an_emptied_field_posts_the_other_cases(debitura_conn, monk
 
     from airflow.providers.common.compat.sdk import TaskDeferred
 
-    from airflow_provider_debitura import hitl_compat
+    from airflow_provider_debitura.hitl import compat as hitl_compat
     from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
 
     upserts: list[dict] = []

@@ -11,7 +11,7 @@ import pytest
 from helpers.api_server import form_values, run_until_request
 from helpers.sandbox import counters as request_counts
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
+from airflow_provider_debitura.hitl.compat import HITL_AVAILABLE, MIN_AIRFLOW
 
 pytestmark = [
     pytest.mark.e2e,

@@ -17,7 +17,7 @@ from helpers.api_server import ApiServer, logged_in_page, run_until_request
 from helpers.browser import browser_skip_reason
 from helpers.screenshots import screenshot_dir
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, MIN_AIRFLOW
+from airflow_provider_debitura.hitl.compat import HITL_AVAILABLE, MIN_AIRFLOW
 
 pytestmark = [
     pytest.mark.e2e,

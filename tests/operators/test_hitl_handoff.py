@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_debitura import hitl_compat
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.handoff import default_subject, handoff_body, handoff_tasks, run_check
+from airflow_provider_debitura.hitl import compat as hitl_compat
+from airflow_provider_debitura.hitl.handoff import handoff_tasks, run_check
+from airflow_provider_debitura.hitl.markdown import escape_markdown
+from airflow_provider_debitura.hitl.request import default_subject, handoff_body
 
 pytestmark = [
     pytest.mark.hitl,
@@ -155,7 +157,8 @@ def test_body_shows_each_task_with_a_link_and_escapes_debitura_text():
         ],
     )
     body = handoff_body(tasks, intro="Please handle **today**.", done="Done", cant_do="Can't do")
-    assert body.startswith("Please handle **today**.")
+    state = "**2 tasks open in Debitura** when this was asked. This request opens again after **Done** only while"
+    assert body.startswith(f"Please handle **today**.\n\n{state}") and "Already solved" not in body
     assert "### 1. Sign \\[here\\]\\(javascript\\:alert\\(1\\)\\) \\<b\\>now\\<\\/b\\>" in body
     assert "Needs \\*two\\* signatures" in body and "deadline **2026-12-01 09:30 UTC**" in body
     assert "**[Open in Debitura](https://app.debitura.com/creditor/contracts?task=T1)**" in body
@@ -290,24 +293,57 @@ def test_done_is_checked_against_debitura(debitura_conn, request_):
 
 
 def test_done_while_still_open_asks_again_or_fails(debitura_conn, request_):
-    from airflow_provider_debitura.operators.human_handoff import DebituraHandoffStillOpenError
+    from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
+
+    from airflow_provider_debitura.exceptions import DebituraHandoffStillOpenFinalError
 
     review = handoff_tasks("t", _open(debitura_conn, "ReviewPartner"))
     op = _operator(debitura_tasks=review)
-    from airflow.providers.common.compat.sdk import TaskDeferred
-
     with pytest.raises(TaskDeferred) as again:
         op.execute_complete(_context(), _event(["Done"]), tasks=review, rounds=1, checks=1)
     assert again.value.kwargs["rounds"] == 2
-    assert len(request_.upserts) == 1  # the request is re-opened (Airflow clears the earlier answer)
+    [upsert] = request_.upserts  # re-opened (Airflow clears the answer and keeps the text, still true: it is open)
+    assert "only while Debitura still shows this task open: if you see it again, it still is." in upsert["body"]
 
     strict = _operator(debitura_tasks=review, on_still_open="fail")
-    with pytest.raises(DebituraHandoffStillOpenError, match="Alice answered 'Done', but Debitura still shows 1"):
+    with pytest.raises(DebituraHandoffStillOpenFinalError, match="Alice answered 'Done', but Debitura still shows 1"):
         strict.execute_complete(_context(), _event(["Done"]), tasks=review)
-    # a timeout default of "Done" is nobody's word: never asked again
+    # a timeout default of "Done" is nobody's word: never asked again, not retried
     lenient = _operator(debitura_tasks=review, defaults="Done")
-    with pytest.raises(DebituraHandoffStillOpenError, match="the timeout default answered 'Done'"):
+    with pytest.raises(AirflowFailException, match="the timeout default answered 'Done'"):
         lenient.execute_complete(_context(), _event(["Done"], user=None), tasks=review)
+
+
+def test_done_on_a_request_partly_solved_is_not_asked_again_with_its_old_list(debitura_conn, request_):
+    """Issue 21 item 6. Airflow keeps a request's text as first written (on every re-open and every later try), so a
+    request that lists a task solved since would say it is open: it is not re-opened; the rest is reported."""
+    review = _open(debitura_conn, "ReviewPartner")
+    [other] = [t for t in debitura_conn.state.list_tasks("Open") if t["caseId"] == review["caseId"] and t != review]
+    tasks = handoff_tasks("t", [review, other])
+    deferred = _deferred(_operator(debitura_tasks=tasks), _context())
+    [asked] = request_.upserts
+    assert asked["subject"] == "2 Debitura tasks on case INV-1004"
+    assert "only while Debitura still shows every one of them open: if you see it again, they all are" in asked["body"]
+
+    debitura_conn.control("POST", f"/tasks/{other['id']}/solve")  # one solved in the app, one not
+    op = _operator(debitura_tasks=tasks)
+    report = op.execute_complete(_context(), _event(["Done"], note="Did mine"), **deferred.kwargs)
+    assert report["outcome"] == "partly_done" and report["still_open"] == [review["id"]]
+    assert report["note"] == "Did mine" and report["rounds"] == 1 and report["checks"] == 2
+    assert len(request_.upserts) == 1  # not re-opened: its list would show the solved task as open
+
+
+def test_a_task_already_solved_before_asking_is_named_as_solved_not_asked(debitura_conn, request_):
+    review = _open(debitura_conn, "ReviewPartner")
+    [other] = [t for t in debitura_conn.state.list_tasks("Open") if t["caseId"] == review["caseId"] and t != review]
+    debitura_conn.control("POST", f"/tasks/{other['id']}/solve")
+    deferred = _deferred(_operator(debitura_tasks=[review, other]), _context())
+    [asked] = request_.upserts
+    assert asked["subject"] == "Review partner: Review your collection partner (case INV-1004)"
+    solved = escape_markdown(f"{other['typeLabel']}: {other['title']} (case INV-1004)")
+    assert f"Already solved in Debitura, not asked: {solved}." in asked["body"]
+    assert review["solutionUrl"] in asked["body"] and other["solutionUrl"] not in asked["body"]
+    assert [t["id"] for t in deferred.trigger.tasks] == [review["id"]]
 
 
 def test_cant_do_returns_or_fails(debitura_conn, request_):
@@ -324,7 +360,7 @@ def test_cant_do_returns_or_fails(debitura_conn, request_):
 
 
 def test_cleared_in_debitura_and_timeouts_and_bad_answers(request_):
-    from airflow.providers.standard.exceptions import HITLTimeoutError
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     tasks = handoff_tasks("t", {"id": "T1", "type": "Generic"})
     op = _operator(debitura_tasks=tasks)
@@ -336,7 +372,7 @@ def test_cleared_in_debitura_and_timeouts_and_bad_answers(request_):
         5,
         2,
     )
-    with pytest.raises(HITLTimeoutError):
+    with pytest.raises(AirflowFailException, match="HITLTimeoutError: timed out Nobody answered"):
         op.execute_complete(_context(), {"error": "timed out", "error_type": "timeout", "tasks": tasks})
     with pytest.raises(ValueError, match="not in"):
         op.execute_complete(_context(), _event(["Maybe"]))

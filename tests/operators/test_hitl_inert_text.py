@@ -16,8 +16,10 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from airflow_provider_debitura.handoff import clean_https_url, handoff_body, handoff_tasks, solution_link
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl.compat import HITL_AVAILABLE
+from airflow_provider_debitura.hitl.handoff import handoff_tasks
+from airflow_provider_debitura.hitl.markdown import clean_https_url, solution_link
+from airflow_provider_debitura.hitl.request import handoff_body
 from airflow_provider_debitura.replies.text import BIDI_CONTROLS
 
 PARTNER_TEXT = {

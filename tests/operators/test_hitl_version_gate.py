@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from airflow_provider_debitura.hitl_compat import HITL_AVAILABLE, HITL_UNAVAILABLE_REASON, airflow_version
+from airflow_provider_debitura.hitl.compat import HITL_AVAILABLE, HITL_UNAVAILABLE_REASON, airflow_version
 
 pytestmark = pytest.mark.e2e
 

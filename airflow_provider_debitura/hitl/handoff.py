@@ -1,4 +1,4 @@
-"""Handing Debitura tasks to a person: what the request shows, and whether the tasks are still open.
+"""Handing Debitura tasks to a person: which tasks (the operator's input), and whether they are still open.
 
 Pure logic, no Airflow: the operator (worker, sync hook) and its trigger (triggerer, async hook) both
 use it, so "still open" means the same in both places. The check is written once, as a generator of
@@ -19,16 +19,13 @@ import json
 import re
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.hooks.paging import Listing, TaskListing
 from airflow_provider_debitura.models import Task, TaskType
-from airflow_provider_debitura.replies.text import display_text
 
 if TYPE_CHECKING:
     from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook, DebituraHook
@@ -49,8 +46,6 @@ HANDOFF_FIELDS = (
 
 _ALIASES = {"task_id": "id", "solution_url": "solutionUrl", "case_id": "caseId", "type_label": "typeLabel"}
 """snake_case names accepted on input, e.g. the reply operator's ``needs_human`` entries."""
-
-MAX_SUBJECT = 200
 
 
 # ----------------------------------------------------------------------------------------- input
@@ -100,152 +95,6 @@ def _one_task(where: str, item: Any) -> dict[str, Any]:
     task = {key: data.get(key) for key in HANDOFF_FIELDS}
     task["id"] = task_id.strip()
     return task
-
-
-# --------------------------------------------------------------------------------- the request
-
-
-def default_subject(tasks: Sequence[Mapping[str, Any]]) -> str:
-    """``"Sign contract: Sign the new agreement (account)"``, or ``"3 Debitura tasks on case INV-1002"``.
-
-    :param tasks: the handed-over tasks (handoff dicts).
-    """
-    if len(tasks) == 1:
-        task = tasks[0]
-        kind = task.get("typeLabel") or task.get("type") or "Debitura task"
-        title = task.get("title") or task["id"]
-        subject = f"{kind}: {title} ({_scope(task)})"
-    else:
-        scopes = {_scope(t) for t in tasks}
-        where = f" on {scopes.pop()}" if len(scopes) == 1 else ""
-        subject = f"{len(tasks)} Debitura tasks{where}"
-    return _one_line(subject)[:MAX_SUBJECT]
-
-
-def _scope(task: Mapping[str, Any]) -> str:
-    if task.get("caseReference") or task.get("caseId"):
-        return f"case {task.get('caseReference') or task.get('caseId')}"
-    if task.get("leadId"):
-        return f"lead {task['leadId']}"
-    return "account"
-
-
-def handoff_body(tasks: Sequence[Mapping[str, Any]], *, intro: str | None, done: str, cant_do: str) -> str:
-    """The request's Markdown: each task with its type, scope, deadline, description and a link to
-    resolve it in Debitura, then what each answer does. Text from Debitura is escaped (it is data, not
-    Markdown); only ``https`` solution URLs become links.
-
-    :param tasks: the tasks (handoff dicts).
-    :param intro: the DAG's own text, shown first (the operator's ``body``).
-    :param done: label of the "done" option.
-    :param cant_do: label of the "can't do" option.
-    """
-    parts = [intro.strip()] if intro and intro.strip() else []
-    for number, task in enumerate(tasks, start=1):
-        parts.append(_task_section(task, number if len(tasks) > 1 else None))
-    parts.append(
-        f"Resolve {'them' if len(tasks) > 1 else 'it'} in Debitura, then answer **{done}**: Airflow checks Debitura, "
-        f"and if {'a task' if len(tasks) > 1 else 'the task'} is still open there it tells you and asks again. "
-        f"If {'they are' if len(tasks) > 1 else 'it is'} solved in Debitura first, this request closes by itself. "
-        f"**{cant_do}** lets the DAG go on without it; say why in *note*."
-    )
-    return "\n\n".join(parts)
-
-
-def _task_section(task: Mapping[str, Any], number: int | None) -> str:
-    title = escape_markdown(task.get("title") or task.get("typeLabel") or task.get("type") or task["id"])
-    heading = f"### {number}. {title}" if number else f"### {title}"
-    facts = [f"**{escape_markdown(task.get('typeLabel') or task.get('type') or 'Unknown type')}**"]
-    facts.append(escape_markdown(_scope(task)))
-    deadline = format_deadline(task.get("deadline"))
-    if deadline:
-        facts.append(f"deadline **{deadline}**")
-    lines = [heading, " · ".join(facts)]
-    if task.get("description"):
-        lines.append(escape_markdown(str(task["description"])))
-    lines.append(solution_link(task.get("solutionUrl")))
-    return "\n\n".join(lines)
-
-
-_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-"""Every ASCII punctuation character: CommonMark lets each be backslash-escaped, and escaped it starts nothing
-(no heading, list, quote, table, code, emphasis, entity, HTML or link)."""
-
-_LINK_FORMING = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)|(?<=@)", re.IGNORECASE)
-"""Where GFM's autolink literals start: ``scheme://``, ``www.``, ``user@host``. Backslash escapes do not stop
-them (the renderer matches them on the decoded text), a zero-width joiner inside them does."""
-
-ZERO_WIDTH_JOINER = "\u200d"
-
-
-def escape_markdown(text: Any) -> str:
-    """Text shown as itself in a request's Markdown, inert: no link (not even a bare URL, ``www.`` or an e-mail
-    address), no heading, list, quote or HTML, and no bidirectional override (those and control characters are
-    removed, :func:`~airflow_provider_debitura.replies.text.display_text`). Newlines stay (as soft breaks).
-
-    :param text: text from outside: Debitura, a collection partner, a template.
-    """
-    inert = _LINK_FORMING.sub(ZERO_WIDTH_JOINER, display_text(str(text)))
-    return _MD_PUNCTUATION.sub(r"\\\1", inert)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(display_text(str(text)).split())
-
-
-_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]!$&'()*+,;=%]+")
-"""What an https URL may hold here (RFC 3986's characters, without ``@``): no whitespace, no control or
-bidirectional character, nothing that ends a Markdown link."""
-
-
-def clean_https_url(url: Any) -> str | None:
-    """``url`` when it is a clean ``https`` URL with a host (nothing else becomes a link), else None.
-
-    Refused: any whitespace or control character anywhere (``urlparse`` silently drops an embedded newline),
-    another scheme, no host, user info (``https://app.debitura.com@evil.example``).
-
-    :param url: the task's ``solutionUrl``.
-    """
-    if not isinstance(url, str) or not _URL_CHARACTERS.fullmatch(url):
-        return None
-    try:
-        parsed = urlparse(url)
-        host = parsed.hostname
-    except ValueError:
-        return None
-    if parsed.scheme != "https" or not host or not parsed.netloc:
-        return None
-    return url
-
-
-def solution_link(url: Any) -> str:
-    """A clickable Markdown link for a clean ``https`` URL (:func:`clean_https_url`); anything else is shown
-    as inert text, not linked.
-
-    :param url: the task's ``solutionUrl``.
-    """
-    clean = clean_https_url(url)
-    if clean is not None:
-        safe = clean.replace("(", "%28").replace(")", "%29")
-        return f"**[Open in Debitura]({safe})**"
-    if isinstance(url, str) and url.strip():
-        return f"Link not shown as a link (not a clean https URL): {escape_markdown(_one_line(url))}"
-    return "No solutionUrl on this task: find it in the Debitura app."
-
-
-def format_deadline(value: Any) -> str | None:
-    """``2026-12-01 09:30 UTC`` from an API timestamp (naive means UTC); None when there is none.
-
-    :param value: the task's ``deadline``.
-    """
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return escape_markdown(str(value))
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
 # -------------------------------------------------------------------------------------- the check
@@ -306,10 +155,11 @@ class HandoffCheck:
         )
 
 
-Step = ApiCall[Any] | TaskListing
+CheckRequest = ApiCall[Any] | TaskListing
+"""One request of a handoff check: a single API call, or a whole task listing (``hooks.paging``)."""
 
 
-def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[Step, Any, HandoffCheck]:
+def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[CheckRequest, Any, HandoffCheck]:
     """The requests of one check, as a generator: send each step's result (or throw its error) back in.
 
     Case tasks: the case's open tasks (one request, no paging, so no drift); a 404 means the case is gone:

@@ -173,8 +173,8 @@ def read_response(ti_id: UUID) -> Any:
     from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
 
     response = get_hitl_detail_content_detail(ti_id=ti_id)
-    if response is None and (client := _in_process_client()) is not None:
-        response = client.hitl.get_detail_response(ti_id)
+    if response is None:
+        response = _unrouted_client("read the request's answer").hitl.get_detail_response(ti_id)
     return response
 
 
@@ -189,22 +189,32 @@ def record_response(ti_id: UUID, *, chosen_options: list[str], params_input: dic
     from airflow.sdk.execution_time.hitl import update_hitl_detail_response
 
     response = update_hitl_detail_response(ti_id=ti_id, chosen_options=chosen_options, params_input=params_input)
-    if response is None and (client := _in_process_client()) is not None:
+    if response is None:
+        client = _unrouted_client("record an answer")
         response = client.hitl.update_response(ti_id=ti_id, chosen_options=chosen_options, params_input=params_input)
     return response
 
 
-def _in_process_client() -> Any:
-    """The Execution API client of ``dag.test()``'s in-process supervisor, or None elsewhere.
+def _unrouted_client(what: str) -> Any:
+    """The Execution API client behind a supervisor channel that answered a trigger's HITL call with nothing.
 
-    ``airflow dags test`` runs a deferred task's trigger inline, under the *worker's* in-process supervisor,
-    which (Airflow 3.3.2) routes an operator's HITL write but answers a trigger's HITL read or response with
-    nothing; the real triggerer routes both. There, and only there, the same Execution API call is made
-    through that supervisor's own client, which is what the triggerer would have done.
+    The signal is the answer itself, not a class name: the triggerer's channel answers these calls (or raises),
+    and only ``airflow dags test`` (``dag.test()``, Airflow 3.1-3.3) runs a deferred task's trigger inline under
+    the *worker's* in-process supervisor, which routes an operator's HITL write but answers a trigger's HITL read
+    or response with ``None``. The same Execution API call is then made through that supervisor's own client
+    (``SUPERVISOR_COMMS.supervisor.client``), which is what the triggerer would have done.
+    tests/operators/test_hitl_compat.py fails loudly when Airflow changes either side of this.
+
+    :param what: the call, for the error when no such client is there.
     """
     from airflow.sdk.execution_time import task_runner
 
     supervisor = getattr(getattr(task_runner, "SUPERVISOR_COMMS", None), "supervisor", None)
-    if type(supervisor).__name__ != "InProcessTestSupervisor":
-        return None
-    return getattr(supervisor, "client", None)
+    client = getattr(supervisor, "client", None)
+    if client is None or not hasattr(client, "hitl"):
+        raise RuntimeError(
+            f"Airflow's supervisor channel answered the trigger's call to {what} with nothing, and no Execution API "
+            f"client is reachable behind it ({type(supervisor).__name__}); this Airflow "
+            f"{airflow_version()} routes Human-in-the-loop calls differently from 3.1-3.3: report it."
+        )
+    return client
