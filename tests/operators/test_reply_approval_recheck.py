@@ -8,26 +8,17 @@ case's chat, null), a task whose type changed, each skip the case and are report
 from __future__ import annotations
 
 from helpers.fake_gateway import FakeGateway, make_task
+from helpers.reply_drafts import CHAT_TYPES as TYPES
+from helpers.reply_drafts import draft_replies
 
-from airflow_provider_debitura.replies import (
-    CaseDraft,
-    ReplyReport,
-    compile_templates,
-    post_drafts,
-    read_cases,
-    render_drafts,
-    select_cases,
-)
+from airflow_provider_debitura.replies import CaseDraft, ReplyReport, post_drafts
 
 A = "0a0a0a0a-0000-4000-8000-000000000001"
 B = "0b0b0b0b-0000-4000-8000-000000000002"
-TYPES = ["ReplyToChat", "ClientInputRequired", "MoreInfoNeeded"]
 
 
 def _drafts(gateway: FakeGateway, tasks) -> list[CaseDraft]:
-    templates = compile_templates("Noted: {{ task.title }}.", None, TYPES)
-    readings = read_cases(gateway, select_cases(tasks, TYPES), ReplyReport(), max_replies=None, read_case=False)
-    return render_drafts(readings, templates, {})
+    return draft_replies(gateway, tasks)[1]
 
 
 def _post(gateway: FakeGateway, drafts: list[CaseDraft]) -> ReplyReport:

@@ -13,18 +13,10 @@ import threading
 from typing import Any
 
 from helpers.fake_gateway import FakeGateway, make_task
+from helpers.reply_drafts import draft_replies
 
-from airflow_provider_debitura.replies import (
-    CaseDraft,
-    ReplyReport,
-    compile_templates,
-    post_drafts,
-    read_cases,
-    render_drafts,
-    select_cases,
-)
+from airflow_provider_debitura.replies import CaseDraft, ReplyReport, post_drafts
 
-TYPES = ["ReplyToChat", "ClientInputRequired", "MoreInfoNeeded"]
 CASES = [f"0e0e0e0e-0000-4000-8000-{i:012d}" for i in range(20)]
 
 
@@ -73,10 +65,7 @@ class SteppedGateway:
 
 
 def _drafts(store: FakeGateway) -> list[CaseDraft]:
-    tasks = [make_task(i, case, minutes=i) for i, case in enumerate(CASES)]
-    templates = compile_templates("Noted: {{ task.title }}.", None, TYPES)
-    readings = read_cases(store, select_cases(tasks, TYPES), ReplyReport(), max_replies=None, read_case=False)
-    return render_drafts(readings, templates, {})
+    return draft_replies(store, [make_task(i, case, minutes=i) for i, case in enumerate(CASES)])[1]
 
 
 def _race(shuffles: tuple[Any, Any]) -> tuple[int, list[str], list[ReplyReport]]:

@@ -10,6 +10,8 @@ import json
 
 import pytest
 from helpers.fake_gateway import T0, FakeGateway, chat, make_task, not_found
+from helpers.reply_drafts import CHAT_TYPES as TYPES
+from helpers.reply_drafts import draft_replies
 
 from airflow_provider_debitura.exceptions import DebituraAmbiguousWriteError, DebituraServerError
 from airflow_provider_debitura.replies import (
@@ -19,27 +21,23 @@ from airflow_provider_debitura.replies import (
     compile_templates,
     post_drafts,
     read_cases,
-    render_drafts,
     select_cases,
 )
 
 A = "0a0a0a0a-0000-4000-8000-000000000001"
 B = "0b0b0b0b-0000-4000-8000-000000000002"
 C = "0c0c0c0c-0000-4000-8000-000000000003"
-TYPES = ["ReplyToChat", "ClientInputRequired", "MoreInfoNeeded"]
+CASE_TEMPLATE = "Re {{ task.title }} on {{ case.creditorReference }}: noted."
 
 
-def templates(source: str = "Re {{ task.title }} on {{ case.creditorReference }}: noted."):
+def templates(source: str = CASE_TEMPLATE):
     return compile_templates(source, None, TYPES)
 
 
 def plan(gateway: FakeGateway, tasks, *, max_replies=None, source=None):
-    report = ReplyReport()
-    set_ = templates(source) if source else templates()
-    readings = read_cases(
-        gateway, select_cases(tasks, TYPES), report, max_replies=max_replies, read_case=set_.uses_case
+    return draft_replies(
+        gateway, tasks, source=source or CASE_TEMPLATE, max_replies=max_replies, context={"ds": "2026-11-27"}
     )
-    return report, render_drafts(readings, set_, {"ds": "2026-11-27"})
 
 
 # ---------------------------------------------------------------------------------- plan
