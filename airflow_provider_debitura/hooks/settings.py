@@ -16,8 +16,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.hooks.budget import BUDGET_EXTRAS, BudgetLimits, parse_budget
 from airflow_provider_debitura.provider_info import (  # one place for the defaults the connection form shows
+    API_PER_DAY,
+    API_PER_HOUR,
+    API_PER_MINUTE,
+    DEFAULT_BUDGET_MAX_WAIT,
+    DEFAULT_BUDGET_PER_DAY,
+    DEFAULT_BUDGET_PER_HOUR,
+    DEFAULT_BUDGET_PER_MINUTE,
+    DEFAULT_BUDGET_PROCESSES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DEADLINE,
     DEFAULT_TIMEOUT,
@@ -28,6 +35,11 @@ AUTH_TYPES = ("api_key", "bearer")
 MAX_TIMEOUT = 3_600.0
 MAX_RETRY_DEADLINE = 86_400.0
 MAX_ATTEMPTS_LIMIT = 100
+
+DAY = 86_400.0
+MAX_PROCESSES = 10_000
+MAX_WAIT_LIMIT = DAY
+BUDGET_EXTRAS = ("budget_per_minute", "budget_per_hour", "budget_per_day", "budget_processes", "budget_max_wait")
 
 _TRANSIENT_ID = re.compile(r"[A-Za-z0-9]{8}")
 
@@ -148,6 +160,108 @@ def _auth_type(where: str, extra: Mapping[str, Any]) -> str:
             "key (XApiKey header) or 'bearer' for a referral-partner JWT."
         )
     return auth_type
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    """A connection's budget as set in its extras (the deployment's share of the key), and this process's part.
+
+    :param per_minute: requests per sliding minute, for the whole deployment.
+    :param per_hour: requests per sliding hour, for the whole deployment.
+    :param per_day: requests per sliding day, for the whole deployment.
+    :param processes: processes that share the budget at once (triggerers + concurrent worker tasks).
+    :param max_wait: the longest a request waits for the budget, in seconds.
+    :param enabled: False: nothing is counted (a loopback Base URL with no budget extra set: the sandbox).
+    """
+
+    per_minute: int = DEFAULT_BUDGET_PER_MINUTE
+    per_hour: int = DEFAULT_BUDGET_PER_HOUR
+    per_day: int = DEFAULT_BUDGET_PER_DAY
+    processes: int = DEFAULT_BUDGET_PROCESSES
+    max_wait: float = DEFAULT_BUDGET_MAX_WAIT
+    enabled: bool = True
+
+    def share(self, window: str) -> int:
+        """This process's requests per ``window`` (``minute``, ``hour`` or ``day``): the extra over ``processes``.
+
+        :param window: the window's name.
+        """
+        total: int = getattr(self, f"per_{window}")
+        return max(1, total // self.processes)
+
+    @property
+    def rate(self) -> float:
+        """The day's pace for this process, requests per second."""
+        return self.share("day") / DAY
+
+    @property
+    def burst(self) -> int:
+        """The most this process may send ahead of the day's pace: an hour of it, within the hour window."""
+        return max(1, min(self.share("hour"), self.share("day") // 24))
+
+
+def _whole(where: str, name: str, value: object, default: int, maximum: int, why: str) -> int:
+    if value is None:
+        return default
+    number = -1
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().replace(",", "").replace("_", "").isdigit():
+        number = int(value.strip().replace(",", "").replace("_", ""))
+    if not 1 <= number <= maximum:
+        raise DebituraConfigError(
+            f"{where}: extra {name!r}={value!r} must be a whole number from 1 to {maximum:,} ({why}). "
+            f"Fix it in the connection's extras, or clear it for the default, {default:,}."
+        )
+    return number
+
+
+def _wait(where: str, value: object) -> float:
+    if value is None:
+        return DEFAULT_BUDGET_MAX_WAIT
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and 0 <= number <= MAX_WAIT_LIMIT):
+        raise DebituraConfigError(
+            f"{where}: extra 'budget_max_wait'={value!r} must be a number of seconds from 0 to {MAX_WAIT_LIMIT:,.0f} "
+            f"(how long a request may wait for the budget). Fix it, or clear it for the default, "
+            f"{DEFAULT_BUDGET_MAX_WAIT:g}."
+        )
+    return number
+
+
+def parse_budget(where: str, extra: Mapping[str, Any], *, loopback: bool) -> BudgetLimits:
+    """The budget extras, validated; errors name the extra, the value and the fix.
+
+    :param where: how errors name the connection.
+    :param extra: the connection's extras (values already read, ``None`` when not set).
+    :param loopback: the Base URL is a loopback host (the sandbox): no budget unless an extra sets one.
+    """
+    key = "the API's limit per key"
+    limits = BudgetLimits(
+        per_minute=_whole(
+            where, "budget_per_minute", extra.get("budget_per_minute"), DEFAULT_BUDGET_PER_MINUTE, API_PER_MINUTE, key
+        ),
+        per_hour=_whole(
+            where, "budget_per_hour", extra.get("budget_per_hour"), DEFAULT_BUDGET_PER_HOUR, API_PER_HOUR, key
+        ),
+        per_day=_whole(where, "budget_per_day", extra.get("budget_per_day"), DEFAULT_BUDGET_PER_DAY, API_PER_DAY, key),
+        processes=_whole(
+            where,
+            "budget_processes",
+            extra.get("budget_processes"),
+            DEFAULT_BUDGET_PROCESSES,
+            MAX_PROCESSES,
+            "the triggerers and concurrent worker tasks that use this connection at once",
+        ),
+        max_wait=_wait(where, extra.get("budget_max_wait")),
+    )
+    explicit = any(extra.get(name) is not None for name in BUDGET_EXTRAS)
+    return limits if explicit or not loopback else BudgetLimits(enabled=False)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ exists (:data:`EXISTS_EVERY`). Those direct reads share one budget per round, so
 ``2 * min(N + 1, P)`` (:func:`confirm_budget`); a gate that does not fit waits for the next round, blocked.
 Direct reads run at most :data:`MAX_CONCURRENT_READS` at a time *per connection*: a slow connection never
 holds up gates on another. Design notes and the cost table: ``docs/gates.md``.
+
+A round starts only when the requests it is expected to send fit the connection's request budget
+(:class:`~airflow_provider_debitura.triggers.poll_budget.RoundBudget`): when the budget is tight the rounds
+stretch, said once in the log, and come back to the interval when it fits again (``docs/request-budget.md``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any, TypeVar
 
 from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec, GateState
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.triggers.poll_budget import RoundBudget
 from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, drive_direct, pages_for, read_queue
 
 log = logging.getLogger(__name__)
@@ -176,6 +181,8 @@ class SharedAccountPoller:
         self.round_gates: collections.deque[int] = collections.deque(maxlen=1000)
         """Gates each recent round served (a gate that subscribes during a round joins the next one)."""
         self._requests = 0
+        self.budget = RoundBudget(conn_id)
+        """Rounds wait while the connection's request budget cannot fit them (``triggers.poll_budget``)."""
 
     # -- membership (through :func:`subscribe`) --
 
@@ -267,6 +274,9 @@ class SharedAccountPoller:
                 start_at = max([next_start, min(self._not_before[t] for t in asking)]) if asking else _NEVER
                 if start_at > now + _TOLERANCE:
                     await self._sleep_until(min([start_at, *(self._deadline.get(t, _NEVER) for t in asking)]))
+                    continue
+                if (tight := await self.budget.wait(self.hook, self.round_requests, self.interval)) > 0:
+                    next_start = now + min(tight, self.interval)  # stretched: look again, send nothing
                     continue
                 next_start = now + self.interval
                 await self._serve([t for t in asking if self._not_before[t] <= now + _TOLERANCE], now)
