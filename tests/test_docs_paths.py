@@ -8,7 +8,8 @@ Checked in README.md, docs/*.md, bench/*.md and the result logs beside the tests
   ``docs/...``, ``scripts/...``, ``example_dags/...``, ``constraints/``), with the function of a pytest node id
   (``tests/x.py::test_y``) looked up in that file; package-relative paths (``hooks/paging.py``) and
   ``helpers/x.py`` (``tests/helpers``) are accepted where they name a file there; a bare ``name.py`` must be the
-  name of some file of the repository;
+  name of some file of the repository; a name given as an old one ("was `hitl_compat.py`") is history and
+  not checked;
 - every dotted ``airflow_provider_debitura.x.y`` name, and every name a snippet imports with
   ``from airflow_provider_debitura.x import A, B``: a module that exists, an attribute it defines.
 
@@ -50,6 +51,8 @@ DOTTED = re.compile(rf"(?<![\w.]){PACKAGE}(?:\.\w+)+")
 FROM_IMPORT = re.compile(rf"from\s+({PACKAGE}(?:\.\w+)*)\s+import\s+\(?([\w\s,]+)\)?")
 PLACEHOLDER = re.compile(r"[<>{}*…]")
 BARE_FILE = re.compile(r"(?<![\w/.:~-])(\w+\.py)\b")  # gate.py: some file of the repository has that name
+# "(was `hitl_compat.py`)", "formerly the root `handoff.py`": a name given as an old one is history, not checked
+OLD_NAME = re.compile(r"\b(?:was|formerly|renamed from)\s+(?:the\s+\w+\s+)?`?[\w./:-]+`?")
 
 
 @functools.cache
@@ -137,7 +140,7 @@ def _defines(path: Path, name: str) -> bool:
 def _path_misses(doc: Path, text: str | None = None) -> list[Miss]:
     misses = []
     for number, line in _lines(doc, text):
-        line = LINK.sub(" ", line)  # links are checked against the doc's folder, above
+        line = OLD_NAME.sub(" ", LINK.sub(" ", line))  # links are checked against the doc's folder, above
         for name in BARE_FILE.findall(PATH.sub(" ", line)):
             if name not in _repo_file_names():
                 misses.append(Miss(doc, number, name, "no file of that name in the repository"))
@@ -228,6 +231,7 @@ def _class_has(module: str, cls: str, attr: str) -> bool:
 def _name_misses(doc: Path, text: str | None = None) -> list[Miss]:
     misses = []
     for number, line in _lines(doc, text):
+        line = OLD_NAME.sub(" ", line)
         names = set(DOTTED.findall(line))
         for module, imported in FROM_IMPORT.findall(line):
             names.update(f"{module}.{name.split()[0]}" for name in imported.split(",") if name.strip())
@@ -331,7 +335,7 @@ def test_the_checker_catches_what_it_should() -> None:
         "fine: `airflow_provider_debitura.hooks.debitura.DebituraHook`, `tests/test_docs_paths.py`,\n"
         "`hooks/paging.py`, `helpers/airflow_harness.migrated_template`, `https://example.com/tests/nosuch.py`,\n"
         "`tests/sandbox/test_security.py::test_empty_*`, `/tmp/tests/x.py`, `constraints/airflow-<a>-python-<p>.txt`\n"
-        "as documented in `gate.py`, `paging.py`\n"
+        "as documented in `gate.py`, `paging.py` (was `old_paging.py`, formerly the root `x.py`)\n"
     )
     found = {m.what for m in (*_link_misses(doc, text), *_path_misses(doc, text), *_name_misses(doc, text))}
     assert found == {
