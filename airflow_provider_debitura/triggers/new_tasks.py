@@ -6,11 +6,15 @@ runs for it. See ``docs/event-driven.md`` and ``example_dags/example_debitura_ne
 
 Design points (the why; details in ``docs/event-driven.md``):
 
-- **Shared poll.** With ``coalesce=True`` (default) it subscribes to the process-wide account poll
-  that the case gates use (:mod:`.shared_poll`): one full ``GET /tasks?status=Open`` read per interval
-  per connection per triggerer, however many gates and watchers run there.
-- **What is new** is decided by :class:`~airflow_provider_debitura.seen_tasks.SeenTracker`: seen ids
-  plus a watermark on ``dateCreated``, persisted in Airflow's metadata (never on local disk), so a
+- **The end of the queue, not all of it.** The API lists the queue oldest first, so a new task is appended
+  at the end. A round reads the last page or two and proves by ``totalResults`` that they hold everything
+  new since the last listing it trusted (:mod:`.watcher.tail`): 1 or 2 requests in steady state, at any
+  queue size. When the count says something moved that the end does not explain (tasks solved before the
+  end, a burst, a total or an order that does not add up), the round reads the whole queue: with
+  ``coalesce=True`` (default) through the connection's shared poll, whose read the case gates due then
+  share (:mod:`.shared_poll`); otherwise on its own. Costs: ``docs/watcher-cost.md``.
+- **What is new** is decided by :class:`~airflow_provider_debitura.triggers.watcher.tracker.SeenTracker`:
+  seen ids plus a watermark on ``dateCreated``, persisted in Airflow's metadata (never on local disk), so a
   restarted or moved trigger does not replay the queue, and a task never fires twice while it stays
   open, at any queue size.
 - **First start** (nothing persisted yet) records the open queue as the baseline and fires nothing
@@ -18,7 +22,7 @@ Design points (the why; details in ``docs/event-driven.md``):
 - **Never crashes.** Errors, inconsistent listings and store failures are logged and retried next
   interval; a round that could not be read consistently fires nothing.
 - **At least once.** A fired task enters the stored state only 30 s after its event was yielded
-  (:data:`~airflow_provider_debitura.seen_tasks.PERSIST_GRACE`): Airflow stores events asynchronously
+  (:data:`~airflow_provider_debitura.triggers.watcher.tracker.PERSIST_GRACE`): Airflow stores events asynchronously
   and drops those of a trigger a redeploy replaced meanwhile, so a crash or a redeploy in that window
   fires the task again rather than losing it (the reply operator is idempotent).
 """
@@ -29,8 +33,6 @@ import asyncio
 import time
 import warnings
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
@@ -41,20 +43,11 @@ except ImportError:  # Airflow 2.11 (common-compat's own fallback, which its ver
     from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[assignment]
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
-from airflow_provider_debitura.gate import CASE_ID, ID, TYPE
-from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.models import Records, RejectedRecord, Task
-from airflow_provider_debitura.seen_tasks import (
-    AirflowSeenTasksStore,
-    RoundOutcome,
-    SeenState,
-    SeenTasksStore,
-    SeenTracker,
-    TaskJson,
-    WatchFilter,
-)
-from airflow_provider_debitura.triggers.shared_poll import warm_client
-from airflow_provider_debitura.triggers.sources import SharedQueueSource
+from airflow_provider_debitura.triggers.watcher.ids import TaskJson
+from airflow_provider_debitura.triggers.watcher.rounds import DirectRounds, QueueRounds, Round, SharedRounds
+from airflow_provider_debitura.triggers.watcher.state import SeenState, WatchFilter
+from airflow_provider_debitura.triggers.watcher.store import AirflowSeenTasksStore, SeenTasksStore
+from airflow_provider_debitura.triggers.watcher.tracker import RoundOutcome, SeenTracker
 from airflow_provider_debitura.validation import connection_id, positive_seconds, task_types, validate_guid
 
 EVENT_BATCH = 100
@@ -62,34 +55,6 @@ EVENT_BATCH = 100
 
 EXIT_SAVE_TIMEOUT = 5.0
 """Seconds a stopping watcher may spend saving its state (a triggerer shutting down must not wait long)."""
-
-
-@dataclass
-class Round:
-    """One poll's answer: every open task the round could see (JSON), or why it saw nothing.
-
-    :param ok: the listing was read.
-    :param tasks: the open tasks (tasks outside the watcher's filter may be included; they are ignored).
-    :param error: why the round failed.
-    :param complete: the listing is known to hold every task open throughout it (default). A listing
-        that is not (e.g. a best-effort read) may fire new tasks but never starts a watcher, moves its
-        watermark or makes it forget.
-    :param rejected: records the reader could not parse (reported once if they may match, never fired).
-    """
-
-    ok: bool
-    tasks: Sequence[TaskJson]
-    error: str | None = None
-    complete: bool = True
-    rejected: Sequence[RejectedRecord] = field(default_factory=tuple)
-
-    @classmethod
-    def failed(cls, error: str) -> Round:
-        """A round that read nothing.
-
-        :param error: why.
-        """
-        return cls(False, [], error)
 
 
 class DebituraNewTasksTrigger(BaseEventTrigger):
@@ -147,6 +112,10 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         self.events_fired = 0
         self.last_save: tuple[int, float] | None = None
         """Bytes and seconds of the last successful save (for logs, tests and the benchmark)."""
+        self.source: QueueRounds | None = None
+        """Where the rounds come from, once running (its counters: tests and the benchmark)."""
+        self.last_round: Round | None = None
+        self._accepted = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Only configuration, never run-time state.
@@ -185,7 +154,8 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
             self.poll_interval,
             self.state_key,
         )
-        source = _SharedSource(self) if self.coalesce else _DirectSource(self)
+        source: QueueRounds = SharedRounds(self) if self.coalesce else DirectRounds(self)
+        self.source = source
         try:
             async with source:
                 while True:
@@ -196,7 +166,10 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
                     except Exception as exc:  # a bug or a surprise must not kill the watcher
                         self.log.exception("Debitura watcher: reading the queue failed; trying again next interval")
                         listing = Round.failed(f"{type(exc).__name__}: {exc}")
-                    for count, task in enumerate(await self._process(listing), start=1):
+                    self.last_round = listing
+                    fired = await self._process(listing)
+                    source.settle(listing, self._accepted)
+                    for count, task in enumerate(fired, start=1):
                         yield TriggerEvent(task if isinstance(task, dict) else dict(task))
                         if count % EVENT_BATCH == 0:
                             await asyncio.sleep(0)  # a burst of 20,000 must not hold the loop in one piece
@@ -219,6 +192,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
     async def _process(self, listing: Round) -> list[TaskJson]:
         """Turn one round into the tasks to fire for (and a pending state change); none when unsure."""
         number = self.rounds + 1
+        self._accepted = False
         try:
             return await self._events(listing, number)
         finally:
@@ -236,7 +210,10 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         assert tracker is not None
         # In a worker thread: a first start or a burst on 20,000 open tasks takes ~0.1 s of CPU, which
         # must not stall the triggerer's event loop (and every gate on it) in one piece.
-        outcome = await asyncio.to_thread(tracker.observe, listing.tasks, complete=listing.complete, now=time.time())
+        outcome = await asyncio.to_thread(
+            tracker.observe, listing.tasks, complete=listing.complete, now=time.time(), tail=listing.tail
+        )
+        self._accepted = True
         for record in listing.rejected:
             if self.watch.may_match(record):
                 what = f"a {record.what} {record.id or 'with no id'} the listing could not read ({record.reason})"
@@ -338,83 +315,3 @@ def _validated_types(values: Sequence[str] | str | None) -> list[str] | None:
     if types is not None and not types:
         raise DebituraConfigError("task_types is empty; give at least one type, or None for every type.")
     return types
-
-
-# ------------------------------------------------------------------------------------------ sources
-# The adapters from the snapshot-source seam (:mod:`.sources`) to the watcher's rounds.
-
-
-class _DirectSource:
-    """Reads on its own every ``poll_interval``: the case's tasks (1 request) or the filtered queue."""
-
-    def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
-        self.trigger = trigger
-        self.hook = DebituraAsyncHook(trigger.debitura_conn_id)
-
-    async def __aenter__(self) -> _DirectSource:
-        await warm_client(self.hook)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(self.hook.aclose())
-
-    async def next_round(self) -> Round:
-        return await read_direct(self.hook, self.trigger)
-
-    async def pause(self) -> None:
-        await asyncio.sleep(self.trigger.poll_interval)
-
-
-async def read_direct(hook: DebituraAsyncHook, trigger: DebituraNewTasksTrigger) -> Round:
-    try:
-        if trigger.case_id is not None:
-            tasks: Records[Task] = await hook.get_case_tasks(trigger.case_id, status="Open", types=trigger.task_types)
-            complete = True  # one unpaged answer: nothing can shift under it
-        else:
-            listing = await hook.list_tasks(status="Open", types=trigger.task_types)
-            tasks, complete = listing, listing.verified
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        return Round.failed(f"{type(exc).__name__}: {exc}")
-    return Round(True, [t.to_api_dict() for t in tasks], complete=complete, rejected=tuple(tasks.rejected))
-
-
-class _SharedSource:
-    """The watcher's rounds from the connection's shared poll (one read of the whole queue per round it asks
-    for, shared with the case gates due then), at the watcher's own ``poll_interval``: a gate polling
-    faster on the same connection does not make the watcher's rounds faster."""
-
-    def __init__(self, trigger: DebituraNewTasksTrigger) -> None:
-        self.trigger = trigger
-        self.source = SharedQueueSource(trigger.debitura_conn_id, trigger.poll_interval, records=True)
-        self._not_before: float | None = None
-        self._last_failed = False
-
-    async def __aenter__(self) -> _SharedSource:
-        await self.source.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.source.__aexit__(exc_type, exc, tb)
-
-    async def pause(self) -> None:
-        # The source already waits for the watcher's next interval; the short pause after a failed round only
-        # keeps a poller that fails instantly (e.g. a crashed loop) from spinning.
-        if self._last_failed:
-            await asyncio.sleep(min(1.0, self.trigger.poll_interval))
-
-    async def next_round(self) -> Round:
-        snapshot = await self.source.next_snapshot(self._not_before)
-        if snapshot is None:  # no deadline was given, so this cannot happen
-            return Round.failed("the shared poll stopped")
-        self._not_before = snapshot.started + self.trigger.poll_interval
-        self._last_failed = not snapshot.ok
-        if not snapshot.ok:
-            return Round.failed(snapshot.error or "the shared account poll failed")
-        trigger = self.trigger
-        wanted = [t[ID] for t in snapshot.tasks if trigger.matches({"type": t[TYPE], "caseId": t[CASE_ID]})]
-        records = snapshot.records(wanted) if wanted else []
-        return Round(True, records, complete=snapshot.verified, rejected=snapshot.rejected)

@@ -1,4 +1,4 @@
-"""An in-memory :class:`~airflow_provider_debitura.seen_tasks.SeenTasksStore` for unit tests."""
+"""An in-memory :class:`~airflow_provider_debitura.triggers.watcher.store.SeenTasksStore` for unit tests."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ import time
 
 from pydantic import JsonValue
 
-from airflow_provider_debitura.seen_tasks import (
-    ASSET_STATE_KEY,
-    SeenState,
-    WatchFilter,
-    dumps,
-    with_legacy_mark,
-)
+from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY, SeenState, WatchFilter
+from airflow_provider_debitura.triggers.watcher.store import dumps, with_legacy_mark
 
 
 class MemorySeenTasksStore:

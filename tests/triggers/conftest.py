@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers.seen_store import MemorySeenTasksStore
 
-from airflow_provider_debitura import seen_tasks
+from airflow_provider_debitura.triggers.watcher import tracker
 
 
 @pytest.fixture
@@ -18,4 +18,4 @@ def store() -> MemorySeenTasksStore:
 def no_persist_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fired tasks are stored at once (the 30 s grace has its own tests), so a restart finds them. Used by
     the watcher modules through their ``pytestmark``; the state tests keep the real grace."""
-    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 0.0)
+    monkeypatch.setattr(tracker, "PERSIST_GRACE", 0.0)

@@ -21,21 +21,17 @@ import pytest
 from helpers.seen_store import MemorySeenTasksStore
 from helpers.watcher import Watch, add_task
 
-from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.models import RejectedRecord
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.seen_tasks import (
-    ASSET_STATE_KEY,
-    AirflowSeenTasksStore,
-    SeenState,
-    SeenTracker,
-    created_epoch,
-    watcher_key,
-)
 from airflow_provider_debitura.triggers import shared_poll
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger, Round
+from airflow_provider_debitura.triggers.watcher import store as seen_store
+from airflow_provider_debitura.triggers.watcher.ids import created_epoch
+from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY, SeenState, watcher_key
+from airflow_provider_debitura.triggers.watcher.store import AirflowSeenTasksStore
+from airflow_provider_debitura.triggers.watcher.tracker import SeenTracker
 
 CLASSPATH = "airflow_provider_debitura.triggers.new_tasks.DebituraNewTasksTrigger"
 INTERVAL = 0.15
@@ -473,22 +469,30 @@ async def test_store_failures_never_replay_and_never_lose_a_fired_task(debitura_
 # ---------------------------------------------------------------------------------------- sharing
 
 
-async def test_shares_the_case_gates_poll(debitura_conn, store):
+async def test_on_the_shared_poll_the_watcher_reads_only_the_end_of_the_queue(debitura_conn, store):
+    """Beside a case gate on the shared poll, the watcher joins the poll (for the full reads it may need) but
+    reads the end of the queue on its own: one request per round on the demo queue (one page), never a full
+    read while nothing moves."""
     sb = debitura_conn
     gate = DebituraCaseUnblockedTrigger(case_id_for("INV-1001"), poll_interval=0.3, end_time=time.time() + 30)
     gate_task = asyncio.get_running_loop().create_task(gate.run().__anext__())
-    watch = Watch(make(store, task_types=["ReplyToChat"], poll_interval=0.3))
+    trigger = make(store, task_types=["ReplyToChat"], poll_interval=0.3)
+    watch = Watch(trigger)
     try:
         await watch.rounds(2)
         pollers = shared_poll.active_pollers()
         assert list(pollers) == ["debitura_default"] and pollers["debitura_default"].subscribers == 2
+        source = trigger.source
+        assert source is not None and source.full_rounds == 1  # the first round: no trusted order yet
         sb.control("DELETE", "/requests")
-        before = pollers["debitura_default"].snapshots
+        before, tails = pollers["debitura_default"].snapshots, source.tail_rounds
         await watch.rounds(4)
         snapshots = pollers["debitura_default"].snapshots - before
+        tail_rounds = source.tail_rounds - tails
         counts = sb.control("GET", "/counters").json()
-        # One account read per snapshot (the demo queue fits one page); the watcher adds none.
-        assert counts.get("GET /tasks", 0) <= snapshots + 1, (counts, snapshots)
+        assert source.full_rounds == 1 and tail_rounds >= 4
+        # the gate's rounds (one page each) and one tail request per watcher round; +1 for a round under way
+        assert counts.get("GET /tasks", 0) <= snapshots + tail_rounds + 1, (counts, snapshots, tail_rounds)
         assert not gate_task.done()
     finally:
         await watch.stop()
@@ -586,8 +590,8 @@ async def test_airflow_store_falls_back_to_a_variable_off_the_event_loop(monkeyp
         assert threading.get_ident() != loop_thread
         calls.append(("set", json.loads(value)))
 
-    monkeypatch.setattr(seen_tasks, "_variable_get", fake_get)
-    monkeypatch.setattr(seen_tasks, "_variable_set", fake_set)
+    monkeypatch.setattr(seen_store, "_variable_get", fake_get)
+    monkeypatch.setattr(seen_store, "_variable_set", fake_set)
     trigger = DebituraNewTasksTrigger()
     store = AirflowSeenTasksStore(trigger)
     state = await store.load(trigger.watch)

@@ -14,10 +14,11 @@ import pytest
 from helpers.seen_store import MemorySeenTasksStore
 from helpers.watcher import EMPTY_200, Watch, add_task
 
-from airflow_provider_debitura import seen_tasks
-from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY, created_epoch
 from airflow_provider_debitura.triggers import new_tasks, shared_poll
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
+from airflow_provider_debitura.triggers.watcher import tracker
+from airflow_provider_debitura.triggers.watcher.ids import created_epoch
+from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("no_persist_grace")]
 
@@ -211,7 +212,7 @@ async def test_a_task_fired_just_before_a_redeploy_fires_again_rather_than_being
 ):
     """Airflow drops the events of a trigger a redeploy replaced before they were stored; within the grace
     period the watcher has not recorded the task yet, so the next version fires it again (at least once)."""
-    monkeypatch.setattr(seen_tasks, "PERSIST_GRACE", 30.0)
+    monkeypatch.setattr(tracker, "PERSIST_GRACE", 30.0)
     sb = debitura_conn
     first = Watch(DebituraNewTasksTrigger(poll_interval=0.15, store=store))
     try:
