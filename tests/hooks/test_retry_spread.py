@@ -14,7 +14,7 @@ import pytest
 from tenacity import RetryCallState, Retrying
 
 from airflow_provider_debitura.exceptions import DebituraRateLimitError, DebituraServerError
-from airflow_provider_debitura.hooks import retry
+from airflow_provider_debitura.hooks import budget, retry
 
 
 def after(exc: BaseException) -> RetryCallState:
@@ -80,3 +80,13 @@ def test_without_retry_after_it_backs_off_exponentially() -> None:
     assert retry.BACKOFF_INITIAL <= wait(state) <= 2 * retry.BACKOFF_INITIAL
     assert retry.BACKOFF_INITIAL <= wait(rate_limited(None)) <= 2 * retry.BACKOFF_INITIAL
     assert retry.wait_retry_after()(state) == 0.0
+
+
+def test_the_retry_and_the_requests_a_429_held_draw_one_spread() -> None:
+    """The retry of the request that met the 429 and the requests the budget held for it (hooks/budget.py) come
+    back over the same range: one function draws both, so a held request is never earlier or more bunched."""
+    state = rate_limited(4.0)
+    retried = [retry.wait_retry_after(rng=random.Random(seed))(state) for seed in range(200)]
+    held = [budget.spread(4.0, random.Random(seed)) for seed in range(200)]
+    assert retried == held
+    assert min(held) >= 4.0 and max(held) <= 6.0 and max(held) - min(held) >= 1.8
