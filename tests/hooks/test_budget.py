@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
+import os
 import random
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -380,3 +382,51 @@ async def test_a_429_holds_the_connections_other_requests_and_they_come_back_spr
     ]
     assert min(after) >= 0.39, after  # none went during the hold
     assert max(after) - min(after) >= 0.05, after  # and they did not all come back at once
+
+
+def _burst_in_a_process(n: int) -> tuple[int, int]:
+    """Fork a process (a second triggerer or worker) that sends up to ``n`` requests through its own budget; the
+    requests it sent before its budget or the sandbox refused one."""
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork beside the sandbox's thread: the child uses none
+        pid = os.fork()
+    if pid == 0:  # the child: a process of its own, with a budget of its own
+        sent = 0
+        try:
+            budget_module.reset_budgets()
+            with DebituraHook(max_attempts=1) as hook:
+                for _ in range(n):
+                    hook.get_me()
+                    sent += 1
+        except (DebituraBudgetError, DebituraRateLimitError):
+            pass
+        finally:
+            os.write(write, str(sent).encode())
+            os._exit(0)
+    os.close(write)
+    return pid, read  # the parent reads the count when both children are done
+
+
+def _counts(children: list[tuple[int, int]]) -> list[int]:
+    counts = []
+    for pid, pipe in children:
+        with os.fdopen(pipe) as reader:
+            counts.append(int(reader.read()))
+        os.waitpid(pid, 0)
+    return counts
+
+
+@pytest.mark.parametrize(("processes", "each", "answers"), [(2, [5, 5], [200] * 10), (1, None, None)])
+def test_two_processes_split_the_deployments_share(sandbox, monkeypatch, processes, each, answers):
+    """Two processes on one key (two triggerers), the sandbox allowing 10 a minute and the deployment's share set
+    to the same 10: with budget_processes=2 each sends 5 of a burst of 20 and the sandbox never answers 429;
+    left at 1, each takes the whole share and together they break the limit."""
+    sandbox.control("PUT", "/config", {"rateLimitPerMinute": 10})
+    _conn(sandbox, monkeypatch, budget_per_minute=10, budget_processes=processes, budget_max_wait=0)
+    counts = _counts([_burst_in_a_process(20), _burst_in_a_process(20)])
+    statuses = [r["status"] for r in _log(sandbox)]
+    if each is not None:
+        assert (counts, statuses) == (each, answers)
+    else:
+        assert 429 in statuses and sum(counts) == 10  # the sandbox refused what the two budgets allowed together
