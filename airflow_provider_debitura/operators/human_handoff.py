@@ -82,8 +82,8 @@ class DebituraHumanHandoffOperator(HITLOperator):
     shows each task's title, type, case, deadline, description and a link to its ``solutionUrl``, and
     offers **Done** and **Can't do** plus a free-text *note*.
 
-    - Before asking, Debitura is checked: tasks already solved are left out, and if none is left nothing is
-      asked (outcome ``already_cleared``).
+    - Before asking, Debitura is checked: tasks already solved are named as solved, not asked; if none is
+      open, nothing is asked (outcome ``already_cleared``).
     - **Done**: Debitura is checked again. Solved: outcome ``done``. Still open: the log says which task and
       where to resolve it; then (``on_still_open="ask_again"``) the request opens again if every task it lists
       is still open, so its text is still true (Airflow never rewrites a request: it keeps the text it first

@@ -67,36 +67,7 @@ def _run_one(conn_json: str, ready: Any, go: Any, delay: float, errors: Any) -> 
 def trial(sb: Any, gap: float, latency_ms: int = 100, cases: int = CASES) -> Trial:
     """Load the world, start two reply runs (two processes) ``gap`` s apart, count messages per case."""
     sb.reset(scenario(cases))
-    rule = {"kind": "latency", "latencyMs": latency_ms}
-    assert sb.control("PUT", "/_sandbox/faults", json={"rules": [rule]}).status_code == 200
-    mp = multiprocessing.get_context("fork")
-    ready, go, errors = mp.Semaphore(0), mp.Event(), mp.Queue()
-    runs = [mp.Process(target=_run_one, args=(sb.conn_json(), ready, go, d, errors)) for d in (0.0, gap)]
-    for run in runs:
-        run.start()
-    for _ in runs:
-        assert ready.acquire(timeout=120), "a reply run did not start"
-    started = time.monotonic()
-    go.set()
-    for run in runs:
-        run.join(timeout=300)
-    seconds = time.monotonic() - started
-    chats = sb.state.dump()["chats"]
-    refs = [f"RACE-{i:03d}" for i in range(1, cases + 1)]
-    per_case = [sum(1 for c in chats.get(sb.state.case_id(r), []) if c["role"] == 1) for r in refs]
-    requests = sb.control("GET", "/_sandbox/counters").json().get("total", 0)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    return Trial(
-        gap=gap,
-        duplicates=sum(max(0, n - 1) for n in per_case),
-        lost=sum(1 for n in per_case if n == 0),
-        messages=sum(per_case),
-        requests=requests,
-        seconds=round(seconds, 1),
-        errors=failures + [f"exit code {r.exitcode}" for r in runs if r.exitcode],
-    )
+    return _two_runs(sb, _run_one, (sb.conn_json(),), gap, latency_ms, cases)
 
 
 def _approve_one(conn_json: str, carry: dict[str, Any], ready: Any, go: Any, delay: float, errors: Any) -> None:
@@ -132,7 +103,7 @@ def _draft_for_approval(sb: Any) -> dict[str, Any]:
 
     from airflow.providers.common.compat.sdk import TaskDeferred
 
-    from airflow_provider_debitura import hitl_compat
+    from airflow_provider_debitura.hitl import compat as hitl_compat
     from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
 
     os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = sb.conn_json()
@@ -153,15 +124,17 @@ def approval_trial(sb: Any, gap: float, latency_ms: int = 100, cases: int = CASE
     """Two approval runs over the same cases (issue 21 item 1), both approved, ``gap`` s apart."""
     sb.reset(scenario(cases))
     carry = _draft_for_approval(sb)
+    return _two_runs(sb, _approve_one, (sb.conn_json(), carry), gap, latency_ms, cases)
+
+
+def _two_runs(sb: Any, target: Any, args: tuple[Any, ...], gap: float, latency_ms: int, cases: int) -> Trial:
+    """Run ``target(*args, ready, go, delay, errors)`` in two processes (as on two Airflow workers) started
+    ``gap`` s apart on a sandbox that answers every request ``latency_ms`` late; count messages per case."""
     rule = {"kind": "latency", "latencyMs": latency_ms}
     assert sb.control("PUT", "/_sandbox/faults", json={"rules": [rule]}).status_code == 200
     mp = multiprocessing.get_context("fork")
     ready, go, errors = mp.Semaphore(0), mp.Event(), mp.Queue()
-    runs = [mp.Process(target=_approve_one, args=(sb.conn_json(), carry, ready, go, d, errors)) for d in (0.0, gap)]
-    return _count(sb, runs, ready, go, errors, gap, cases)
-
-
-def _count(sb: Any, runs: list[Any], ready: Any, go: Any, errors: Any, gap: float, cases: int) -> Trial:
+    runs = [mp.Process(target=target, args=(*args, ready, go, delay, errors)) for delay in (0.0, gap)]
     for run in runs:
         run.start()
     for _ in runs:
