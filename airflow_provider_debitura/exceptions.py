@@ -202,6 +202,7 @@ class DebituraAmbiguousWriteError(DebituraRequestError):
 
 __all__ += [
     "DebituraHandoffCaseGoneError",
+    "DebituraHandoffOutOfDateError",
     "DebituraHandoffStillOpenError",
     "DebituraHandoffStillOpenFinalError",
     "DebituraHandoffUnverifiedError",
@@ -224,3 +225,8 @@ class DebituraHandoffUnverifiedError(DebituraError):
 
 class DebituraHandoffStillOpenFinalError(DebituraHandoffStillOpenError, AirflowFailException):
     """A "Done" answer while a task is still open, with ``on_still_open="fail"``: fails without a retry."""
+
+
+class DebituraHandoffOutOfDateError(DebituraError, AirflowFailException):
+    """A later try (a retry, a cleared task) would re-open the request an earlier try wrote, whose text no longer
+    matches Debitura (Airflow keeps a task instance's first request text on every try): not asked with it."""
