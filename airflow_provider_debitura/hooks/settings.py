@@ -199,6 +199,11 @@ class BudgetLimits:
         """The most this process may send ahead of the day's pace: an hour of it, within the hour window."""
         return max(1, min(self.share("hour"), self.share("day") // 24))
 
+    @property
+    def at_once(self) -> int:
+        """The most requests that can ever fit at one moment: the burst, within the minute's share."""
+        return min(self.burst, self.share("minute"))
+
 
 def _whole(where: str, name: str, value: object, default: int, maximum: int, why: str) -> int:
     if value is None:

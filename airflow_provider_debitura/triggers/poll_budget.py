@@ -60,7 +60,7 @@ class RoundBudget:
         except Exception:  # a broken connection surfaces as the round's own answer
             return 0.0
         self.checks += 1
-        cost = min(expected_cost(recent), budget.limits.burst)
+        cost = min(expected_cost(recent), budget.limits.at_once)  # a costlier round paces itself in the hook
         wait = budget.delay_for(cost)
         if wait > 0 and not self.stretched:
             self.stretched, self.episodes = True, self.episodes + 1

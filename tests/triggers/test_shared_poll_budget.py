@@ -118,3 +118,24 @@ def test_a_rounds_expected_cost_is_the_most_of_the_last_three() -> None:
     assert poll_budget.expected_cost([50, 2, 2, 3]) == 3
     assert poll_budget.expected_cost([0, 0]) == 1
     assert poll_budget.expected_cost([51, 50, 1]) == 51
+
+
+async def test_a_round_costlier_than_the_minute_share_still_starts_and_paces_itself() -> None:
+    """A 50-page round on a share of 5 a minute: the round starts when 5 fit (the most that ever fit at once),
+    never waits for 50 to fit at once (which never happens)."""
+    clock = FakeClock()
+    budget = budget_module.RequestBudget(
+        budget_module.BudgetLimits(per_minute=5, per_hour=20_000, per_day=100_000), clock=clock
+    )
+
+    class Hook:
+        async def get_budget(self) -> budget_module.RequestBudget:
+            return budget
+
+    rounds = poll_budget.RoundBudget("c")
+    assert await rounds.wait(Hook(), [50], 60) == 0  # type: ignore[arg-type]
+    for _ in range(5):
+        await budget.aacquire()
+    assert await rounds.wait(Hook(), [50], 60) > 59 and rounds.stretched  # type: ignore[arg-type]
+    clock.sleep(61)
+    assert await rounds.wait(Hook(), [50], 60) == 0  # type: ignore[arg-type]
