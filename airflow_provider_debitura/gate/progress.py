@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,23 @@ def backoff_interval(base: float, blocked_for: float, max_wait: float = DEFAULT_
     :param max_wait: the longest interval.
     """
     return max(base, min(max_wait, BACKOFF_SHARE * max(0.0, blocked_for)))
+
+
+def aligned_wait(now: float, interval: float, base: float, max_wait: float = DEFAULT_MAX_WAIT) -> float:
+    """The wait for a gate on the shared poll: its due time moved earlier onto the wall-clock grid of its level
+    (``max_wait`` once capped, else the largest ``base``·2^k within the interval), so that gates blocked since
+    different times are due at the same instants and one read of the queue serves them all; never longer than
+    ``interval``, so never past ``max_wait``.
+
+    :param now: the wall-clock time (epoch seconds).
+    :param interval: the gate's interval (:func:`next_interval`).
+    :param base: the poll interval.
+    :param max_wait: the longest interval.
+    """
+    level = base * 2.0 ** math.floor(math.log2(max(interval / base, 1.0)))
+    grid = max_wait if interval >= max_wait else level
+    due = math.floor((now + interval) / grid) * grid
+    return max(0.0, min(interval, due - now))
 
 
 def next_interval(

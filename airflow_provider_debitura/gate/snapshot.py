@@ -263,10 +263,13 @@ class DirectReads:
 
     :param case_ids: the cases to read.
     :param account_types: the account-level types some gate needs (empty: no account-level read).
+    :param prove_new_types: make the reads above that rule out a caseless task of a new type (False only where a
+        read of the whole queue in the same round saw every record, e.g. the shared poll's confirming reads).
     """
 
     case_ids: Iterable[str]
     account_types: frozenset[str] = frozenset()
+    prove_new_types: bool = True
     cases: dict[str, Part] = field(default_factory=dict)
     account: Part | None = None
     failures: int = 0
@@ -376,7 +379,7 @@ class DirectReads:
     def _may_open_on_new_types(self) -> bool:
         """Whether a gate that counts every type could open: no account-level task was seen (any would block it),
         and some case read showed no open task."""
-        if NEW_TYPES not in self.account_types or self._account_tasks:
+        if not self.prove_new_types or NEW_TYPES not in self.account_types or self._account_tasks:
             return False
         return any(part.settled and not part.tasks for part in self.cases.values())
 

@@ -220,7 +220,12 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
             return self._event("error", message=gate.failure_message(self.progress.name, verdict))
         if verdict.is_unblocked:
             return self._event("success", **self.progress.record())
-        return started + self._interval()
+        interval = self._interval()
+        if self.coalesce and self.backoff and not self.exponential_backoff:
+            # On the wall-clock grid of its level: gates blocked since different times meet in one round.
+            max_wait = gate.DEFAULT_MAX_WAIT if self.max_wait is None else self.max_wait
+            interval = gate.aligned_wait(self._clock(), interval, self.poll_interval, max_wait)
+        return started + interval
 
     async def _look_up(self) -> TriggerEvent | None:
         """Resolve the reference the sensor could not (its lookup failed transiently): check again every

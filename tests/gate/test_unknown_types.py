@@ -161,3 +161,18 @@ def test_a_new_type_is_logged_once_with_the_way_to_exclude_it(caplog):
         read_records([record(NEW, None, id_="a"), record(NEW, None, id_="b")])
     lines = [r.getMessage() for r in caplog.records if NEW in r.getMessage()]
     assert len(lines) == 1 and "blocking_task_types" in lines[0]
+
+
+def test_reads_confirming_a_full_read_of_the_same_round_can_skip_the_proof():
+    """The shared poll's confirming reads follow a read of the whole queue, which saw every record: with
+    prove_new_types=False they cost what they did (1 case, 1 filtered read); the full read keeps gates blocked."""
+    queue = Queue([record(NEW, None, id_="new")])
+    spec = GateSpec.of(CASE)
+    reads = DirectReads([CASE], spec.account_types, prove_new_types=False)
+    for case_id, call in reads.case_calls():
+        reads.feed_case(case_id, queue.answer(call))
+    while (call := reads.account_call()) is not None:
+        reads.feed_account(queue.answer(call))
+    assert reads.requests == 2 and reads.scanned == 0
+    full = AccountSnapshot.from_batch(read_records(queue.records), 0.0, verified=False)
+    assert full.verdict_for(spec).state is GateState.BLOCKED  # held by the full read: never confirmed open

@@ -71,7 +71,7 @@ def test_the_trigger_backs_off_on_the_sensors_schedule_and_starts_again_when_the
     its next round is what it asks of the shared poll (the step's return value)."""
     clock = [1_000_000.0]
     trigger = DebituraCaseUnblockedTrigger(
-        "d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, checks=1, blocked_since=clock[0] - 60
+        "d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, checks=1, blocked_since=clock[0] - 60, coalesce=False
     )
     trigger._clock = lambda: clock[0]
     first, second = (gate.GateVerdict(gate.GateState.BLOCKED, gate.read_records([blocker(i)]).open) for i in ("a", "b"))
@@ -89,6 +89,28 @@ def test_the_trigger_backs_off_on_the_sensors_schedule_and_starts_again_when_the
     fixed._clock = lambda: clock[0] + 1e6
     fixed.progress.since = 0.0
     assert fixed._interval() == 60.0
+
+
+def test_gates_on_the_shared_poll_blocked_since_different_times_meet_in_the_same_rounds():
+    """Capped gates are due on the wall-clock grid of max_wait, so one read of the queue serves them all; the wait is
+    never longer than the schedule's interval."""
+    verdict = gate.GateVerdict(gate.GateState.BLOCKED, gate.read_records([blocker("a")]).open)
+    due_times = []
+    for offset in (0.0, 1234.5, 7777.0, 40_000.25):
+        clock = [1_000_000.0 + offset]
+        trigger = DebituraCaseUnblockedTrigger(
+            "d5ba0833-fd38-506d-8521-5ec5ae679c33", poll_interval=60, checks=1, blocked_since=clock[0] - 60
+        )
+        trigger._clock = lambda clock=clock: clock[0]
+        dues = []
+        while clock[0] < 1_100_000.0:
+            wait = trigger._record(verdict, started=0.0)
+            assert 0.0 <= wait <= trigger._interval() <= 900.0
+            clock[0] += wait
+            dues.append(clock[0])
+        due_times.append({d for d in dues if d > 1_060_000.0})  # all four capped by then
+    assert due_times[0] == due_times[1] == due_times[2] == due_times[3]
+    assert all(d % 900 == 0 for d in due_times[0])
 
 
 def blocker(task_id: str) -> dict:
