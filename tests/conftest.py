@@ -10,6 +10,8 @@
 - ``module_airflow_env``: the same, fresh for one test module (for pages that list everything in the DB).
 - ``api``: Airflow's api-server on ``airflow_env`` (one per worker; its modules share one ``xdist_group``).
 - ``migrated_db``: the run's one migrated ``airflow.db``, for tests that start Airflow their own way.
+- ``retry_clock`` (every test): the hook's retry waits are recorded in ``retry_clock.waits`` and not slept;
+  ``@pytest.mark.real_retry_waits`` sleeps them (``helpers/retry_clock.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 from helpers.airflow_harness import AirflowEnv, make_env, migrated_template
 from helpers.api_server import ApiServer
+from helpers.retry_clock import RetryClock, install
 
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 
@@ -107,3 +110,17 @@ def api(airflow_env: AirflowEnv) -> Iterator[ApiServer]:
     worker: the modules that use it share the ``xdist_group`` mark "hitl", so that one worker starts it once."""
     with ApiServer(airflow_env) as server:
         yield server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_retry_waits: the hook's retry loops sleep for real (see tests/helpers/retry_clock.py)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def retry_clock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> RetryClock:
+    """The hook's retry waits, recorded and not slept (``real_retry_waits``: slept); see helpers/retry_clock.py."""
+    clock = RetryClock(real=request.node.get_closest_marker("real_retry_waits") is not None)
+    install(monkeypatch, clock)
+    return clock
