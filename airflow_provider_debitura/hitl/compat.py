@@ -138,9 +138,11 @@ def upsert_request(
     multiple: bool,
     params: dict[str, Any],
     assigned_users: list[Any] | None,
-) -> None:
-    """Create the task instance's HITL request, or re-open it (an earlier answer is cleared): Airflow's own
-    ``upsert_hitl_detail``, as ``HITLOperator.execute`` calls it.
+) -> tuple[str, str | None] | None:
+    """Create the task instance's HITL request, or re-open it (an earlier answer is cleared), and return the
+    ``(subject, body)`` Airflow keeps: the message Airflow's own ``upsert_hitl_detail`` sends (as
+    ``HITLOperator.execute`` calls it), whose answer that function drops. On a request that exists Airflow keeps
+    its first subject, body and form, also on a later try of the task instance; None if the channel does not say.
 
     :param ti_id: the task instance id.
     :param options: the answers offered.
@@ -151,18 +153,25 @@ def upsert_request(
     :param params: serialized form fields.
     :param assigned_users: who may answer.
     """
-    from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+    from airflow.sdk.api.datamodels._generated import HITLUser as ApiHITLUser
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import CreateHITLDetailPayload
 
-    upsert_hitl_detail(
-        ti_id=ti_id,
-        options=options,
-        subject=subject,
-        body=body,
-        defaults=defaults,
-        multiple=multiple,
-        params=params,
-        assigned_users=assigned_users,
+    kept: Any = task_runner.SUPERVISOR_COMMS.send(
+        msg=CreateHITLDetailPayload(
+            ti_id=ti_id,
+            options=options,
+            subject=subject,
+            body=body,
+            defaults=defaults,
+            params=params,
+            multiple=multiple,
+            assigned_users=[ApiHITLUser(id=user["id"], name=user["name"]) for user in assigned_users or []],
+        )
     )
+    if not isinstance(getattr(kept, "subject", None), str):
+        return None
+    return kept.subject, kept.body
 
 
 def read_response(ti_id: UUID) -> Any:

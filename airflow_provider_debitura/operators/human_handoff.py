@@ -18,6 +18,7 @@ from airflow_provider_debitura.exceptions import (
     DebituraConfigError,
     DebituraError,
     DebituraHandoffCaseGoneError,
+    DebituraHandoffOutOfDateError,
     DebituraHandoffStillOpenError,
     DebituraHandoffStillOpenFinalError,
     DebituraHandoffUnverifiedError,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DebituraHandoffCaseGoneError",  # the errors live in airflow_provider_debitura.exceptions; importable here too
+    "DebituraHandoffOutOfDateError",
     "DebituraHandoffStillOpenError",
     "DebituraHandoffStillOpenFinalError",
     "DebituraHandoffUnverifiedError",
@@ -60,6 +62,16 @@ def _case_gone_message(check: HandoffCheck) -> str:
         f"Cannot find Debitura case {', '.join(check.missing_cases)} (404: deleted, or not visible to this API "
         f"key). Its handed-over task(s) ({tasks}) were not solved: the case is gone. Check the case in the "
         "Debitura app; nothing is left to hand over for it."
+    )
+
+
+def _out_of_date_message(check: HandoffCheck) -> str:
+    open_now = ", ".join(f"{t.get('type')} {t['id']}" for t in check.still_open)
+    return (
+        "This task instance asked before (an earlier try, or before it was cleared), and Airflow re-opens that "
+        "request with its first text, which no longer matches Debitura: it would show tasks as open that are "
+        f"solved, or miss what changed. Not asked with it. Open in Debitura now: {open_now}. They go to a new "
+        "request from a new task instance (the DAG's next run)."
     )
 
 
@@ -196,13 +208,14 @@ class DebituraHumanHandoffOperator(HITLOperator):
         """Open (or re-open) the request about the tasks ``check`` shows open, notify, and wait in the triggerer.
 
         The text is built from the first round's check only: Airflow keeps a request's text as first written, and
-        a round is asked again only while every task of that text is still open, so it stays true.
+        a round is asked again only while every task of that text is still open, so it stays true. A first round
+        that finds an earlier try's different text kept (a retry, a cleared task) does not ask with it.
         """
         tasks = list(check.still_open)
         self.subject = (self.subject or "").strip() or default_subject(tasks)
         self.body = handoff_body(tasks, intro=self.body, done=self.DONE, cant_do=self.CANT_DO, solved=check.gone)
         ti_id = context["task_instance"].id
-        hitl_compat.upsert_request(
+        kept = hitl_compat.upsert_request(
             ti_id,
             options=self.options,
             subject=self.subject,
@@ -212,6 +225,8 @@ class DebituraHumanHandoffOperator(HITLOperator):
             params=self.serialized_params,
             assigned_users=self.assigned_users,
         )
+        if rounds == 1 and kept is not None and kept != (self.subject, self.body):
+            raise DebituraHandoffOutOfDateError(_out_of_date_message(check))
         timeout_at = time.time() + self.response_timeout.total_seconds() if self.response_timeout else None
         hitl_compat.summary(self)["debitura_round"] = rounds
         self.log.info("Waiting for a person (round %d), or for Debitura to show the task(s) solved.", rounds)

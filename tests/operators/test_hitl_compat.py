@@ -87,3 +87,36 @@ def test_the_workers_supervisor_still_leaves_a_triggers_hitl_calls_unanswered():
     handled = inspect.getsource(ActivitySubprocess._handle_request)
     assert "CreateHITLDetailPayload" in handled  # the operator's write is routed ...
     assert "GetHITLDetailResponse" not in handled and "UpdateHITLDetail" not in handled  # ... the trigger's are not
+
+
+def test_upsert_returns_the_text_airflow_keeps(monkeypatch):
+    """The request message is Airflow's own (``CreateHITLDetailPayload``); its answer is the stored request."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import CreateHITLDetailPayload
+
+    sent: list[Any] = []
+
+    class Channel:
+        def __init__(self, answer: Any) -> None:
+            self.answer = answer
+
+        def send(self, msg):
+            sent.append(msg)
+            return self.answer
+
+    kwargs: dict[str, Any] = {
+        "options": ["Done"],
+        "subject": "new subject",
+        "body": "new body",
+        "defaults": None,
+        "multiple": False,
+        "params": {},
+        "assigned_users": [{"id": "alice", "name": "Alice"}],
+    }
+    first = SimpleNamespace(subject="first subject", body="first body")
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(first), raising=False)
+    assert compat.upsert_request(uuid.uuid4(), **kwargs) == ("first subject", "first body")
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(None), raising=False)
+    assert compat.upsert_request(uuid.uuid4(), **kwargs) is None
+    assert all(isinstance(m, CreateHITLDetailPayload) for m in sent)
+    assert sent[0].subject == "new subject" and sent[0].assigned_users[0].name == "Alice"

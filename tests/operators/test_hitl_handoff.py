@@ -46,10 +46,12 @@ class FakeRequest:
         self.upserts: list[dict[str, Any]] = []
         self.response: dict[str, Any] | None = None
         self.recorded: list[dict[str, Any]] = []
+        self.kept: dict[Any, tuple[str, str | None]] = {}
 
-    def upsert(self, ti_id, **kwargs) -> None:
+    def upsert(self, ti_id, **kwargs) -> tuple[str, str | None]:
         self.upserts.append(kwargs)
-        self.response = None  # re-opening clears an earlier answer, as Airflow's upsert does
+        self.response = None  # re-opening clears an earlier answer, as Airflow's upsert does ...
+        return self.kept.setdefault(ti_id, (kwargs["subject"], kwargs["body"]))  # ... and keeps the first text
 
     def answer(self, options: list[str], params_input: dict | None = None, user: str | None = "Alice") -> None:
         self.response = {
@@ -331,6 +333,22 @@ def test_done_on_a_request_partly_solved_is_not_asked_again_with_its_old_list(de
     assert report["outcome"] == "partly_done" and report["still_open"] == [review["id"]]
     assert report["note"] == "Did mine" and report["rounds"] == 1 and report["checks"] == 2
     assert len(request_.upserts) == 1  # not re-opened: its list would show the solved task as open
+
+
+def test_a_later_try_does_not_ask_with_an_earlier_tries_text_that_is_out_of_date(debitura_conn, request_):
+    """A retry or a cleared task re-opens the request its first try wrote (Airflow moves it to each try's new id and
+    keeps its text): asked again only while that text is exactly what Debitura shows."""
+    from airflow_provider_debitura.exceptions import DebituraHandoffOutOfDateError
+
+    review = _open(debitura_conn, "ReviewPartner")
+    [other] = [t for t in debitura_conn.state.list_tasks("Open") if t["caseId"] == review["caseId"] and t != review]
+    context = _context()  # one task instance: its request follows it to every try
+    _deferred(_operator(debitura_tasks=[review, other]), context)
+    _deferred(_operator(debitura_tasks=[review, other]), context)  # a later try, nothing changed: the text holds
+    debitura_conn.control("POST", f"/tasks/{other['id']}/solve")
+    with pytest.raises(DebituraHandoffOutOfDateError, match=f"Open in Debitura now: ReviewPartner {review['id']}"):
+        _operator(debitura_tasks=[review, other]).execute(context)
+    assert len(request_.upserts) == 3 and len(request_.kept) == 1
 
 
 def test_a_task_already_solved_before_asking_is_named_as_solved_not_asked(debitura_conn, request_):
