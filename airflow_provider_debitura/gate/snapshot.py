@@ -279,6 +279,8 @@ class DirectReads:
     """Pages of the whole queue read for caseless tasks of a new type."""
     counted: int | None = None
     """The open tasks of the known types, when they had to be counted."""
+    forward: bool = False
+    """The whole queue's totals contradicted its pages: it is read on to a short page, without a count."""
     _account_tasks: list[CompactTask] = field(default_factory=list)
     _scan_tasks: list[CompactTask] = field(default_factory=list)
     _page: int = 1
@@ -349,7 +351,7 @@ class DirectReads:
             # Complete for every gate: the filtered read saw every known account-level type, and a caseless task
             # of a new type blocks each gate that counts new types, whatever the rest of the queue holds.
             self.account = Part(tuple(self._scan_tasks))
-        elif self.counted is None:
+        elif self.counted is None and not self.forward:
             self._phase = "count"
         else:
             self._page += 1
@@ -367,12 +369,17 @@ class DirectReads:
         self._phase, self._page = "scan", self._page + 1
 
     def _page_step(self, answer: TaskPageBatch) -> tuple[bool, bool]:
-        """(consistent, last) for one page of a paged read: the total held still and the page held what it said."""
+        """(consistent, last) for one page of a paged read: the total held still and the page held what it said.
+        A read of the whole queue whose totals contradict its pages reads on to a short page instead (totals are
+        then not trusted: no count, :attr:`forward`)."""
         size, total = endpoints.MAX_PAGE_SIZE, answer.page.total_results
-        if total is None:  # the spec makes it optional: then only a short page ends the listing
+        if total is None or self.forward:  # the spec makes it optional: then only a short page ends the listing
             return True, answer.raw_count < size
         expected = min(size, max(0, total - (self._page - 1) * size))
         consistent = (self._total is None or total == self._total) and answer.raw_count == expected
+        if not consistent and self._phase == "scan":
+            self.forward, self._total = True, None
+            return True, answer.raw_count < size
         self._total = total
         return consistent, self._page * size >= total
 

@@ -211,9 +211,15 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         verdict = snapshot.verdict_for(spec)
         if verdict.is_unblocked and not snapshot.direct_for(spec):
             verdict = gate.unknown("the shared read saw no blocker; the gate opens on its own reads, next round")
-        return self._record(verdict, snapshot.started)
+        return self._record(verdict, snapshot.started, snapshot.taken_at)
 
-    def _record(self, verdict: GateVerdict, started: float) -> TriggerEvent | float:
+    def _record(self, verdict: GateVerdict, started: float, taken_at: float | None = None) -> TriggerEvent | float:
+        """Count and log a check; the final event, or the loop time of the next check.
+
+        :param verdict: the check's verdict.
+        :param started: loop time when the check's round started.
+        :param taken_at: wall-clock time when the round started (default: now).
+        """
         level, message = self.progress.note(verdict, quiet_unchanged=True, now=self._clock())
         getattr(self.log, level)(message)
         if verdict.state is GateState.FAILED:
@@ -224,7 +230,8 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
         if self.coalesce and self.backoff and not self.exponential_backoff:
             # On the wall-clock grid of its level: gates blocked since different times meet in one round.
             max_wait = gate.DEFAULT_MAX_WAIT if self.max_wait is None else self.max_wait
-            interval = gate.aligned_wait(self._clock(), interval, self.poll_interval, max_wait)
+            now = self._clock() if taken_at is None else taken_at  # the grid is read from the round's start
+            interval = gate.aligned_wait(now, interval, self.poll_interval, max_wait)
         return started + interval
 
     async def _look_up(self) -> TriggerEvent | None:

@@ -176,3 +176,21 @@ def test_reads_confirming_a_full_read_of_the_same_round_can_skip_the_proof():
     assert reads.requests == 2 and reads.scanned == 0
     full = AccountSnapshot.from_batch(read_records(queue.records), 0.0, verified=False)
     assert full.verdict_for(spec).state is GateState.BLOCKED  # held by the full read: never confirmed open
+
+
+def test_a_queue_whose_totals_lie_is_read_on_to_a_short_page():
+    class Lying(Queue):
+        def answer(self, call: ApiCall[Any]) -> Any:
+            if call.path == "/tasks" and not [p for p in call.params if p[0] == "type"]:
+                self.calls.append(call.params)
+                params = dict(call.params)
+                page, size = int(params["Page"]), int(params["PageSize"])
+                chunk = self.records[(page - 1) * size : page * size]
+                return call.parse({"page": {"totalResults": 0, "pageSize": size, "currentPage": page}, "tasks": chunk})
+            return super().answer(call)
+
+    others = [record("ReplyToChat", OTHER, id_=f"r{i}") for i in range(150)]
+    verdict, reads = Lying(others).check(GateSpec.of(CASE))
+    assert verdict.is_unblocked and reads.forward and reads.scanned == 2 and reads.counted is None
+    verdict, reads = Lying([*others, record(NEW, None, id_="new")]).check(GateSpec.of(CASE))
+    assert verdict.ids == ("new",)
