@@ -11,7 +11,8 @@
 - ``api``: Airflow's api-server on ``airflow_env`` (one per worker; its modules share one ``xdist_group``).
 - ``migrated_db``: the run's one migrated ``airflow.db``, for tests that start Airflow their own way.
 - ``retry_clock`` (every test): the hook's retry waits are recorded in ``retry_clock.waits`` and not slept;
-  ``@pytest.mark.real_retry_waits`` sleeps them (``helpers/retry_clock.py``).
+  ``@pytest.mark.real_retry_waits`` (or ``DEBITURA_REAL_WAITS=1`` for the whole run) sleeps them
+  (``helpers/retry_clock.py``).
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def retry_clock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> RetryClock:
     """The hook's retry waits, recorded and not slept (``real_retry_waits``: slept); see helpers/retry_clock.py."""
-    clock = RetryClock(real=request.node.get_closest_marker("real_retry_waits") is not None)
+    marked = request.node.get_closest_marker("real_retry_waits") is not None
+    real = marked or bool(os.environ.get("DEBITURA_REAL_WAITS"))
+    clock = RetryClock(real=real)
     install(monkeypatch, clock)
     return clock

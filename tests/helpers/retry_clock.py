@@ -8,7 +8,8 @@ the wait and advances the clock tenacity reads (``time.monotonic`` inside tenaci
 values and log lines are unchanged; only the waiting is gone.
 
 A test about waiting asserts ``retry_clock.waits`` (the seconds each retry would have slept), or carries
-``@pytest.mark.real_retry_waits`` to sleep for real (the waits are still recorded).
+``@pytest.mark.real_retry_waits`` to sleep for real (the waits are still recorded). ``DEBITURA_REAL_WAITS=1``
+makes every test sleep for real (to compare, or to check that no test depends on the recorded waits).
 """
 
 from __future__ import annotations
