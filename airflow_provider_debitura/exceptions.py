@@ -204,14 +204,13 @@ __all__ += [
     "DebituraHandoffCaseGoneError",
     "DebituraHandoffOutOfDateError",
     "DebituraHandoffStillOpenError",
-    "DebituraHandoffStillOpenFinalError",
     "DebituraHandoffUnverifiedError",
 ]
 
 
 class DebituraHandoffStillOpenError(DebituraError):
-    """A person answered "Done" but Debitura still shows a handed-over task open. Retryable: the next try
-    checks Debitura and asks again in a new request that shows what is open then."""
+    """A person answered "Done" but Debitura still shows a handed-over task open (``on_still_open="fail"``, or the
+    timeout's default "Done"). A retry asks again only if the request's text still holds."""
 
 
 class DebituraHandoffCaseGoneError(DebituraError, AirflowFailException):
@@ -221,10 +220,6 @@ class DebituraHandoffCaseGoneError(DebituraError, AirflowFailException):
 
 class DebituraHandoffUnverifiedError(DebituraError):
     """A person answered, but Debitura could not be read to check the answer before the handoff's deadline."""
-
-
-class DebituraHandoffStillOpenFinalError(DebituraHandoffStillOpenError, AirflowFailException):
-    """A "Done" answer while a task is still open, with ``on_still_open="fail"``: fails without a retry."""
 
 
 class DebituraHandoffOutOfDateError(DebituraError, AirflowFailException):

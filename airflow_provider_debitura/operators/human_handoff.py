@@ -20,7 +20,6 @@ from airflow_provider_debitura.exceptions import (
     DebituraHandoffCaseGoneError,
     DebituraHandoffOutOfDateError,
     DebituraHandoffStillOpenError,
-    DebituraHandoffStillOpenFinalError,
     DebituraHandoffUnverifiedError,
 )
 from airflow_provider_debitura.hitl import compat as hitl_compat
@@ -45,7 +44,6 @@ __all__ = [
     "DebituraHandoffCaseGoneError",  # the errors live in airflow_provider_debitura.exceptions; importable here too
     "DebituraHandoffOutOfDateError",
     "DebituraHandoffStillOpenError",
-    "DebituraHandoffStillOpenFinalError",
     "DebituraHandoffUnverifiedError",
     "DebituraHumanHandoffOperator",
 ]
@@ -101,14 +99,16 @@ class DebituraHumanHandoffOperator(HITLOperator):
       is still open, so its text is still true (Airflow never rewrites a request: it keeps the text it first
       wrote, on every later try too). If only some are solved, re-opening would show solved tasks as open, so
       it does not: outcome ``partly_done`` with the rest in ``still_open``, for a new request (the DAG's next
-      run, or a handoff mapped over them). ``"fail"`` fails instead, without a retry
-      (:class:`~airflow_provider_debitura.exceptions.DebituraHandoffStillOpenFinalError`).
+      run, or a handoff mapped over them). ``"fail"`` fails instead
+      (:class:`~airflow_provider_debitura.exceptions.DebituraHandoffStillOpenError`); a retry asks again only
+      while the request's text still holds (else
+      :class:`~airflow_provider_debitura.exceptions.DebituraHandoffOutOfDateError`).
     - **Can't do**: outcome ``cant_do`` (the DAG goes on; ``fail_on_cant_do=True`` fails the task instead).
     - Solved in Debitura while waiting: the request is answered on Airflow's side ("Done", with a note that
       Debitura solved it), so it no longer waits in Required Actions, and the DAG goes on (outcome
       ``cleared_in_debitura``).
     - ``response_timeout`` passes: ``defaults`` are taken when given (as in Airflow's HITL operators),
-      otherwise the task fails (``HITLTimeoutError`` in the message), without a retry: nobody answered.
+      otherwise the task fails with Airflow's ``HITLTimeoutError``.
 
     Returns ``{"outcome", "tasks", "still_open", "chosen_option", "note", "responded_by", "responded_at",
     "timed_out", "rounds", "checks"}`` (JSON).
@@ -118,8 +118,8 @@ class DebituraHumanHandoffOperator(HITLOperator):
     :param debitura_conn_id: Airflow connection to Debitura.
     :param subject: Headline in Required Actions; default built from the task(s). Templated.
     :param body: Markdown shown above the task details. Templated.
-    :param on_still_open: ``"ask_again"`` (default) or ``"fail"`` (no retry): what a "Done" answer does while
-        Debitura still shows a task open.
+    :param on_still_open: ``"ask_again"`` (default) or ``"fail"``: what a "Done" answer does while Debitura
+        still shows a task open.
     :param fail_on_cant_do: Fail the task on "Can't do" instead of returning the outcome.
     :param poll_interval: Seconds between Debitura checks while waiting (each check's cost:
         docs/human-in-the-loop.md).
@@ -301,12 +301,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
             check = HandoffCheck((), tuple(event.get("gone") or tasks), tuple(event.get("notes") or ()))
             self.log.info("Solved in Debitura before anyone answered; the request was closed. %s", check.describe())
             return self._report("cleared_in_debitura", tasks, check, event=event, rounds=rounds, checks=checks)
-        if event.get("error_type") == "timeout":
-            raise AirflowFailException(
-                f"HITLTimeoutError: {event.get('error')} Nobody answered and there are no defaults; not retried "
-                "(asking the same again would not help): clear the task to ask again."
-            )
-        super().execute_complete(context=context, event=event)  # validates the answer
+        super().execute_complete(context=context, event=event)  # validates; raises on a timeout without defaults
         chosen = event["chosen_options"][0]
         who = (event.get("responded_by_user") or {}).get("name") or "the timeout default"
         if chosen == self.CANT_DO:
@@ -336,7 +331,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
         """A "Done" that Debitura contradicts. The request is asked again only while its whole text is true:
         Airflow keeps a request's text as first written (on re-opening it and on every later try)."""
         if self.on_still_open == "fail" or event.get("timedout"):  # a timeout's default is nobody's word
-            raise DebituraHandoffStillOpenFinalError(message + ". Resolve it in Debitura (link above), then clear.")
+            raise DebituraHandoffStillOpenError(message + ". Resolve it in Debitura (link above), then re-run.")
         if check.gone:  # re-opening would show solved tasks as open
             self.log.warning(
                 "%s. Not asking again: this request lists %d solved task(s), and Airflow cannot re-word it. Reported "

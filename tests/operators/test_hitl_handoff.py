@@ -295,9 +295,9 @@ def test_done_is_checked_against_debitura(debitura_conn, request_):
 
 
 def test_done_while_still_open_asks_again_or_fails(debitura_conn, request_):
-    from airflow.providers.common.compat.sdk import AirflowFailException, TaskDeferred
+    from airflow.providers.common.compat.sdk import TaskDeferred
 
-    from airflow_provider_debitura.exceptions import DebituraHandoffStillOpenFinalError
+    from airflow_provider_debitura.exceptions import DebituraHandoffStillOpenError
 
     review = handoff_tasks("t", _open(debitura_conn, "ReviewPartner"))
     op = _operator(debitura_tasks=review)
@@ -308,11 +308,11 @@ def test_done_while_still_open_asks_again_or_fails(debitura_conn, request_):
     assert "only while Debitura still shows this task open: if you see it again, it still is." in upsert["body"]
 
     strict = _operator(debitura_tasks=review, on_still_open="fail")
-    with pytest.raises(DebituraHandoffStillOpenFinalError, match="Alice answered 'Done', but Debitura still shows 1"):
+    with pytest.raises(DebituraHandoffStillOpenError, match="Alice answered 'Done', but Debitura still shows 1"):
         strict.execute_complete(_context(), _event(["Done"]), tasks=review)
-    # a timeout default of "Done" is nobody's word: never asked again, not retried
+    # a timeout default of "Done" is nobody's word: never asked again
     lenient = _operator(debitura_tasks=review, defaults="Done")
-    with pytest.raises(AirflowFailException, match="the timeout default answered 'Done'"):
+    with pytest.raises(DebituraHandoffStillOpenError, match="the timeout default answered 'Done'"):
         lenient.execute_complete(_context(), _event(["Done"], user=None), tasks=review)
 
 
@@ -378,7 +378,7 @@ def test_cant_do_returns_or_fails(debitura_conn, request_):
 
 
 def test_cleared_in_debitura_and_timeouts_and_bad_answers(request_):
-    from airflow.providers.common.compat.sdk import AirflowFailException
+    from airflow.providers.standard.exceptions import HITLTimeoutError
 
     tasks = handoff_tasks("t", {"id": "T1", "type": "Generic"})
     op = _operator(debitura_tasks=tasks)
@@ -390,7 +390,7 @@ def test_cleared_in_debitura_and_timeouts_and_bad_answers(request_):
         5,
         2,
     )
-    with pytest.raises(AirflowFailException, match="HITLTimeoutError: timed out Nobody answered"):
+    with pytest.raises(HITLTimeoutError):
         op.execute_complete(_context(), {"error": "timed out", "error_type": "timeout", "tasks": tasks})
     with pytest.raises(ValueError, match="not in"):
         op.execute_complete(_context(), _event(["Maybe"]))
