@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +36,12 @@ from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.models import RejectedRecord, Task
 
 log = logging.getLogger(__name__)
+
+QUEUE_SEEN_FOR = 1.0
+"""Seconds during which a read of the whole queue stands for the proof that no caseless task of a new type is
+open, for direct reads made after it in the same task (the shared poll's confirming reads of the same round)."""
+
+_QUEUE_SEEN: ContextVar[float | None] = ContextVar("debitura_gate_queue_seen", default=None)
 
 FAILED_READS_PER_ROUND = 3
 """After this many transient failures in one round of direct reads the rest are skipped (still blocked):
@@ -146,6 +154,9 @@ class AccountSnapshot:
             for r in batch.rejected
             if r.scope == "case" and r.case_id
         }
+        # The whole queue was read: direct reads that follow in this round need not prove again that no caseless
+        # task of a new type is open (one it saw keeps the gates blocked, also after with_reads).
+        _QUEUE_SEEN.set(time.monotonic())
         return cls(
             taken_at,
             {k: tuple(v) for k, v in by_case.items()},
@@ -219,6 +230,12 @@ class AccountSnapshot:
         :param cases: re-read cases.
         :param account: the re-read account-level tasks, None when not re-read.
         """
+        if account is not None and account.known:
+            # A caseless task of a new type the shared read saw was open: it keeps the gates that count it blocked,
+            # whether or not the direct read asked for its type.
+            ids = {t[ID] for t in account.tasks}
+            seen = tuple(t for t in self.account.tasks if is_new_type(t) and t[ID] not in ids)
+            account = replace(account, tasks=account.tasks + seen) if seen else account
         return replace(
             self,
             patches={**self.patches, **cases},
@@ -263,13 +280,15 @@ class DirectReads:
 
     :param case_ids: the cases to read.
     :param account_types: the account-level types some gate needs (empty: no account-level read).
-    :param prove_new_types: make the reads above that rule out a caseless task of a new type (False only where a
-        read of the whole queue in the same round saw every record, e.g. the shared poll's confirming reads).
+    :param prove_new_types: make the reads above that rule out a caseless task of a new type; None (default):
+        unless a read of the whole queue in the same task ended less than :data:`QUEUE_SEEN_FOR` ago (the shared
+        poll's confirming reads follow its full read: that read stands for the proof, and keeps blocked the gates
+        of a new caseless task it saw). False: never.
     """
 
     case_ids: Iterable[str]
     account_types: frozenset[str] = frozenset()
-    prove_new_types: bool = True
+    prove_new_types: bool | None = None
     cases: dict[str, Part] = field(default_factory=dict)
     account: Part | None = None
     failures: int = 0
@@ -294,6 +313,11 @@ class DirectReads:
         learned = set(learned_types()) if NEW_TYPES in self.account_types else set()
         self._known = tuple(sorted(DOCUMENTED_TYPES | learned))
         self._filter = tuple(sorted((self.account_types - {NEW_TYPES}) | learned))
+        if self.prove_new_types is None:
+            seen = _QUEUE_SEEN.get()
+            self.prove_new_types = seen is None or time.monotonic() - seen > QUEUE_SEEN_FOR
+            if not self.prove_new_types:
+                _QUEUE_SEEN.set(None)  # one round's confirming reads only
 
     @property
     def tripped(self) -> bool:

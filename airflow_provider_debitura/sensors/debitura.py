@@ -228,7 +228,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
     def check(self, case_id: str) -> GateVerdict:
         """One check: the case's open tasks, then (when they can block it) the account-level ones."""
         spec = self._spec(case_id)
-        reads = DirectReads([spec.case_id], spec.account_types)
+        reads = DirectReads([spec.case_id], spec.account_types, prove_new_types=True)  # no shared read to lean on
         for case, call in reads.case_calls():
             answer = self._send(call)
             reads.feed_case(case, answer)

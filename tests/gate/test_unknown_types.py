@@ -3,6 +3,7 @@ counts every type (doubt never opens a gate), on the shared read and on the dire
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -61,7 +62,7 @@ class Queue:
 
     def check(self, spec: GateSpec) -> tuple[gate.GateVerdict, DirectReads]:
         """One direct check, as the sensor and the trigger make it."""
-        reads = DirectReads([spec.case_id], spec.account_types)
+        reads = DirectReads([spec.case_id], spec.account_types, prove_new_types=True)
         for case_id, call in reads.case_calls():
             reads.feed_case(case_id, self.answer(call))
         while (call := reads.account_call()) is not None:
@@ -163,19 +164,32 @@ def test_a_new_type_is_logged_once_with_the_way_to_exclude_it(caplog):
     assert len(lines) == 1 and "blocking_task_types" in lines[0]
 
 
-def test_reads_confirming_a_full_read_of_the_same_round_can_skip_the_proof():
-    """The shared poll's confirming reads follow a read of the whole queue, which saw every record: with
-    prove_new_types=False they cost what they did (1 case, 1 filtered read); the full read keeps gates blocked."""
-    queue = Queue([record(NEW, None, id_="new")])
-    spec = GateSpec.of(CASE)
-    reads = DirectReads([CASE], spec.account_types, prove_new_types=False)
-    for case_id, call in reads.case_calls():
-        reads.feed_case(case_id, queue.answer(call))
-    while (call := reads.account_call()) is not None:
-        reads.feed_account(queue.answer(call))
-    assert reads.requests == 2 and reads.scanned == 0
-    full = AccountSnapshot.from_batch(read_records(queue.records), 0.0, verified=False)
-    assert full.verdict_for(spec).state is GateState.BLOCKED  # held by the full read: never confirmed open
+def test_reads_confirming_a_full_read_of_the_same_round_lean_on_it_and_it_keeps_the_gates_blocked(monkeypatch):
+    """The shared poll's confirming reads follow its read of the whole queue, in the same task: that read stands
+    for the proof (they cost what they did: 1 case, 1 filtered read), and a new caseless task it saw stays a
+    blocker after the direct reads replace the account-level part. Elsewhere (another task, or a second later)
+    the proof is made."""
+
+    def confirm(queue: Queue, clock: float) -> tuple[AccountSnapshot, DirectReads]:
+        monkeypatch.setattr("airflow_provider_debitura.gate.snapshot.time.monotonic", lambda: 100.0)
+        full = AccountSnapshot.from_batch(read_records(queue.records), 0.0, verified=False)
+        monkeypatch.setattr("airflow_provider_debitura.gate.snapshot.time.monotonic", lambda: 100.0 + clock)
+        reads = DirectReads([CASE], GateSpec.of(CASE).account_types)
+        for case_id, call in reads.case_calls():
+            reads.feed_case(case_id, queue.answer(call))
+        while (call := reads.account_call()) is not None:
+            reads.feed_account(queue.answer(call))
+        return full.with_reads(reads.cases, reads.account), reads
+
+    snapshot, reads = contextvars.copy_context().run(confirm, Queue([record(NEW, None, id_="new")]), 0.2)
+    assert reads.requests == 2 and reads.prove_new_types is False
+    assert snapshot.verdict(CASE).ids == ("new",)  # the shared read's blocker survives the direct account part
+    snapshot, reads = contextvars.copy_context().run(confirm, Queue([]), 0.2)
+    assert snapshot.verdict(CASE).is_unblocked and reads.requests == 2
+    _, reads = contextvars.copy_context().run(confirm, Queue([]), 1.5)  # the full read is too old
+    assert reads.prove_new_types is True and reads.requests == 3
+    fresh = contextvars.Context().run(DirectReads, [CASE], GateSpec.of(CASE).account_types)
+    assert fresh.prove_new_types is True  # a task that read no queue (the trigger alone, a sensor) proves
 
 
 def test_a_queue_whose_totals_lie_is_read_on_to_a_short_page():

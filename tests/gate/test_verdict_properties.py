@@ -103,7 +103,7 @@ def direct_verdict(records: list[dict[str, Any]], spec: GateSpec) -> tuple[str, 
     """The verdict from the case's own listing and the account-level reads (type-filtered, and the whole queue's
     first page or count when a gate that counts every type could open)."""
     open_records = [r for r in records if r["status"] in ("Open", None)]
-    reads = DirectReads([spec.case_id], spec.account_types)
+    reads = DirectReads([spec.case_id], spec.account_types, prove_new_types=True)  # no shared read to lean on
     own: Records[Task] = parse_records(Task, [r for r in open_records if r["caseId"] == CASE_X], "task")
     reads.feed_case(CASE_X, record_batch(own))
     while (call := reads.account_call()) is not None:
