@@ -11,7 +11,8 @@ Checked in README.md, docs/*.md, bench/*.md and the result logs beside the tests
   name of some file of the repository; a name given as an old one ("was `hitl_compat.py`") is history and
   not checked;
 - every dotted ``airflow_provider_debitura.x.y`` name, and every name a snippet imports with
-  ``from airflow_provider_debitura.x import A, B``: a module that exists, an attribute it defines.
+  ``from airflow_provider_debitura.x import A, B``: a module that exists, an attribute it defines;
+- every ``Debitura…`` class name (``DebituraHandoffStillOpenError``): defined somewhere in the package.
 
 Names are resolved statically (the module's file and its top-level definitions and imports), so the test needs no
 Airflow import and runs in well under a second; a name the static pass cannot find in a module with a module-level
@@ -48,6 +49,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADS = "|".join(re.escape(head) for head in (*ROOTS, *PACKAGE_DIRS, "helpers"))
 PATH = re.compile(rf"(?<![\w/.:~-])((?:{HEADS})/[\w./-]*)(::[\w\[\]-]+)?")
 DOTTED = re.compile(rf"(?<![\w.]){PACKAGE}(?:\.\w+)+")
+CLASS_NAME = re.compile(r"(?<![\w.])(Debitura[A-Z]\w*)")  # DebituraHandoffStillOpenError, DebituraHook, ...
 FROM_IMPORT = re.compile(rf"from\s+({PACKAGE}(?:\.\w+)*)\s+import\s+\(?([\w\s,]+)\)?")
 PLACEHOLDER = re.compile(r"[<>{}*…]")
 BARE_FILE = re.compile(r"(?<![\w/.:~-])(\w+\.py)\b")  # gate.py: some file of the repository has that name
@@ -228,10 +230,25 @@ def _class_has(module: str, cls: str, attr: str) -> bool:
     return False
 
 
+@functools.cache
+def _package_names() -> frozenset[str]:
+    """Every class, function and assigned name defined anywhere in the package."""
+    names: set[str] = set()
+    for path in (ROOT / PACKAGE).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names.update(n.id for target in node.targets for n in ast.walk(target) if isinstance(n, ast.Name))
+    return frozenset(names)
+
+
 def _name_misses(doc: Path, text: str | None = None) -> list[Miss]:
     misses = []
     for number, line in _lines(doc, text):
         line = OLD_NAME.sub(" ", line)
+        for name in sorted(set(CLASS_NAME.findall(line)) - _package_names()):
+            misses.append(Miss(doc, number, name, "no class or name of the package is called that"))
         names = set(DOTTED.findall(line))
         for module, imported in FROM_IMPORT.findall(line):
             names.update(f"{module}.{name.split()[0]}" for name in imported.split(",") if name.strip())
@@ -336,6 +353,7 @@ def test_the_checker_catches_what_it_should() -> None:
         "`hooks/paging.py`, `helpers/airflow_harness.migrated_template`, `https://example.com/tests/nosuch.py`,\n"
         "`tests/sandbox/test_security.py::test_empty_*`, `/tmp/tests/x.py`, `constraints/airflow-<a>-python-<p>.txt`\n"
         "as documented in `gate.py`, `paging.py` (was `old_paging.py`, formerly the root `x.py`)\n"
+        "`DebituraNoSuchError`, `DebituraHook.list_tasks`, `DebituraCaseUnblockedSensor`\n"
     )
     found = {m.what for m in (*_link_misses(doc, text), *_path_misses(doc, text), *_name_misses(doc, text))}
     assert found == {
@@ -349,4 +367,5 @@ def test_the_checker_catches_what_it_should() -> None:
         "[...](nosuch.md#a)",
         "[...](sandbox.md#no-such-heading)",
         "gate.py",
+        "DebituraNoSuchError",
     }, found
