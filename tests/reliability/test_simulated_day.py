@@ -1,0 +1,43 @@
+"""Issue 24's "Done when", as a test: gates, a watcher and the triage example on one key against the sandbox's
+three windows, with the request budget's defaults, on a sped-up clock (``tests/helpers/simulated_day.py``).
+
+The CI test runs a short stretch (15 simulated minutes, 100 gates) at 5,000 open tasks; the scale test runs
+1,000 gates for two simulated hours. The full day at 5,000, 20,000 and 50,000 open tasks is the benchmark,
+``bench/simulated_day.py`` (figures in bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers.simulated_day import MAX_WAIT, SHARE, Config, Result, run
+
+
+def check(result: Result) -> None:
+    """No 429, every window within the budget's share, every request through the budget, every gate opened
+    after its blocker cleared (never before), every new task fired exactly once, every triage run done."""
+    report = result.table()
+    assert result.refused == 0, report
+    for window, share in SHARE.items():
+        assert result.peak(window) <= share, f"{window}: {result.peak(window)} > {share}\n{report}"
+    assert result.spend["requests"] == result.budget_sent, f"a request went around the budget\n{report}"
+    assert result.opened_early == [] and result.bad_events == [], report
+    assert result.not_opened == [] and len(result.delays) == result.config.gates, report
+    assert result.fired_once() and len(result.added) == result.config.new_tasks, report
+    assert [r for r in result.triage_runs if r["error"] is not None] == [], result.triage_runs
+    # The gate's promise is max_wait after the blocker clears; the sped-up clock adds the real time of a round's
+    # requests times the speed (a 50-page read of about 1 s real on a loaded machine is a simulated minute at speed 60).
+    assert max(result.delays) <= 2 * MAX_WAIT, report
+
+
+def test_a_quarter_hour_on_one_key_at_5000_open_tasks() -> None:
+    """100 gates whose blockers clear within 15 simulated minutes, 10 new tasks, one triage run (about 280
+    requests), the watcher: about 25 s real at speed 60."""
+    result = run(Config(open_tasks=5_000, gates=100, hours=0.25, speed=60, new_tasks=10, grace=1_200))
+    check(result)
+    assert len(result.triage_runs) >= 1 and result.triage_runs[0]["replied"] > 0, result.triage_runs
+
+
+@pytest.mark.scale
+def test_two_hours_with_1000_gates_at_5000_open_tasks() -> None:
+    """1,000 gates, 50 new tasks, triage every 30 minutes for two simulated hours (about 1 minute real)."""
+    check(run(Config(open_tasks=5_000, gates=1_000, hours=2, speed=240, new_tasks=50)))
