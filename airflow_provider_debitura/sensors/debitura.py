@@ -58,7 +58,10 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
     """Waits until a Debitura case has no open blocking task.
 
     A check reads the case's open tasks (1 request) and, when account-level tasks can block it, the
-    account's open SignContract / AssignBankAccount tasks (1 request). A check whose read fails
+    account's open SignContract / AssignBankAccount tasks (1 request); the check that would open a gate that
+    counts every type also rules out a caseless task of a type the provider does not know (1-2 requests,
+    ``docs/gates-unknown-types.md``). A gate blocked for long checks less often (``backoff``, at most every
+    ``max_wait``: ``docs/gate-backoff.md``). A check whose read fails
     transiently counts as "still blocked"; an unknown case or a rejected key fails at once (or skips,
     with ``soft_fail`` / ``never_fail``). The XCom record is ``{"case_id", "unblocked_at", "checks",
     "blocked_by_on_first_check"}`` in every mode; in reschedule mode ``blocked_by_on_first_check`` may be
