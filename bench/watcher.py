@@ -12,12 +12,14 @@ Starts a Debitura sandbox in a child process (so its CPU does not pollute the fi
 3. **burst**: a fresh watcher starts on an empty queue, then ``--tasks`` new tasks appear at once: it
    fires one event per task, then runs ``--rounds`` steady rounds holding every one of them.
 
-Per phase: the wall time of a round (the shared read, and the watcher's own work on top of it: deciding
-what is new, handing the events over, saving the state), the worst event-loop lag (a 10 ms ticker's
+Per phase: the requests a round sends (``GET /tasks`` as the sandbox counted them) and the seconds its read
+takes (a tail read of the queue's end in steady state, a full read on a first start or a burst; the baseline's
+full read is what every round cost before the tail read), the wall time of the watcher's own work on top of it
+(deciding what is new, handing the events over, saving the state), the worst event-loop lag (a 10 ms ticker's
 largest oversleep), the process's peak RSS growth and the stored state's size. The store is the real
-``AirflowSeenTasksStore`` over an in-memory stand-in for one asset's state store. Ratios are against the
-poll-only baseline of the same run, and the state size against the version-1 format (``{"v": 1,
-"ids": {id: first_seen}}``) of the same ids, encoded in the same process.
+``AirflowSeenTasksStore`` over an in-memory stand-in for one asset's state store. Ratios are against the poll-
+only baseline of the same run, and the state size against the version-1 format (``{"v": 1, "ids": {id:
+first_seen}}``) of the same ids, encoded in the same process.
 """
 
 from __future__ import annotations
@@ -79,6 +81,12 @@ class Phase:
     (for the baseline: turning the read's tasks into JSON)."""
     reads: list[float] = field(default_factory=list)
     """Seconds of each full read (baseline only)."""
+    requests: float = 0.0
+    """``GET /tasks`` requests per round (the sandbox's counter over the phase, divided by its rounds)."""
+    read_s: list[float] = field(default_factory=list)
+    """Seconds of each round's read (the source's ``next_round``)."""
+    kinds: list[str] = field(default_factory=list)
+    """How each round read the queue: "tail" or "full"."""
     worst_lag_ms: float = 0.0
     rss_growth_mb: float = 0.0
     events: int = 0
@@ -124,12 +132,13 @@ async def read_only(rounds: int) -> Phase:
 
     phase = Phase("read only (baseline)")
     async with DebituraAsyncHook("debitura_default") as hook:
-        await hook.list_tasks(status="Open")  # warm-up: the client, the first read
+        listing = await hook.list_tasks(status="Open")  # warm-up: the client, the first read
         monitor = Monitor()
         for _ in range(rounds):
             started = time.monotonic()
-            listing = await hook.list_tasks(status="Open")
+            listing = await hook.list_tasks(status="Open", pages_hint=listing.pages)
             phase.reads.append(time.monotonic() - started)
+            phase.requests = listing.requests
             started = time.monotonic()
             [task.to_api_dict() for task in listing]
             phase.rounds.append(time.monotonic() - started)
@@ -152,6 +161,8 @@ class Timed:
         loop = asyncio.get_running_loop()
         state: dict[str, float] = {}
 
+        self.busy = True
+
         async def timed_process(listing):  # type: ignore[no-untyped-def]
             state["start"] = loop.time()
             return await process(listing)
@@ -160,6 +171,7 @@ class Timed:
             await persist()
             self.windows.append((state["start"], loop.time()))
             self.work.append(loop.time() - state["start"])
+            self.busy = False
 
         self.trigger._process = timed_process  # type: ignore[method-assign]
         self.trigger._persist = timed_persist  # type: ignore[method-assign]
@@ -168,6 +180,11 @@ class Timed:
     async def _collect(self) -> None:
         async for _ in self.trigger.run():
             self.events += 1
+
+    async def idle(self) -> None:
+        """Until the watcher is between rounds (its pause), so a phase counts whole rounds."""
+        while self.busy:
+            await asyncio.sleep(0.005)
 
     async def rounds(self, n: int) -> list[float]:
         target = len(self.work) + n
@@ -182,13 +199,52 @@ class Timed:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def watcher_phase(name: str, watch: Timed, slot: MemorySlot, rounds: int) -> Phase:
-    from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY
+ROUNDS: list[tuple[str, float]] = []
+"""(kind, seconds) of every round's read, in order."""
+
+
+def record_reads() -> None:
+    """Time every watcher round's read (``QueueRounds.next_round``)."""
+    from airflow_provider_debitura.triggers.watcher.rounds import QueueRounds, Round
+
+    original = QueueRounds.next_round
+
+    async def timed(self: QueueRounds) -> Round:
+        started = time.monotonic()
+        result = await original(self)
+        ROUNDS.append((result.kind, time.monotonic() - started))
+        return result
+
+    QueueRounds.next_round = timed  # type: ignore[method-assign]
+
+
+async def tasks_requests(control: httpx.AsyncClient) -> int:
+    return int((await control.get("/_sandbox/counters")).json().get("GET /tasks", 0))
+
+
+async def watcher_phase(
+    name: str,
+    watch: Timed,
+    slot: MemorySlot,
+    rounds: int,
+    control: httpx.AsyncClient,
+    since: tuple[int, int] | None = None,
+) -> Phase:
+    """``rounds`` rounds of ``watch``, counted from ``since`` (the sandbox's request counter and the round log's
+    length), by default from the end of the round under way."""
+    from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY
 
     monitor = Monitor()
     events_before = watch.events
     phase = Phase(name)
+    if since is None:
+        await watch.idle()
+        since = (await tasks_requests(control), len(ROUNDS))
+    requests, first = since
     phase.rounds.extend(await watch.rounds(rounds))
+    phase.requests = (await tasks_requests(control) - requests) / rounds
+    phase.kinds = [kind for kind, _ in ROUNDS[first : first + rounds]]
+    phase.read_s = [seconds for _, seconds in ROUNDS[first : first + rounds]]
     phase.events = watch.events - events_before
     phase.state_bytes = len(slot.values.get(ASSET_STATE_KEY, ""))
     assert watch.trigger.tracker is not None
@@ -202,7 +258,8 @@ def state_memory(ids: int) -> tuple[float, float, float]:
     import uuid
     from datetime import datetime, timezone
 
-    from airflow_provider_debitura.seen_tasks import SeenState, SeenTracker, WatchFilter
+    from airflow_provider_debitura.triggers.watcher.state import SeenState, WatchFilter
+    from airflow_provider_debitura.triggers.watcher.tracker import SeenTracker
 
     def held(first_start_on: int) -> tuple[float, list[str]]:
         gc.collect()
@@ -226,11 +283,12 @@ def state_memory(ids: int) -> tuple[float, float, float]:
 
 
 async def main_async(args: argparse.Namespace) -> list[Phase]:
-    from airflow_provider_debitura import seen_tasks
+    from airflow_provider_debitura.triggers.watcher import tracker
 
     # Fired tasks enter the stored state 30 s after their event (crash safety); the phases here are a few
     # seconds long, so store them at once to measure the state they make.
-    seen_tasks.PERSIST_GRACE = 0.0
+    tracker.PERSIST_GRACE = 0.0
+    record_reads()
     proc, url, conn = start_sandbox(f"large:{args.tasks}", API_KEY)
     os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn
     phases: list[Phase] = []
@@ -240,21 +298,29 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
             print(f"  {phases[-1].name}: {median(phases[-1].reads):.2f} s", flush=True)
 
             slot = MemorySlot()
+            since = (await tasks_requests(control), len(ROUNDS))
             watch = Timed(slot)
-            phases.append(await watcher_phase("first start (backlog)", watch, slot, 1))
-            phases.append(await watcher_phase("steady, backlog only", watch, slot, args.rounds))
+            phases.append(await watcher_phase("first start (backlog)", watch, slot, 1, control, since))
+            phases.append(await watcher_phase("steady, backlog only", watch, slot, args.rounds, control))
             await watch.stop()
 
             await control.post("/_sandbox/scenario", json={"name": "empty"})
             slot = MemorySlot()
             watch = Timed(slot)
             await watch.rounds(1)
+            await watch.idle()
+            since = (await tasks_requests(control), len(ROUNDS))
             await control.post("/_sandbox/scenario", json={"name": f"large:{args.tasks}"})
-            phases.append(await watcher_phase(f"burst of {args.tasks:,} new", watch, slot, 1))
-            phases.append(await watcher_phase(f"steady, {args.tasks:,} seen ids", watch, slot, args.rounds))
+            phases.append(await watcher_phase(f"burst of {args.tasks:,} new", watch, slot, 1, control, since))
+            phases.append(await watcher_phase(f"steady, {args.tasks:,} seen ids", watch, slot, args.rounds, control))
             await watch.stop()
             for phase in phases[1:]:
-                print(f"  {phase.name}: round {median(phase.rounds):.2f} s, {phase.events} events", flush=True)
+                print(
+                    f"  {phase.name}: {phase.requests:g} requests and {median(phase.read_s):.3f} s to read a round "
+                    f"({', '.join(phase.kinds)}), the watcher's own work {median(phase.rounds):.2f} s, "
+                    f"{phase.events} events",
+                    flush=True,
+                )
     finally:
         stop_sandbox(proc)
     return phases
@@ -269,15 +335,17 @@ def table(phases: list[Phase], tasks: int, memory: tuple[float, float, float]) -
     base = phases[0]
     read = median(base.reads)
     lines = [
-        f"open tasks: {tasks:,}; medians over the phase's rounds; full read (baseline) {read:.2f} s",
+        f"open tasks: {tasks:,}; medians over the phase's rounds; full read (baseline) {base.requests:g} requests, "
+        f"{read:.2f} s",
         "",
-        f"{'phase':<28} {'watcher s':>9} {'x read':>7} {'lag ms':>7}"
+        f"{'phase':<28} {'req/round':>9} {'read s':>7} {'watcher s':>9} {'x read':>7} {'lag ms':>7}"
         f" {'RSS +MB':>8} {'events':>7} {'seen ids':>8} {'state B':>8} {'B/task':>7}",
     ]
     for p in phases[1:]:
         own = median(p.rounds)
         lines.append(
-            f"{p.name:<28} {own:>9.3f} {own / read:>7.3f} {p.worst_lag_ms:>7.1f} {p.rss_growth_mb:>8.1f}"
+            f"{p.name:<28} {p.requests:>9g} {median(p.read_s):>7.3f} {own:>9.3f} {own / read:>7.3f}"
+            f" {p.worst_lag_ms:>7.1f} {p.rss_growth_mb:>8.1f}"
             f" {p.events:>7} {p.seen_ids:>8} {p.state_bytes:>8} {p.state_bytes / tasks:>7.2f}"
         )
     backlog_mb, fired_mb, v1_per_id = memory
@@ -287,6 +355,8 @@ def table(phases: list[Phase], tasks: int, memory: tuple[float, float, float]) -
         "",
         f"state bytes per fired task: {per_fired:.1f} (version-1 format of the same ids: {v1_per_id:.1f}, "
         f"x{v1_per_id / per_fired:.1f})",
+        f"before (every round a full read, as the watcher did until the tail read): {base.requests:g} requests "
+        f"and {read:.2f} s a round",
         f"baseline: the full read {read:.2f} s (worst loop lag during it {base.worst_lag_ms:.0f} ms, RSS "
         f"+{base.rss_growth_mb:.0f} MB); its {tasks:,} tasks as JSON (what a round carries when every task "
         f"matches; the shared-poll adapter's work, before the watcher's own): {median(base.rounds):.3f} s",
