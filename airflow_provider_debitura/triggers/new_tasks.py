@@ -213,7 +213,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
         outcome = await asyncio.to_thread(
             tracker.observe, listing.tasks, complete=listing.complete, now=time.time(), tail=listing.tail
         )
-        self._accepted = True
+        self._accepted = tracker.start == "resumed"  # judged by a started watcher: its order may be the next basis
         for record in listing.rejected:
             if self.watch.may_match(record):
                 what = f"a {record.what} {record.id or 'with no id'} the listing could not read ({record.reason})"

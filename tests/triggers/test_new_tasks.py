@@ -599,3 +599,17 @@ async def test_airflow_store_falls_back_to_a_variable_off_the_event_loop(monkeyp
     await store.save(trigger.watch, state, now=5.0)
     assert [c[0] for c in calls] == ["get", "set"] and calls[0][1] == trigger.state_key  # one Variable per filter
     assert SeenState.from_json(calls[1][1]) == state
+
+
+async def test_only_a_round_a_started_watcher_judged_becomes_the_next_tail_reads_basis(store):
+    """The trusted order (what a tail read compares with) comes only from rounds the watcher judged: never from a
+    round whose state did not load, an incomplete first listing, or a tail read before the first start."""
+    trigger = make(store)
+    early = api_task(1, "2026-01-01T00:00:00Z")
+    store.fail_loads = 1
+    assert await trigger._process(Round(True, [early])) == [] and not trigger._accepted  # the state did not load
+    assert await trigger._process(Round(True, [early], complete=False)) == [] and not trigger._accepted
+    assert await trigger._process(Round(True, [early], tail=True)) == [] and not trigger._accepted
+    assert await trigger._process(Round(True, [early])) == [] and trigger._accepted  # the first start
+    later = api_task(2, "2026-01-01T00:05:00Z")
+    assert await trigger._process(Round(True, [early, later], tail=True)) == [later] and trigger._accepted
