@@ -22,6 +22,7 @@ from helpers.standalone import alive
 from helpers.ui_demo import GATE_DAG, TRIAGE_DAG, UiDemo, ui_demo
 from helpers.waiting import port_is_free, wait_until
 
+from airflow_provider_debitura import provider_info
 from airflow_provider_debitura.hooks.settings import ConnectionSettings
 
 AIRFLOW = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
@@ -124,6 +125,11 @@ def test_connection_form_saves_every_field_and_keeps_the_port(demo: UiDemo, page
         "max_attempts": 3,
         "retry_deadline": 120,
         "allow_insecure_http": False,
+        "budget_per_minute": provider_info.DEFAULT_BUDGET_PER_MINUTE,
+        "budget_per_hour": provider_info.DEFAULT_BUDGET_PER_HOUR,
+        "budget_per_day": provider_info.DEFAULT_BUDGET_PER_DAY,
+        "budget_processes": provider_info.DEFAULT_BUDGET_PROCESSES,
+        "budget_max_wait": provider_info.DEFAULT_BUDGET_MAX_WAIT,
     }
     extra = json.loads(conn["extra"])
     if AIRFLOW < (3, 2):  # the form before declarative conn-fields: numbers as text, untouched fields null
