@@ -62,7 +62,9 @@ def world(variant: str | None = None) -> dict[str, Any]:
     extra_cases: tuple[str, ...] = ()
     if variant == "unknownType":
         blocker["type"] = "FutureTaskType"  # blocks by itself: every type blocks unless filtered
-        tasks.append({"type": "FutureAccountThing", "minutesAgo": 9})  # caseless, unknown: not account-level
+        # Caseless, unknown, a lead's: not account-level. Without a lead it would block every gate that counts every
+        # type (issue 20 item 11: doubt never opens a gate; tests/gate/test_unknown_types.py).
+        tasks.append({"type": "FutureAccountThing", "minutesAgo": 9, "leadId": "5f0c3a9e-7d1b-4c2a-9e8f-0a1b2c3d4e5f"})
     elif variant == "actionNull":
         blocker["action"] = None
     elif variant == "actionPartsNull":  # the spec's TaskActionDto: method and path both nullable
