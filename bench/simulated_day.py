@@ -1,7 +1,7 @@
 """Benchmark: a simulated day on one API key (issue 24's "Done when").
 
     .venv/bin/python bench/simulated_day.py [--open-tasks 5000] [--gates 1000] [--hours 24] [--speed 288]
-                                            [--new-tasks 200] [--seed 24] [--no-triage] [--json]
+                                            [--new-tasks 200] [--clear-hours 24] [--seed 24] [--no-triage] [--json]
 
 In one process: the sandbox on 127.0.0.1 (a free port) enforcing the API's three windows (2,000 a sliding
 minute, 20,000 a clock hour, 100,000 a day counted sliding: the strictest reading of the day), its clock
@@ -9,7 +9,8 @@ minute, 20,000 a clock hour, 100,000 a day counted sliding: the strictest readin
 defaults' values (half of each window, the day's pace) on a clock at the same speed; ``--gates`` deferred case
 gates and one new-task watcher in the shared poll at the default intervals (60 s, backoff to 15 min; divided
 by ``--speed`` in real time); the triage example's two operators every 30 simulated minutes; a seeded driver
-that clears each gated case's blockers and adds ``--new-tasks`` tasks at random simulated times.
+that clears each gated case's blockers and adds ``--new-tasks`` tasks at random simulated times over
+``--clear-hours`` (24: the day's pace; with ``--hours 6`` a quarter of the blockers clear within the run).
 
 Prints a table: requests, 429s, the peak of every window against the budget's share and the API's limit,
 each gate's delay from its blocker clearing to its opening (median, 95th percentile, max), new tasks fired
@@ -49,12 +50,14 @@ def main() -> int:
     parser.add_argument("--new-tasks", type=int, default=200)
     parser.add_argument("--seed", type=int, default=24)
     parser.add_argument("--grace", type=float, default=1_800.0, help="simulated seconds for the last gates")
+    parser.add_argument("--clear-hours", type=float, default=24.0, help="blockers clear over this many hours")
     parser.add_argument("--no-triage", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
     args = parser.parse_args()
     config = Config(
         open_tasks=args.open_tasks, gates=args.gates, hours=args.hours, speed=args.speed,
         new_tasks=args.new_tasks, seed=args.seed, grace=args.grace, triage=not args.no_triage,
+        clear_hours=args.clear_hours,
     )  # fmt: skip
     result = run(config)
     print(result.table())

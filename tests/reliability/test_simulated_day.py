@@ -21,8 +21,8 @@ def check(result: Result) -> None:
         assert result.peak(window) <= share, f"{window}: {result.peak(window)} > {share}\n{report}"
     assert result.spend["requests"] == result.budget_sent, f"a request went around the budget\n{report}"
     assert result.opened_early == [] and result.bad_events == [], report
-    assert result.not_opened == [] and len(result.delays) == result.config.gates, report
-    assert result.fired_once() and len(result.added) == result.config.new_tasks, report
+    assert result.not_opened == [] and len(result.delays) == result.cleared > 0, report
+    assert result.fired_once() and result.added, report
     assert [r for r in result.triage_runs if r["error"] is not None] == [], result.triage_runs
     # The gate's promise is max_wait after the blocker clears; the sped-up clock adds the real time of a round's
     # requests times the speed (a 50-page read of about 1 s real on a loaded machine is a simulated minute at speed 60).
@@ -32,12 +32,13 @@ def check(result: Result) -> None:
 def test_a_quarter_hour_on_one_key_at_5000_open_tasks() -> None:
     """100 gates whose blockers clear within 15 simulated minutes, 10 new tasks, one triage run (about 280
     requests), the watcher: about 25 s real at speed 60."""
-    result = run(Config(open_tasks=5_000, gates=100, hours=0.25, speed=60, new_tasks=10, grace=1_200))
+    result = run(Config(open_tasks=5_000, gates=100, hours=0.25, speed=60, new_tasks=10, grace=1_200, clear_hours=0.25))
     check(result)
     assert len(result.triage_runs) >= 1 and result.triage_runs[0]["replied"] > 0, result.triage_runs
 
 
 @pytest.mark.scale
 def test_two_hours_with_1000_gates_at_5000_open_tasks() -> None:
-    """1,000 gates, 50 new tasks, triage every 30 minutes for two simulated hours (about 1 minute real)."""
-    check(run(Config(open_tasks=5_000, gates=1_000, hours=2, speed=240, new_tasks=50)))
+    """1,000 gates, their blockers clearing at a day's pace (about 80 in two simulated hours), new tasks
+    likewise (200 a day), triage every 30 minutes, for two simulated hours (about 80 s real)."""
+    check(run(Config(open_tasks=5_000, gates=1_000, hours=2, speed=96, new_tasks=200)))
