@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
+import json
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
+
+from cryptography.fernet import Fernet
+from pydantic import JsonValue
 
 from airflow_provider_debitura.sandbox import SandboxServer
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
+from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY, KEY_PREFIX, SeenState
+
+AIRFLOW = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
 
 EMPTY_200 = {
     "kind": "status",
@@ -71,3 +83,54 @@ def add_task(sb: SandboxServer, type_: str = "ReplyToChat", ref: str | None = "I
     response = sb.control("POST", "/tasks", body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+# ------------------------------------------------------------------------------ what a real Airflow stored
+
+
+def stored_values(db: Path, asset: str, fernet_key: str | None = None) -> dict[str, JsonValue] | None:
+    """What the watchers of ``asset`` stored in Airflow's metadata database (SQLite), by key; None before the first
+    save. Airflow 3.3+: the asset's state store, every key (so a test can see that nothing is left under another
+    key). Before: every watcher filter's Variable (decrypted with ``fernet_key`` when Airflow encrypted it),
+    merged under the one key the asset store would use.
+
+    :param db: the ``airflow.db`` file (opened read-only).
+    :param asset: the watched asset's name.
+    :param fernet_key: the components' ``[core] fernet_key`` (see :func:`fernet_key_of`); needed before 3.3 only.
+    """
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        if AIRFLOW >= (3, 3):
+            rows = conn.execute(
+                "SELECT s.key, s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id WHERE a.name = ?",
+                (asset,),
+            ).fetchall()
+            return {key: json.loads(value) for key, value in rows} or None
+        variables = conn.execute(
+            "SELECT val, is_encrypted FROM variable WHERE key LIKE ?", (f"{KEY_PREFIX}__%",)
+        ).fetchall()
+    if any(encrypted for _, encrypted in variables) and not fernet_key:
+        raise ValueError("the watcher's Variable is encrypted: pass fernet_key (fernet_key_of(home) reads it)")
+    fernet = Fernet(fernet_key.encode()) if fernet_key else None
+    texts = [fernet.decrypt(value.encode()) if encrypted and fernet else value for value, encrypted in variables]
+    merged = SeenState.merge(SeenState.from_json(json.loads(text)) for text in texts)
+    return None if merged is None else {ASSET_STATE_KEY: merged.to_json()}
+
+
+def stored_state(db: Path, asset: str, fernet_key: str | None = None) -> SeenState | None:
+    """The watchers' state of ``asset`` as :func:`stored_values` finds it, decoded; None before the first save.
+
+    :param db: the ``airflow.db`` file.
+    :param asset: the watched asset's name.
+    :param fernet_key: see :func:`stored_values`.
+    """
+    return SeenState.from_json((stored_values(db, asset, fernet_key) or {}).get(ASSET_STATE_KEY))
+
+
+def fernet_key_of(home: Path) -> str | None:
+    """``[core] fernet_key`` of the ``airflow.cfg`` in an Airflow home (None when there is none).
+
+    :param home: the ``AIRFLOW_HOME``.
+    """
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(home / "airflow.cfg")
+    return config.get("core", "fernet_key", fallback=None) or None

@@ -41,14 +41,10 @@ try:
 except ImportError:  # pragma: no cover - Airflow 2.11
     pytest.skip("AssetWatcher needs Airflow 3", allow_module_level=True)
 
-from airflow_provider_debitura.seen_tasks import (
-    ASSET_STATE_KEY,
-    KEY_PREFIX,
-    WATERMARK_LAG,
-    Mark,
-    SeenState,
-    created_epoch,
-)
+from helpers.watcher import stored_state, stored_values
+
+from airflow_provider_debitura.triggers.watcher.ids import created_epoch
+from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY, WATERMARK_LAG, Mark, SeenState
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -166,27 +162,15 @@ class Airflow:
         return [payload["id"] for payload in self.asset_event_payloads()]
 
     def stored_state(self) -> dict[str, Any] | None:
-        """What the watcher stored, by key: the asset state store on Airflow 3.3+; before, the Variable of each
-        filter (decrypted with the components' Fernet key), under the one key the store would use."""
-        if AIRFLOW >= (3, 3):
-            rows = self.query(
-                "SELECT s.key, s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id WHERE a.name = ?",
-                "e2e_debitura_new_chat_tasks",
-            )
-            return {key: json.loads(value) for key, value in rows} or None
-        fernet = Fernet(self.env["AIRFLOW__CORE__FERNET_KEY"].encode())
-        rows = self.query("SELECT val, is_encrypted FROM variable WHERE key LIKE ?", f"{KEY_PREFIX}__%")
-        texts = [fernet.decrypt(value.encode()) if encrypted else value for value, encrypted in rows]
-        merged = SeenState.merge(SeenState.from_json(json.loads(text)) for text in texts)
-        return None if merged is None else {ASSET_STATE_KEY: merged.to_json()}
+        """What the watcher stored, by key (``helpers.watcher.stored_values``)."""
+        return stored_values(self.db, "e2e_debitura_new_chat_tasks", self.env["AIRFLOW__CORE__FERNET_KEY"])
 
     def explain(self) -> str:
         return "\n".join(f"---- {c} ----\n{self.log(c)[-4000:]}" for c in ("dag-processor", "triggerer", "scheduler"))
 
 
 def stored_ids(airflow: Airflow) -> set[str]:
-    value = (airflow.stored_state() or {}).get(ASSET_STATE_KEY)
-    state = SeenState.from_json(value)
+    state = stored_state(airflow.db, "e2e_debitura_new_chat_tasks", airflow.env["AIRFLOW__CORE__FERNET_KEY"])
     return set(state.ids) if state is not None else set()
 
 

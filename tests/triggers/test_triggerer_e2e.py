@@ -18,11 +18,8 @@ process has died! Exiting." (issue 22).
 
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -32,13 +29,12 @@ import pytest
 from helpers.sandbox import demo_without_timer
 from helpers.standalone import StandaloneAirflow
 from helpers.waiting import wait_until
+from helpers.watcher import fernet_key_of, stored_state
 
 try:
     from airflow.sdk import AssetWatcher  # noqa: F401
 except ImportError:  # pragma: no cover - Airflow 2.11
     pytest.skip("the triggerer's AssetWatcher and the Task SDK need Airflow 3", allow_module_level=True)
-
-from airflow_provider_debitura.seen_tasks import ASSET_STATE_KEY, SeenState, watcher_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -67,21 +63,8 @@ def airflow(tmp_path: Path, sandbox, migrated_db: Path) -> Iterator[StandaloneAi
 
 
 def stored_ids(airflow: StandaloneAirflow) -> set[str] | None:
-    """What the watcher saved: the asset state store (3.3+), else its Variable (read through the REST API,
-    which decrypts it). None until the first save."""
-    if AIRFLOW >= (3, 3):
-        with closing(sqlite3.connect(f"file:{airflow.home / 'airflow.db'}?mode=ro", uri=True, timeout=30)) as db:
-            rows = db.execute(
-                "SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id "
-                "WHERE a.name = ? AND s.key = ?",
-                (ASSET, ASSET_STATE_KEY),
-            ).fetchall()
-        value: Any = json.loads(rows[0][0]) if rows else None
-    else:
-        key = watcher_key("debitura_default", ["ReplyToChat"], None)
-        response = airflow.api("GET", f"/api/v2/variables/{key}")
-        value = json.loads(response.json()["value"]) if response.status_code == 200 else None
-    state = SeenState.from_json(value)
+    """What the watcher saved (``helpers.watcher.stored_state``); None until the first save."""
+    state = stored_state(airflow.home / "airflow.db", ASSET, fernet_key_of(airflow.home))
     return None if state is None else set(state.ids)
 
 
