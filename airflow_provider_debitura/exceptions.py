@@ -74,6 +74,11 @@ class DebituraReplyCasesFailedError(DebituraError):
         self.replied_cases = replied_cases
 
 
+class DebituraBudgetError(DebituraError):
+    """The connection's request budget (``budget_*`` extras, docs/request-budget.md) cannot fit the request, or
+    the run, within ``budget_max_wait``: the message names the window, the numbers and the extra to change."""
+
+
 class DebituraRequestError(DebituraError):
     """A request went wrong; the error names the ``method``, the ``path`` and the HTTP ``status``.
 

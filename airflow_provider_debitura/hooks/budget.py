@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Protocol
 
-from airflow_provider_debitura.exceptions import DebituraError
+from airflow_provider_debitura.exceptions import DebituraBudgetError
 from airflow_provider_debitura.hooks.settings import DAY, BudgetLimits, ConnectionSettings, connection_label
 
 __all__ = [
@@ -61,10 +61,6 @@ def spread(told: float, rng: random.Random, fraction: float = RETRY_AFTER_SPREAD
     told = max(0.0, told)
     jitter = min(RETRY_AFTER_MAX_SPREAD, max(RETRY_AFTER_MIN_SPREAD, fraction * told))
     return told + rng.uniform(0.0, jitter)
-
-
-class DebituraBudgetError(DebituraError):
-    """The connection's request budget cannot fit the request (or the run) within ``budget_max_wait``."""
 
 
 class Clock(Protocol):
