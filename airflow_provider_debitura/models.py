@@ -142,11 +142,12 @@ def is_open_status(status: str | None) -> bool:
 
 
 def is_account_level_task(type_name: str | None, case_id: str | None) -> bool:
-    """The one "account-level" rule: a documented account-level type with no case.
+    """A documented account-level type with no case: such a task blocks every case.
 
-    Such a task blocks every case. A caseless task of another type (a lead's SelectQuoteWinner, an
-    unknown new type) is not account-level and blocks no case gate; a SignContract that does carry a
-    caseId belongs to that case alone.
+    A SignContract that does carry a caseId belongs to that case alone. The gates add one rule on top
+    (:func:`airflow_provider_debitura.gate.records.is_account_level`): a caseless task of a type this
+    provider does not know, without a ``leadId``, blocks too (doubt never opens a gate;
+    docs/gates-unknown-types.md); a lead's task (SelectQuoteWinner) blocks no case gate.
 
     :param type_name: the task's ``type``.
     :param case_id: the task's ``caseId``.
