@@ -260,13 +260,12 @@ class _Sizer:
     def __init__(self, shape: str, per_batch: int) -> None:
         self.shape = shape
         self.per_batch = per_batch
-        self._item = _ITEM_OF.get(shape)
+        self._item: Callable[[Task], Any] = _ITEM_OF.get(shape, record)  # (summary: sized whole)
         self._sizes: dict[int, int] = {}
 
     def _item_size(self, task: Task) -> int:
         size = self._sizes.get(id(task))
         if size is None:
-            assert self._item is not None
             size = self._sizes[id(task)] = json_size(self._item(task))
         return size
 
