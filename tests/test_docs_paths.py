@@ -266,7 +266,7 @@ def _keywords_by_class(tree: ast.Module) -> list[tuple[str, str, int]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
             classes.update({alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names})
-    found = []
+    found: list[tuple[str, str, int]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
