@@ -56,7 +56,12 @@ MAX_CONCURRENT_READS = 8
 every gate read at once; 1,000 gates must not spend the key's per-minute budget in one burst)."""
 
 FANOUT_BATCH = 50
-"""Subscribers woken per event-loop iteration when a round is delivered."""
+"""Subscribers woken per event-loop iteration when a round is delivered, at most."""
+
+SLICE_SECONDS = 0.01
+"""CPU a round's fan-out or verdict sorting spends before it lets the loop run: at 50,000 open tasks a blocked
+gate's step costs a few milliseconds (its blockers include every account-level task), so a fixed count of gates
+per slice held the loop for 100 ms and more (``docs/triggerer-scale.md``)."""
 
 _NEVER = float("inf")
 _TOLERANCE = 1e-3
@@ -353,7 +358,7 @@ class SharedAccountPoller:
             return await self._direct(plan, taken_at)
         self.shared_reads += 1
         self._say("full", plan)
-        snapshot = _snapshot_of(read, taken_at)
+        snapshot = await _snapshot_of(read, taken_at)
         # P for the budget: the size the queue told; a read that could not tell (no or a lying total): its pages.
         pages = self.pages if read.total is not None or read.error is not None else read.requests
         return await self._confirm(snapshot, plan, pages) if plan.gates else snapshot
@@ -400,14 +405,16 @@ class SharedAccountPoller:
         """The due gates a full read would open or leaves in doubt, and those it keeps blocked by their case."""
         opening: list[GateSpec] = []
         held: list[GateSpec] = []
-        for index, gate in enumerate(plan.gates):
+        slice_ends = time.monotonic() + SLICE_SECONDS
+        for gate in plan.gates:
             state = snapshot.verdict_for(gate).state
             if state in (GateState.UNBLOCKED, GateState.UNKNOWN):
                 opening.append(gate)
             elif state is GateState.BLOCKED and snapshot.from_full_read(gate.case_id):
                 held.append(gate)
-            if index % 256 == 255:
-                await asyncio.sleep(0)  # 1,000 verdicts must not hold the loop in one piece
+            if time.monotonic() >= slice_ends:  # 1,000 verdicts must not hold the loop in one piece
+                await asyncio.sleep(0)
+                slice_ends = time.monotonic() + SLICE_SECONDS
         return opening, held
 
     def _say(self, mode: str, plan: _Plan) -> None:
@@ -436,12 +443,19 @@ class SharedAccountPoller:
             self._plan_text = text
 
     async def _deliver(self, tokens: list[int], snapshot: AccountSnapshot) -> None:
-        for start in range(0, len(tokens), FANOUT_BATCH):
-            self._deliver_now(tokens[start : start + FANOUT_BATCH], snapshot)
+        start = 0
+        while start < len(tokens):
+            start = self._deliver_now(tokens, snapshot, start, time.monotonic() + SLICE_SECONDS)
             await asyncio.sleep(0)  # wake 1,000 subscribers in slices, not in one loop iteration
 
-    def _deliver_now(self, tokens: list[int], snapshot: AccountSnapshot) -> None:
-        for token in tokens:
+    def _deliver_now(self, tokens: list[int], snapshot: AccountSnapshot, start: int = 0, until: float = _NEVER) -> int:
+        """Deliver to ``tokens[start:]``: at most :data:`FANOUT_BATCH` of them, and none once ``until``
+        (``time.monotonic()``) has passed; returns the index of the first one not delivered."""
+        end = min(len(tokens), start + FANOUT_BATCH) if until != _NEVER else len(tokens)
+        for index in range(start, end):
+            if index > start and time.monotonic() >= until:
+                return index
+            token = tokens[index]
             fut, step = self._waiting.get(token), self._steps.get(token)
             if fut is None or fut.done():
                 self._forget(token)
@@ -461,6 +475,7 @@ class SharedAccountPoller:
             else:
                 self._forget(token)
                 fut.set_result(outcome)
+        return end
 
     async def aclose(self) -> None:
         """Stop the loop and close the HTTP client; cancellation of the caller still propagates."""
@@ -488,10 +503,10 @@ def _rotate(items: list[str], turn: int) -> list[str]:
     return items[start:] + items[:start]
 
 
-def _snapshot_of(read: QueueRead, taken_at: float) -> AccountSnapshot:
+async def _snapshot_of(read: QueueRead, taken_at: float) -> AccountSnapshot:
     if read.error is not None or read.batch is None:
         return AccountSnapshot.failed(f"{type(read.error).__name__}: {read.error}", taken_at)
-    snapshot = AccountSnapshot.from_batch(
+    snapshot = await AccountSnapshot.afrom_batch(
         read.batch,
         taken_at,
         verified=read.verified or read.atomic,  # one page that matches its total: nothing to miss, in any order

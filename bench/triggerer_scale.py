@@ -1,0 +1,195 @@
+"""Benchmark: a triggerer at 50,000 open tasks: 1,000 blocked case gates and a new-task watcher in one loop.
+
+    python bench/triggerer_scale.py [--tasks 50000] [--gates 1000] [--interval 5] [--rounds 5] [--profile N]
+
+Starts a Debitura sandbox holding ``large:<tasks>`` in a child process (its CPU is not on the measured loop),
+then, in this process's one asyncio loop as a triggerer runs them: ``--gates`` ``DebituraCaseUnblockedTrigger``
+(``coalesce=True``, every one on a different case, every case blocked, so none opens) and one
+``DebituraNewTasksTrigger`` on the shared poll (its state in memory, as ``bench/watcher.py`` keeps it). Until
+``--rounds`` shared-poll rounds have been delivered after the first, it measures:
+
+- **loop lag**: a task sleeps 10 ms over and over and records how late it wakes: worst and p99 (whole run,
+  start-up included) and worst after the first round (steady state); plus **busy**, the largest CPU time the
+  loop's thread spent between two wake-ups (the lag an idle machine would see);
+- **RSS** (psutil): before the triggers start (idle) and the peak, and the growth between them;
+- **round time**: the shared poll's ``last_duration`` (read, confirm reads and fan-out) per round, and the
+  requests each round sent.
+
+``--profile N`` also prints the N functions with the most cumulative time on the loop (cProfile; slower).
+Stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import os
+import pstats
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+from sandbox_process import start_sandbox, stop_sandbox  # bench/ is on sys.path when a script here runs
+
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+
+API_KEY = "bench-key-3a7d90e1"
+
+
+@dataclass
+class Figures:
+    lags: list[float] = field(default_factory=list)
+    steady_lags: list[float] = field(default_factory=list)
+    worst_busy_ms: float = 0.0
+    steady_busy_ms: float = 0.0
+    idle_mb: float = 0.0
+    peak_mb: float = 0.0
+    rounds_s: list[float] = field(default_factory=list)
+    requests: list[int] = field(default_factory=list)
+    events: int = 0
+    seconds: float = 0.0
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+
+
+async def run(args: argparse.Namespace) -> Figures:
+    from watcher import MemorySlot, OneAsset  # bench/watcher.py: the watcher's state in memory
+
+    from airflow_provider_debitura.sandbox.scenarios import case_id_for
+    from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+    from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
+    from airflow_provider_debitura.triggers.shared_poll import active_pollers
+
+    figures = Figures()
+    process = psutil.Process()
+    n_cases = max(1, args.tasks // 5)
+    gates = [
+        DebituraCaseUnblockedTrigger(
+            case_id_for(f"LRG-{i % n_cases + 1:06d}"),
+            poll_interval=args.interval,
+            end_time=time.time() + 3600,
+            checks=1,
+        )
+        for i in range(args.gates)
+    ]
+    watcher = DebituraNewTasksTrigger(poll_interval=args.interval)
+    watcher.asset_state_store = OneAsset(MemorySlot())  # type: ignore[assignment]
+    gc.collect()
+    figures.idle_mb = figures.peak_mb = process.memory_info().rss / 2**20
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    first_round_done = asyncio.Event()
+
+    async def probe() -> None:
+        was_busy = False
+        while not stop.is_set():
+            before, cpu = loop.time(), time.thread_time()
+            await asyncio.sleep(0.01)
+            lag = (loop.time() - before - 0.01) * 1000
+            busy = (time.thread_time() - cpu) * 1000
+            figures.lags.append(lag)
+            if first_round_done.is_set():
+                figures.steady_lags.append(lag)
+                figures.steady_busy_ms = max(figures.steady_busy_ms, busy)
+            figures.worst_busy_ms = max(figures.worst_busy_ms, busy)
+            figures.peak_mb = max(figures.peak_mb, process.memory_info().rss / 2**20)
+            poller = active_pollers().get("debitura_default")
+            if poller is not None and was_busy and not poller.busy:  # a round just ended
+                figures.rounds_s.append(poller.last_duration)
+                figures.requests.append(poller.round_requests[-1] if poller.round_requests else 0)
+                print(
+                    f"  round {len(figures.rounds_s)}: {poller.last_duration:.2f} s, {figures.requests[-1]} requests,"
+                    f" worst lag {max(figures.lags):.0f} ms, worst busy {figures.worst_busy_ms:.0f} ms,"
+                    f" RSS {figures.peak_mb:.0f} MB",
+                    flush=True,
+                )
+                first_round_done.set()
+            was_busy = poller is not None and poller.busy
+
+    async def collect_watcher() -> None:
+        async for _ in watcher.run():
+            figures.events += 1
+
+    ticker = asyncio.create_task(probe())
+    clock = time.monotonic()
+    tasks = [asyncio.create_task(t.run().__anext__()) for t in gates]
+    tasks.append(asyncio.create_task(collect_watcher()))
+    deadline = time.monotonic() + 300 + args.rounds * max(args.interval, 60)
+    try:
+        while len(figures.rounds_s) < args.rounds + 1 and time.monotonic() < deadline:
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise RuntimeError(f"a trigger failed: {task.exception()!r}")
+            await asyncio.sleep(0.05)
+    finally:
+        figures.seconds = time.monotonic() - clock
+        stop.set()
+        await ticker
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return figures
+
+
+def table(args: argparse.Namespace, f: Figures) -> str:
+    steady = f.rounds_s[1:] or f.rounds_s
+    rows = [
+        f"queue: large:{args.tasks} ({args.tasks // 100} pages), {args.gates} blocked gates + 1 watcher,"
+        f" interval {args.interval:g} s, {len(f.rounds_s)} rounds in {f.seconds:.0f} s",
+        "",
+        f"{'worst lag ms':>12} {'p99 lag ms':>10} {'steady worst':>12} {'steady p99':>10} {'busy ms':>8}"
+        f" {'steady busy':>11} {'RSS idle MB':>11} {'RSS peak MB':>11} {'growth MB':>9} {'round 1 s':>9}"
+        f" {'later s':>7} {'requests':>14}",
+        f"{max(f.lags, default=0):>12.0f} {p99(f.lags):>10.0f} {max(f.steady_lags, default=0):>12.0f}"
+        f" {p99(f.steady_lags):>10.0f} {f.worst_busy_ms:>8.0f} {f.steady_busy_ms:>11.0f} {f.idle_mb:>11.0f}"
+        f" {f.peak_mb:>11.0f}"
+        f" {f.peak_mb - f.idle_mb:>9.0f} {(f.rounds_s or [0])[0]:>9.2f} {sum(steady) / max(len(steady), 1):>7.2f}"
+        f" {','.join(map(str, f.requests)):>14}",
+    ]
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=50000, help="open tasks in the sandbox (default 50000)")
+    parser.add_argument("--gates", type=int, default=1000, help="blocked gates (default 1000)")
+    parser.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds (default 5)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds measured after the first (default 5)")
+    parser.add_argument("--profile", type=int, default=0, help="print the top N functions by cumulative time")
+    args = parser.parse_args()
+    proc, _url, conn = start_sandbox(f"large:{args.tasks}", API_KEY, timeout=180)
+    os.environ["AIRFLOW_CONN_DEBITURA_DEFAULT"] = conn
+    profiler = cProfile.Profile() if args.profile else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        figures = asyncio.run(run(args))
+        if profiler is not None:
+            profiler.disable()
+    finally:
+        stop_sandbox(proc)
+    print()
+    print(table(args, figures))
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.profile)
+        print(out.getvalue())
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
+        print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__: list[Any] = []
