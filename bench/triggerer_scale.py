@@ -47,6 +47,8 @@ class Figures:
     steady_lags: list[float] = field(default_factory=list)
     worst_busy_ms: float = 0.0
     steady_busy_ms: float = 0.0
+    gc_ms: list[float] = field(default_factory=list)
+    """CPU time of each full (generation 2) collection: it stops the loop for its duration."""
     idle_mb: float = 0.0
     peak_mb: float = 0.0
     rounds_s: list[float] = field(default_factory=list)
@@ -70,6 +72,9 @@ async def run(args: argparse.Namespace) -> Figures:
 
     figures = Figures()
     process = psutil.Process()
+    if args.slow_ms:  # name every callback that holds the loop longer (asyncio debug mode: slower)
+        asyncio.get_running_loop().set_debug(True)
+        asyncio.get_running_loop().slow_callback_duration = args.slow_ms / 1000
     n_cases = max(1, args.tasks // 5)
     gates = [
         DebituraCaseUnblockedTrigger(
@@ -118,6 +123,16 @@ async def run(args: argparse.Namespace) -> Figures:
         async for _ in watcher.run():
             figures.events += 1
 
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                gc_started.append(time.thread_time())
+            elif gc_started:
+                figures.gc_ms.append((time.thread_time() - gc_started.pop()) * 1000)
+
+    gc.callbacks.append(on_gc)
     ticker = asyncio.create_task(probe())
     clock = time.monotonic()
     tasks = [asyncio.create_task(t.run().__anext__()) for t in gates]
@@ -136,6 +151,7 @@ async def run(args: argparse.Namespace) -> Figures:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        gc.callbacks.remove(on_gc)
     return figures
 
 
@@ -154,6 +170,7 @@ def table(args: argparse.Namespace, f: Figures) -> str:
         f" {f.peak_mb - f.idle_mb:>9.0f} {(f.rounds_s or [0])[0]:>9.2f} {sum(steady) / max(len(steady), 1):>7.2f}"
         f" {','.join(map(str, f.requests)):>14}",
     ]
+    rows.append(f"full GCs: {len(f.gc_ms)}, longest {max(f.gc_ms, default=0):.0f} ms CPU")
     return "\n".join(rows)
 
 
@@ -163,6 +180,7 @@ def main() -> int:
     parser.add_argument("--gates", type=int, default=1000, help="blocked gates (default 1000)")
     parser.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds (default 5)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds measured after the first (default 5)")
+    parser.add_argument("--slow-ms", type=float, default=0, help="log callbacks holding the loop over this")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions by cumulative time")
     args = parser.parse_args()
     proc, _url, conn = start_sandbox(f"large:{args.tasks}", API_KEY, timeout=180)
