@@ -2,11 +2,13 @@
 three windows, with the request budget's defaults, on a sped-up clock (``tests/helpers/simulated_day.py``).
 
 The CI test runs a short stretch (15 simulated minutes, 100 gates) at 5,000 open tasks; the scale test runs
-1,000 gates for two simulated hours. The full day at 5,000, 20,000 and 50,000 open tasks is the benchmark,
-``bench/simulated_day.py`` (figures in bench/RESULTS.md).
+1,000 gates for two simulated hours (about 80 s: only with ``SIMULATED_DAY_SCALE=1``). The longer runs at
+5,000, 20,000 and 50,000 open tasks are the benchmark, ``bench/simulated_day.py`` (figures in bench/RESULTS.md).
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from helpers.simulated_day import MAX_WAIT, SHARE, Config, Result, run
@@ -39,6 +41,10 @@ def test_a_quarter_hour_on_one_key_at_5000_open_tasks() -> None:
 
 
 @pytest.mark.scale
+@pytest.mark.skipif(
+    not os.environ.get("SIMULATED_DAY_SCALE"),
+    reason="about 80 s: set SIMULATED_DAY_SCALE=1 to run it (the newest pair's CI runs scale tests, at its limit)",
+)
 def test_two_hours_with_1000_gates_at_5000_open_tasks() -> None:
     """1,000 gates, their blockers clearing at a day's pace (about 80 in two simulated hours), new tasks
     likewise (200 a day), triage every 30 minutes, for two simulated hours (about 80 s real)."""
