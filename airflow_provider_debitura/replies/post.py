@@ -101,7 +101,9 @@ def post_drafts(
         ``random.Random``), wrapped around. The first case a run re-reads that another run answered makes it
         leave the rest (``yield_to_other_run``): exactly the cases the other run is answering. Two runs that
         start on the same case at once are caught after their first post: its history is read once more
-        and the run of the later of the two messages leaves the rest. Costs 1 request per run.
+        and the run of the later of the two messages leaves the rest; when the other run was already walking
+        (it reached this run's start as this run began, and never reads that case again), this run leaves.
+        Costs 1 request per run, 2 at such a meeting.
     :param log: where per-case lines go (the operator passes its task logger).
     """
     if yield_to_other_run is None:
@@ -114,7 +116,7 @@ def post_drafts(
             posted, other_run = _post_case(gateway, draft, sender, report, recheck_open_tasks, log)
             if posted is not None and check_twin:
                 check_twin = False
-                other_run = _twin_start(gateway, draft, posted, sender, log)
+                other_run = _twin_start(gateway, draft, posted, sender, log, drafts[index - 1])
         except DebituraAmbiguousWriteError:
             raise
         except Exception as exc:
@@ -141,18 +143,46 @@ def _in_own_order(drafts: Sequence[CaseDraft], own_order: bool | random.Random) 
 
 
 def _twin_start(
-    gateway: ChatGateway, draft: CaseDraft, posted: ChatMessage, sender: str, log: TaskLog
+    gateway: ChatGateway,
+    draft: CaseDraft,
+    posted: ChatMessage,
+    sender: str,
+    log: TaskLog,
+    before: CaseDraft,
 ) -> ChatMessage | None:
     """After this run's first post: another run's message of ours posted on the same case at the same time,
-    when it came first (this run then leaves the rest to it), else None (that run leaves the rest to this one).
-    Both runs read the same two messages, so exactly one of them goes on."""
+    when this run must leave the rest to it, else None (this run goes on).
+
+    When both runs started on this case, both read the same two messages here and the run of the later one
+    leaves, so exactly one goes on. But a run checks only after its own first post: when the other run was
+    already walking the circle and only reached this run's start as this run began (staggered starts), that
+    run never reads this case again, so this run leaves even if its message came first. Which of the two it
+    was shows on the case this run would answer last (``before``, the one preceding this in the circle): a
+    run that came through it posted there after this run's draft (1 more request, only at such a meeting).
+    """
     seen = set(draft.seen_chat_ids) | {posted.id}
     twins = [c for c in gateway.get_chats(draft.case_id) if c.id not in seen and _sent_as(c, sender)]
     if not twins:
         return None
     first = min(twins, key=lambda c: (c.date_created, c.id))
-    log.warning("Another run of ours started on case %s at the same time as this one.", draft.label)
-    return first if (first.date_created, first.id) < (posted.date_created, posted.id) else None
+    log.warning("Another run of ours reached case %s at the same time as this one.", draft.label)
+    if (first.date_created, first.id) < (posted.date_created, posted.id):
+        return first
+    if before.case_id == draft.case_id or not _came_through(gateway, before, sender):
+        return None  # both started here: that run read the same two messages and leaves
+    log.warning("That run was already answering the cases before %s: this one leaves the rest to it.", draft.label)
+    return first
+
+
+def _came_through(gateway: ChatGateway, before: CaseDraft, sender: str) -> bool:
+    """Whether another run of ours answered ``before`` since this run's draft (unknown, when it cannot be read:
+    True, so that this run leaves rather than risks answering every case a second time)."""
+    try:
+        return _from_other_run(before, gateway.get_chats(before.case_id), sender) is not None
+    except Exception as exc:
+        if case_failure(exc) is None:
+            raise
+        return True
 
 
 def _sent_as(chat: ChatMessage, sender: str) -> bool:
