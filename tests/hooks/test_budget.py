@@ -362,10 +362,11 @@ def test_a_listing_that_would_not_fit_fails_after_its_first_page(sandbox, monkey
 
 
 async def test_a_429_holds_the_connections_other_requests_and_they_come_back_spread(sandbox, monkeypatch):
-    """One read meets a 429 (retryAfter 0.4 s); ten reads started meanwhile wait for the hold and go spread
-    over its end: one 429 in all, no storm."""
+    """One read meets a 429 (retryAfter 1 s); ten reads started meanwhile wait for the hold and go spread
+    over its end: one 429 in all, no storm. (With 0.4 s, a 0.2 s spread, a busy CI machine's loop stall let all
+    ten go within 16 ms.)"""
     _conn(sandbox, monkeypatch, budget_max_wait=30)
-    rule = {"kind": "rateLimit", "retryAfter": 0.4, "retryAfterIn": "body", "count": 1, "path": "/me"}
+    rule = {"kind": "rateLimit", "retryAfter": 1.0, "retryAfterIn": "body", "count": 1, "path": "/me"}
     assert sandbox.control("PUT", "/faults", {"seed": 1, "rules": [rule]}).status_code == 200
     sandbox.control("DELETE", "/requests")
     async with DebituraAsyncHook() as hook:
@@ -380,7 +381,7 @@ async def test_a_429_holds_the_connections_other_requests_and_they_come_back_spr
     after = [
         (datetime.fromisoformat(r["time"].rstrip("Z")) - held).total_seconds() for r in log if r["path"] == "/tasks"
     ]
-    assert min(after) >= 0.39, after  # none went during the hold
+    assert min(after) >= 0.99, after  # none went during the hold
     assert max(after) - min(after) >= 0.05, after  # and they did not all come back at once
 
 
