@@ -288,8 +288,13 @@ class StandaloneAirflow:
         :param try_number: the try.
         """
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        response = self.api("GET", path, params={"full_content": "true"}, headers={"Accept": "text/plain"})
-        return response.text if response.status_code == 200 else f"(no log: HTTP {response.status_code})"
+        response = self.api("GET", path, params={"full_content": "true"}, headers={"Accept": "application/json"})
+        if response.status_code != 200:
+            return f"(no log: HTTP {response.status_code})"
+        content = response.json().get("content")
+        if isinstance(content, list):  # Airflow 3: structured log lines
+            return "\n".join(line.get("event", str(line)) if isinstance(line, dict) else str(line) for line in content)
+        return str(content)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 420) -> str:
         """Wait until a DAG run has finished; returns ``success`` or ``failed``.
