@@ -98,12 +98,9 @@ def post_drafts(
         approval, where an earlier run's message on one case says nothing about the others; such a caller
         can refresh ``seen_chat_ids`` right before posting and pass True, as the approval operator does).
     :param own_order: post in this run's own order: the given one from a random case (True, or a seeded
-        ``random.Random``), wrapped around. The first case a run re-reads that another run answered makes it
-        leave the rest (``yield_to_other_run``): exactly the cases the other run is answering. Two runs that
-        start on the same case at once are caught after their first post: its history is read once more
-        and the run of the later of the two messages leaves the rest; when the other run was already walking
-        (it reached this run's start as this run began, and never reads that case again), this run leaves.
-        Costs 1 request per run, 2 at such a meeting.
+        ``random.Random``), wrapped around; the first case found answered by another run of ours makes this
+        run leave the rest to it. Meetings at a run's start are settled by :func:`_twin_start` (1 request
+        per run, 2 at such a meeting; docs/operators.md, "Two runs at once").
     :param log: where per-case lines go (the operator passes its task logger).
     """
     if yield_to_other_run is None:
