@@ -232,6 +232,19 @@ def xcom(demo: UiDemo, dag_id: str, run_id: str, task_id: str) -> dict:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def failed_task_logs(demo: UiDemo, dag_id: str, run_id: str) -> dict[str, str]:
+    """The end of the log of each task instance of a run that did not succeed (for an assertion's message)."""
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+    instances = demo.airflow.api("GET", path).json()["task_instances"]
+    return {
+        f"{ti['task_id']}[{ti.get('map_index', -1)}] {ti['state']}": demo.airflow.task_log(
+            dag_id, run_id, ti["task_id"], max(1, ti.get("try_number") or 1)
+        )[-3000:]
+        for ti in instances
+        if ti["state"] not in ("success", "skipped")
+    }
+
+
 def test_triage_from_the_ui_answers_each_chat_task_once_whichever_run_is_first(demo: UiDemo, page) -> None:
     """Triggering unpauses the DAG (the UI's default), so its schedule may start a run as well: the chat tasks
     are answered once in total, by whichever run reads the queue first."""
@@ -244,7 +257,8 @@ def test_triage_from_the_ui_answers_each_chat_task_once_whichever_run_is_first(d
     )
     reports = [xcom(demo, TRIAGE_DAG, r["dag_run_id"], "auto_reply") for r in runs(demo, TRIAGE_DAG)]
     assert sum(len(report["replied"]) for report in reports) == 3
-    assert all(r["state"] == "success" for r in runs(demo, TRIAGE_DAG))
+    failed = [r["dag_run_id"] for r in runs(demo, TRIAGE_DAG) if r["state"] != "success"]
+    assert not failed, {run: failed_task_logs(demo, TRIAGE_DAG, run) for run in failed}
 
     page.goto(f"{airflow.url}/dags/{TRIAGE_DAG}/runs/{urllib.parse.quote(manual)}")
     page.get_by_text("notify_human").first.wait_for()
