@@ -30,19 +30,8 @@ from airflow_provider_debitura.operators.list_output import (
     xcom_size_error,
 )
 from airflow_provider_debitura.sandbox import SandboxServer
+from airflow_provider_debitura.sandbox.scenarios import generate_large
 
-CYCLE = (
-    "ReplyToChat",
-    "ReplyToChat",
-    "ClientInputRequired",
-    "MoreInfoNeeded",
-    "ReplyToChat",
-    "ReviewPartner",
-    "CaseValidationNeedsInfo",
-    "Generic",
-    "SelectQuoteWinner",
-    "MoreInfoNeeded",
-)
 START = datetime(2026, 12, 1, tzinfo=timezone.utc)
 CHAT_ACTION = {"method": "POST", "path": "/cases/{caseId}/chats"}
 
@@ -55,27 +44,27 @@ def _template(kind: str) -> Task:
 
 
 def make_tasks(count: int) -> list[Task]:
-    """``count`` open tasks as ``large:N`` makes them: the same mix of types, five tasks a case, every 50th
-    account-level (built by copying one validated task per type: 50,000 in well under a second)."""
-    templates = {kind: _template(kind) for kind in {*CYCLE, "AssignBankAccount", "SignContract"}}
-    cases = max(1, count // 5)
+    """``count`` open tasks as ``large:N`` makes them (the sandbox's own generator gives each one's type and case),
+    built by copying one validated task per type: 50,000 in well under a second."""
+    templates: dict[str, Task] = {}
     tasks = []
-    for i in range(count):
+    for i, spec in enumerate(generate_large(count)["tasks"]):
+        kind, ref = spec["type"], spec.get("caseCreditorReference")
+        template = templates.get(kind) or templates.setdefault(kind, _template(kind))
         task_id = f"{i:08x}-7a5c-5b1e-8f00-{i * 7919 % 10**12:012d}"
-        when = START + timedelta(seconds=i)
-        if i % 50 == 49:
-            kind = "AssignBankAccount" if (i // 50) % 2 == 0 else "SignContract"
+        if ref is None:  # account-level
             update: dict[str, Any] = {"title": kind, "solution_url": "https://app.debitura.com/creditor/settings"}
         else:
-            kind = CYCLE[(i * 7) % len(CYCLE)]
-            case_id = f"{i % cases:08x}-0c0a-5e1d-9a00-000000000000"
+            case_id = f"{int(ref.removeprefix('LRG-')) - 1:08x}-0c0a-5e1d-9a00-000000000000"
             update = {
-                "title": f"{kind}: LRG-{i % cases + 1:06d}",
+                "title": f"{kind}: {ref}",
                 "case_id": case_id,
-                "case_reference": f"LRG-{i % cases + 1:06d}",
+                "case_reference": ref,
                 "solution_url": f"https://app.debitura.com/creditor/cases/{case_id}?task={task_id}",
             }
-        tasks.append(templates[kind].model_copy(update={"id": task_id, "date_created": when, **update}))
+        tasks.append(
+            template.model_copy(update={"id": task_id, "date_created": START + timedelta(seconds=i), **update})
+        )
     return tasks
 
 
