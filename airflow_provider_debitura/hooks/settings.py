@@ -97,15 +97,33 @@ def read_extra(extra: Mapping[str, Any], name: str, conn_type: str = "debitura")
     return None if value == "" else value
 
 
+def _number(value: object) -> float:
+    """``value`` as a float (NaN when it is not a number; a bool is not one)."""
+    try:
+        return float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _whole_number(value: object, *, separators: bool = False) -> int:
+    """``value`` as a whole number (-1 when it is not one); ``separators``: a text may group digits with , or _."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().replace(",", "").replace("_", "") if separators else value.strip()
+        if text.isdigit():
+            return int(text)
+    return -1
+
+
 def _seconds(where: str, name: str, value: object, default: float, maximum: float) -> float:
     if value is None:
         return default
     if hasattr(value, "total_seconds"):
         value = value.total_seconds()
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not (math.isfinite(number) and 0 < number <= maximum):
         raise DebituraConfigError(
             f"{where}: extra {name!r}={value!r} must be a positive number of seconds (finite, at most "
@@ -117,13 +135,7 @@ def _seconds(where: str, name: str, value: object, default: float, maximum: floa
 def _max_attempts(where: str, value: object) -> int:
     if value is None:
         return DEFAULT_MAX_ATTEMPTS
-    number = -1
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
+    number = _whole_number(value)
     if not 1 <= number <= MAX_ATTEMPTS_LIMIT:
         raise DebituraConfigError(
             f"{where}: extra 'max_attempts'={value!r} must be a whole number >= 1 and <= {MAX_ATTEMPTS_LIMIT} "
@@ -208,13 +220,7 @@ class BudgetLimits:
 def _whole(where: str, name: str, value: object, default: int, maximum: int, why: str) -> int:
     if value is None:
         return default
-    number = -1
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and value.strip().replace(",", "").replace("_", "").isdigit():
-        number = int(value.strip().replace(",", "").replace("_", ""))
+    number = _whole_number(value, separators=True)
     if not 1 <= number <= maximum:
         raise DebituraConfigError(
             f"{where}: extra {name!r}={value!r} must be a whole number from 1 to {maximum:,} ({why}). "
@@ -226,10 +232,7 @@ def _whole(where: str, name: str, value: object, default: int, maximum: int, why
 def _wait(where: str, value: object) -> float:
     if value is None:
         return DEFAULT_BUDGET_MAX_WAIT
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
+    number = _number(value)
     if not (math.isfinite(number) and 0 <= number <= MAX_WAIT_LIMIT):
         raise DebituraConfigError(
             f"{where}: extra 'budget_max_wait'={value!r} must be a number of seconds from 0 to {MAX_WAIT_LIMIT:,.0f} "
