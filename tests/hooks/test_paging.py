@@ -123,9 +123,10 @@ ROWS = [
     # name, size, hint, changes after request k, pages requested, verified, re-reads
     ("empty queue", 0, None, {}, [1], True, 0),
     ("one page, no hint", 2, None, {}, [1], True, 0),
-    ("three pages, no hint: page 1 tells the size", 9, None, {}, [1, 3, 2, 1], True, 0),
-    ("three pages, right hint", 9, 3, {}, [3, 2, 1], True, 0),
-    ("hint too small (the queue grew)", 9, 2, {}, [2, 3, 2, 1], True, 0),
+    # 9 tasks fill page 3 exactly: page 4 is read too, and must be empty (a total capped on a boundary shows there)
+    ("three pages, no hint: page 1 tells the size", 9, None, {}, [1, 3, 2, 1, 4], True, 0),
+    ("three pages, right hint", 9, 3, {}, [3, 2, 1, 4], True, 0),
+    ("hint too small (the queue grew)", 9, 2, {}, [2, 3, 2, 1, 4], True, 0),
     ("hint too large (the queue shrank)", 7, 5, {}, [5, 3, 2, 1], True, 0),
     ("solve on page 1 after the first read", 9, 3, {1: [solve(0)]}, [3, 2, 1], True, 0),
     ("solve on page 1 after every read", 9, 3, {1: [solve(0)], 2: [solve(0)]}, [3, 2, 1], True, 0),
@@ -136,7 +137,7 @@ ROWS = [
         9,
         3,
         {1: [solve(1), append]},
-        [3, 2, 1, 3, 2, 1],
+        [3, 2, 1, 3, 2, 1, 4],
         True,
         1,
     ),
@@ -241,14 +242,20 @@ def test_count_check_fires_on_solve_and_create_at_once_and_the_reread_settles_it
         (lambda n: n - 1, [3, 1, 2, 3, 4], 9),
         # over-reported: the last page comes back short of its total; no re-read (was 1 + 4 + 4 requests)
         (lambda n: n + 3, [3, 4, 3, 2, 1], 9),
+        # capped exactly on a page boundary (9 said, 11 open): every answer agrees with its own total, and the
+        # distinct ids equal it; only page 4 shows it, and the rest is read on (was: 9 tasks, verified)
+        (lambda n: min(n, 9), [3, 2, 1, 4], 11),
+        # lagging by one onto a boundary (10 open said 9): the same (was: 9 tasks, verified)
+        (lambda n: n - 1, [3, 2, 1, 4], 10),
     ],
-    ids=["zero", "lagging", "over-reported"],
+    ids=["zero", "lagging", "over-reported", "capped-on-a-boundary", "lagging-onto-a-boundary"],
 )
 def test_a_lying_total_is_never_verified(lie, calls, got):
     """Issue 20, item 3: ``totalResults`` is checked against the records of the same answer."""
-    queue = Queue.of(9)
+    queue = Queue.of(got)
     queue.total_lie = lie
-    got_calls, listing, _, _ = drive(queue, hint=3)
+    got_calls, listing, throughout, _ = drive(queue, hint=3)
+    assert throughout <= set(ids(listing))
     assert not listing.verified and "the totals cannot be trusted" in listing.unverified_reason
     assert got_calls == calls and len(listing) == got
 
