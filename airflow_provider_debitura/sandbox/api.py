@@ -15,7 +15,7 @@ from starlette.routing import Route
 from airflow_provider_debitura.sandbox import scenarios as sc
 from airflow_provider_debitura.sandbox.cases import CaseQuery, parse_guids, parse_sort, parse_statuses
 from airflow_provider_debitura.sandbox.dto import ApiError
-from airflow_provider_debitura.sandbox.models import TASK_STATUSES
+from airflow_provider_debitura.sandbox.records import TASK_STATUSES
 from airflow_provider_debitura.sandbox.state import SandboxState
 
 Endpoint = Callable[[Request], Awaitable[Response]]

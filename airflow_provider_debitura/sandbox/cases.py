@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow_provider_debitura.sandbox.dto import ApiError, page_data
 from airflow_provider_debitura.sandbox.ids import is_guid, normalize_guid
-from airflow_provider_debitura.sandbox.models import LIFECYCLES, Case
+from airflow_provider_debitura.sandbox.records import LIFECYCLES, Case
 
 #: ``Sort`` field name -> InvoiceDto key. Unknown fields are silently ignored, as the spec says.
 SORT_FIELDS = {

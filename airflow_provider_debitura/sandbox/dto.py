@@ -6,7 +6,7 @@ import copy
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_debitura.sandbox.models import CHAT_ROLE_LABELS, Chat, Task
+from airflow_provider_debitura.sandbox.records import CHAT_ROLE_LABELS, Chat, Task
 
 
 class ApiError(Exception):

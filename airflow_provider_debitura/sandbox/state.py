@@ -29,8 +29,8 @@ from airflow_provider_debitura.sandbox.config import DEFAULT_CONFIG, check_confi
 from airflow_provider_debitura.sandbox.dto import ApiError, chat_dto, fmt_ts, page_data, task_dto
 from airflow_provider_debitura.sandbox.events import Event, EventBook
 from airflow_provider_debitura.sandbox.faults import FaultRule, FaultSet
-from airflow_provider_debitura.sandbox.models import CHAT_TASK_TYPES, TASK_STATUSES, Case, Chat, Task, User
 from airflow_provider_debitura.sandbox.ratelimit import Limits, RateLimiter, Refusal
+from airflow_provider_debitura.sandbox.records import CHAT_TASK_TYPES, TASK_STATUSES, Case, Chat, Task, User
 from airflow_provider_debitura.sandbox.requestlog import RequestLog
 from airflow_provider_debitura.sandbox.scenario_models import (
     AddTaskAction,

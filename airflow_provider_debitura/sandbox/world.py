@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow_provider_debitura.sandbox.dto import fmt_ts
 from airflow_provider_debitura.sandbox.ids import case_id_for, normalize_guid, reference_for, stable_id, user_id_for
-from airflow_provider_debitura.sandbox.models import (
+from airflow_provider_debitura.sandbox.records import (
     ACCOUNT_TASK_TYPES,
     CHAT_TASK_TYPES,
     LEAD_TASK_TYPES,
