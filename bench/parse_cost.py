@@ -26,7 +26,8 @@ from collections import defaultdict
 
 PROVIDER_MODULES = (
     "airflow_provider_debitura.sensors.debitura",
-    "airflow_provider_debitura.operators.debitura",
+    "airflow_provider_debitura.operators.list_tasks",
+    "airflow_provider_debitura.operators.reply_to_chat",
 )
 BASELINE_MODULE = "airflow.sdk"
 OWN_PACKAGE = "airflow_provider_debitura"

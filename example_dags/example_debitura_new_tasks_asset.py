@@ -49,7 +49,7 @@ if AssetWatcher is not None:
     import pendulum
 
     from airflow_provider_debitura.models import TaskType
-    from airflow_provider_debitura.operators.debitura import DebituraReplyToChatTasksOperator
+    from airflow_provider_debitura.operators.reply_to_chat import DebituraReplyToChatTasksOperator
     from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
 
     WATCHED_TYPES = [

@@ -47,10 +47,8 @@ except ImportError:  # Airflow 2.11
     from airflow import DAG
     from airflow.decorators import task
 
-from airflow_provider_debitura.operators.debitura import (
-    DebituraListTasksOperator,
-    DebituraReplyToChatTasksOperator,
-)
+from airflow_provider_debitura.operators.list_tasks import DebituraListTasksOperator
+from airflow_provider_debitura.operators.reply_to_chat import DebituraReplyToChatTasksOperator
 
 log = logging.getLogger("airflow.task")
 

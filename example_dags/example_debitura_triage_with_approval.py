@@ -57,8 +57,8 @@ if HITL_AVAILABLE:
     import pendulum
     from airflow.sdk import DAG, task
 
-    from airflow_provider_debitura.operators.debitura import DebituraListTasksOperator
     from airflow_provider_debitura.operators.human_handoff import DebituraHumanHandoffOperator, group_tasks_by_case
+    from airflow_provider_debitura.operators.list_tasks import DebituraListTasksOperator
     from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
 
     with DAG(

@@ -21,8 +21,8 @@ from airflow_provider_debitura.hitl import HITL_AVAILABLE
 if HITL_AVAILABLE:
     from airflow.sdk import DAG, task
 
-    from airflow_provider_debitura.operators.debitura import DebituraListTasksOperator
     from airflow_provider_debitura.operators.human_handoff import DebituraHumanHandoffOperator
+    from airflow_provider_debitura.operators.list_tasks import DebituraListTasksOperator
 
     WAYS = {
         "hitl_handoff_wait": {"poll_interval": 3600},

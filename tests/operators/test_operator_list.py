@@ -12,7 +12,7 @@ from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNo
 from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY
 from airflow_provider_debitura.models import Task
 from airflow_provider_debitura.operators import DebituraListTasksOperator
-from airflow_provider_debitura.operators.debitura import _summary_table
+from airflow_provider_debitura.operators.list_tasks import summary_table
 
 
 def ctx() -> dict[str, Any]:
@@ -156,7 +156,7 @@ def test_summary_table_counts_types_resolvable_and_account_level() -> None:
     def task(i: int, type_: str, case: str | None) -> Task:
         return Task.model_validate({"id": str(i), "type": type_, "caseId": case, "dateCreated": "2026-01-01T00:00:00Z"})
 
-    table = _summary_table(
+    table = summary_table(
         [
             task(1, "ReplyToChat", "c"),
             task(2, "ReplyToChat", "c"),
