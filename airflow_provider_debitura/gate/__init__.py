@@ -7,13 +7,15 @@ parts mean. The drivers only send. Design notes: ``docs/gates.md``.
 
 - :mod:`.records`: tasks as a gate keeps them (tuples of strings) and the calls it sends;
 - :mod:`.verdict`: the policy, the parts of an answer, the rule (:class:`GateSpec`), :class:`GateVerdict`;
-- :mod:`.snapshot`: :class:`AccountSnapshot` (one round, for every gate) and :class:`DirectReads`;
+- :mod:`.snapshot`: :class:`AccountSnapshot` (one round, for every gate);
+- :mod:`.direct_reads`: :class:`DirectReads` (one round of direct reads, an exchange of ``hooks.exchange``);
 - :mod:`.progress`: :class:`GateProgress` (checks, first blockers, the case's name), the XCom record,
   the backoff.
 """
 
 from __future__ import annotations
 
+from airflow_provider_debitura.gate.direct_reads import FAILED_READS_PER_ROUND, DirectReads
 from airflow_provider_debitura.gate.progress import (
     BACKOFF_SHARE,
     DEFAULT_MAX_WAIT,
@@ -55,7 +57,7 @@ from airflow_provider_debitura.gate.records import (
     record_batch,
     task_dict,
 )
-from airflow_provider_debitura.gate.snapshot import FAILED_READS_PER_ROUND, AccountSnapshot, DirectReads
+from airflow_provider_debitura.gate.snapshot import AccountSnapshot
 from airflow_provider_debitura.gate.verdict import (
     SUMMARY_TASKS_PER_TYPE,
     GateSpec,

@@ -1,4 +1,4 @@
-"""Finding a case by one of its identifiers: the sans-IO lookup both hooks drive.
+"""Finding a case by one of its identifiers: the sans-IO lookup both hooks drive (``hook.exchange(CaseLookup(...))``).
 
 A creditor reference with a ``/`` (invoice numbers such as ``2024/0001``) is sent as one encoded path
 segment (``2024%2F0001``). A server that decodes ``%2F`` before routing answers 404 for it; then, and
@@ -8,11 +8,13 @@ only then, the lookup searches the newest cases (``GET /cases?Sort=DateCreated:d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.exchange import Exchange, unwrap
 from airflow_provider_debitura.models import Case, CasePage
 from airflow_provider_debitura.validation import CaseSelector
 
@@ -27,7 +29,7 @@ __all__ = ["SEARCH_MAX_PAGES", "CaseLookup"]
 
 def _first_call(selector: CaseSelector) -> ApiCall[Case]:
     """The first request of a lookup. Private on purpose: alone it has no search fallback, so every caller
-    goes through :class:`CaseLookup` (``DebituraHook.find_case_for`` and its async twin drive it).
+    goes through :class:`CaseLookup` (driven by ``hook.exchange``).
 
     :param selector: exactly one identifier of the case.
     """
@@ -40,17 +42,11 @@ def _first_call(selector: CaseSelector) -> ApiCall[Case]:
     raise DebituraConfigError("No case given.")
 
 
-class CaseLookup:
-    """The lookup of one case, with the search fallback for a creditor reference containing ``/``.
-
-    Drive it with::
-
-        while (call := lookup.next_call()) is not None:
-            try:
-                lookup.feed(send(call))
-            except DebituraNotFoundError as exc:
-                lookup.not_found(exc)  # re-raises unless the search fallback applies
-        case = lookup.result()
+class CaseLookup(Exchange[Case]):
+    """The lookup of one case, with the search fallback for a creditor reference containing ``/``: an
+    :class:`~airflow_provider_debitura.hooks.exchange.Exchange`, e.g. ``case = hook.exchange(CaseLookup(selector))``.
+    A 404 starts the search when it applies, else it is raised (with a hint about whitespace); any other error
+    is raised as it is.
 
     Cost: 1 request; after a 404 for a reference with ``/``, up to :data:`SEARCH_MAX_PAGES` more.
 
@@ -66,34 +62,36 @@ class CaseLookup:
         self._not_found: DebituraNotFoundError | None = None
         self._case: Case | None = None
 
-    def next_call(self) -> ApiCall[Any] | None:
-        """The next request, or None once the case is found."""
-        return self._call
+    def next_calls(self) -> Sequence[ApiCall[Any]]:
+        """The next request, or none once the case is found."""
+        return [] if self._call is None else [self._call]
 
-    def feed(self, answer: Case | CasePage) -> None:
+    def feed(self, call: ApiCall[Any], answer: object) -> None:
         """Take the answer to the last call.
 
-        :param answer: the case (direct lookup) or a page of cases (search).
+        :param call: the call.
+        :param answer: the case (direct lookup), a page of cases (search), or the error the call ended with.
         """
+        if isinstance(answer, DebituraNotFoundError):
+            self._on_404(answer)
+            return
+        found: Case | CasePage = unwrap(answer)
         self.requests += 1
-        if isinstance(answer, Case):
-            self._done(answer)
+        if isinstance(found, Case):
+            self._done(found)
             return
         reference = self.selector.creditor_reference
-        self._searched += answer.raw_count
-        match = next((c for c in answer.cases if c.creditor_reference == reference), None)
+        self._searched += found.raw_count
+        match = next((c for c in found.cases if c.creditor_reference == reference), None)
         if match is not None:
             self._done(match)
-        elif answer.raw_count < SEARCH_PAGE_SIZE or self._page >= SEARCH_MAX_PAGES:
+        elif found.raw_count < SEARCH_PAGE_SIZE or self._page >= SEARCH_MAX_PAGES:
             raise self._searched_in_vain()
         else:
             self._next_search_page()
 
-    def not_found(self, exc: DebituraNotFoundError) -> None:
-        """Take a 404 for the last call: start the search if it applies, else re-raise ``exc``.
-
-        :param exc: the 404 error.
-        """
+    def _on_404(self, exc: DebituraNotFoundError) -> None:
+        """A 404 for the last call: start the search if it applies, else raise ``exc``."""
         self.requests += 1
         reference = self.selector.creditor_reference or ""
         if self._page and self._not_found is not None:  # the server has no GET /cases either

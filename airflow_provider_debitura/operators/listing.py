@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from airflow_provider_debitura.hooks.debitura import DebituraHook
+from airflow_provider_debitura.hooks.lookup import CaseLookup
 from airflow_provider_debitura.models import Case, Records, RejectedRecord, Task, TaskType
 from airflow_provider_debitura.validation import CaseSelector
 
@@ -31,7 +32,7 @@ def list_scope(
     """
     if selector is None:
         return None, hook.list_tasks(status=status, types=types)
-    case = hook.find_case_for(selector)
+    case = hook.exchange(CaseLookup(selector))
     own = hook.get_case_tasks(case.id, status=status, types=types)
     tasks, rejected = list(own), list(own.rejected)
     if with_account_level:

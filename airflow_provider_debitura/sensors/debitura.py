@@ -24,7 +24,7 @@ from airflow_provider_debitura.exceptions import DebituraError, DebituraRequestE
 from airflow_provider_debitura.gate import DirectReads, GateProgress, GateSpec, GateState, GateVerdict
 from airflow_provider_debitura.gate.progress import check_backoff
 from airflow_provider_debitura.hooks.debitura import DebituraHook
-from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.lookup import CaseLookup
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.sensors.memory import TaskMemory
 from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
@@ -197,7 +197,7 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
             self._case = _Case(str(stored["case_id"]), stored.get("label"))
         else:
             try:
-                found = self.hook.find_case_for(selector)
+                found = self.hook.exchange(CaseLookup(selector))
             except DebituraError as exc:
                 if gate.is_fatal(exc):
                     raise AirflowFailException(gate.lookup_failure_message(selector.description, exc)) from _cause(exc)
@@ -222,23 +222,11 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
 
     # -- the check --
 
-    def _send(self, call: ApiCall[T]) -> T | DebituraError:
-        try:
-            return self.hook.run(call)
-        except DebituraError as exc:
-            return exc
-
     def check(self, case_id: str) -> GateVerdict:
         """One check: the case's open tasks, then (when they can block it) the account-level ones."""
         spec = self._spec(case_id)
         reads = DirectReads([spec.case_id], spec.account_types, prove_new_types=True)  # no shared read to lean on
-        for case, call in reads.case_calls():
-            answer = self._send(call)
-            reads.feed_case(case, answer)
-        while (account_call := reads.account_call()) is not None:
-            page = self._send(account_call)
-            reads.feed_account(page)
-        return reads.snapshot(time.time()).verdict_for(spec)
+        return self.hook.exchange(reads).snapshot(time.time()).verdict_for(spec)
 
     def _progress_for(self, context: Context, memory: TaskMemory, case: _Case | None) -> GateProgress:
         if self._progress is not None and not self.reschedule:

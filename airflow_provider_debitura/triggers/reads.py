@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar, cast
 
-from airflow_provider_debitura.exceptions import DebituraAuthError, DebituraError
+from airflow_provider_debitura.exceptions import DebituraAuthError
 from airflow_provider_debitura.gate import (
     CompactTask,
     DirectReads,
@@ -27,7 +27,6 @@ from airflow_provider_debitura.gate import (
 )
 from airflow_provider_debitura.hooks import endpoints, paging
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.hooks.paging import TaskListing
 from airflow_provider_debitura.models import PageData, RejectedRecord, TaskPage
 
@@ -36,45 +35,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def send(hook: DebituraAsyncHook, call: ApiCall[T]) -> T | BaseException:
-    """The call's answer, or the error it ended with (cancellation still propagates). An error that is not a
-    :class:`DebituraError` is a bug: logged with its traceback, and answered as a transient doubt."""
-    try:
-        return await hook.run(call)
-    except asyncio.CancelledError:
-        raise
-    except DebituraError as exc:
-        return exc
-    except Exception as exc:
-        log.exception("Unexpected error reading %s from Debitura", call.label)
-        return _Unexpected(f"{type(exc).__name__}: {exc}")
-
-
-class _Unexpected(DebituraError):
-    transient = True
-
-
 async def drive_direct(hook: DebituraAsyncHook, reads: DirectReads, slots: asyncio.Semaphore) -> None:
-    """Send one round of direct reads: the cases concurrently (within ``slots``), then the account-level pages.
+    """Kept until its callers move to ``await hook.exchange(reads, slots=slots)``, which it is.
 
     :param hook: the connection's async hook.
     :param reads: the round's reads (filled in place).
     :param slots: the connection's limit on concurrent requests.
     """
-
-    async def one(case_id: str, call: ApiCall[RecordBatch]) -> None:
-        async with slots:
-            if reads.tripped:
-                reads.skip_case(case_id)
-                return
-            answer = await send(hook, call)
-            reads.feed_case(case_id, answer)
-
-    await asyncio.gather(*(one(case_id, call) for case_id, call in reads.case_calls()))
-    while (account_call := reads.account_call()) is not None:
-        async with slots:
-            page = await send(hook, account_call)
-        reads.feed_account(page)
+    await hook.exchange(reads, slots=slots)
 
 
 # ------------------------------------------------------------------------------- the whole queue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,8 @@ from airflow_provider_debitura.gate import (
     read_records,
     read_task_page,
 )
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.exchange import drive
 from airflow_provider_debitura.models import Task
 
 CASE = "d5ba0833-fd38-506d-8521-5ec5ae679c33"
@@ -205,11 +208,13 @@ def test_snapshot_and_direct_reads_agree():
         for include in (True, False):
             spec = GateSpec.of(CASE, types, include)
             reads = DirectReads([CASE], spec.account_types)
-            for case, _call in reads.case_calls():
-                reads.feed_case(case, read_records([r for r in records if r["caseId"] == CASE]))
-            if reads.account_call() is not None:
-                reads.feed_account(read_task_page(page([records[1]])))
-            direct = reads.snapshot(0.0).verdict_for(spec)
+
+            def answer(call: ApiCall[Any]) -> object:
+                if call.path.startswith("/cases/"):
+                    return read_records([r for r in records if r["caseId"] == CASE])
+                return read_task_page(page([records[1]]))
+
+            direct = drive(reads, answer).snapshot(0.0).verdict_for(spec)
             assert (direct.state, direct.blocking) == (
                 shared.verdict_for(spec).state,
                 shared.verdict_for(spec).blocking,
@@ -229,42 +234,50 @@ def test_full_records_come_back_from_the_pages():
 
 def test_direct_reads_send_one_account_page_when_it_decides_every_gate():
     reads = DirectReads([CASE, OTHER, CASE.upper()], frozenset({"SignContract", "AssignBankAccount"}))
-    assert [c for c, _ in reads.case_calls()] == [CASE, OTHER]  # one read per distinct case
-    call = reads.account_call()
-    assert call is not None and ("type", "AssignBankAccount") in call.params and ("Page", "1") in call.params
+    cases = reads.next_calls()
+    assert [c.path for c in cases] == [f"/cases/{CASE}/tasks", f"/cases/{OTHER}/tasks"]  # one per distinct case
+    for call in cases:
+        reads.feed(call, read_records([]))
+    [call] = reads.next_calls()  # the cases first, then the account-level read
+    assert ("type", "AssignBankAccount") in call.params and ("Page", "1") in call.params
     first = [record("AssignBankAccount", None, id_=f"a{i}") for i in range(99)] + [record("SignContract", None)]
-    reads.feed_account(read_task_page(page(first, total=250)))
-    assert reads.account_call() is None  # both types seen on page 1: more pages cannot change a verdict
+    reads.feed(call, read_task_page(page(first, total=250)))
+    assert not reads.next_calls()  # both types seen on page 1: more pages cannot change a verdict
     assert reads.account is not None and not reads.account.complete and len(reads.account.tasks) == 100
 
 
 def test_direct_reads_page_on_while_a_needed_type_is_unseen():
-    reads = DirectReads([CASE], frozenset({"SignContract"}))
-    reads.feed_account(
-        read_task_page(page([record("AssignBankAccount", None, id_=f"a{i}") for i in range(100)], total=101))
+    reads = DirectReads([], frozenset({"SignContract"}))
+    [call] = reads.next_calls()
+    reads.feed(
+        call, read_task_page(page([record("AssignBankAccount", None, id_=f"a{i}") for i in range(100)], total=101))
     )
-    call = reads.account_call()
-    assert call is not None and ("Page", "2") in call.params
-    reads.feed_account(read_task_page(page([record("AssignBankAccount", None, id_="b")], total=101, current=2)))
+    [call] = reads.next_calls()
+    assert ("Page", "2") in call.params
+    reads.feed(call, read_task_page(page([record("AssignBankAccount", None, id_="b")], total=101, current=2)))
     assert reads.account is not None and reads.account.settled
     assert GateSpec.of(CASE, ["SignContract"]).verdict(Part(), reads.account).is_unblocked
 
 
 def test_direct_reads_distrust_a_page_that_disagrees_with_its_count():
-    reads = DirectReads([CASE], frozenset({"SignContract"}))
-    reads.feed_account(read_task_page(page([], total=3)))
+    reads = DirectReads([], frozenset({"SignContract"}))
+    [call] = reads.next_calls()
+    reads.feed(call, read_task_page(page([], total=3)))
     assert reads.account is not None and not reads.account.known
 
 
 def test_direct_reads_stop_after_three_transient_failures():
     reads = DirectReads([f"{i:08d}-0000-0000-0000-000000000000" for i in range(6)])
     error = DebituraServerError("503", method="GET", path="/cases", status=503)
-    for case, _ in reads.case_calls():
-        if reads.tripped:
-            reads.skip_case(case)
-        else:
-            reads.feed_case(case, error)
-    assert reads.failures == 3
+    sent: list[str] = []
+
+    def answer(call: ApiCall[Any]) -> object:
+        sent.append(call.path)
+        return error
+
+    drive(reads, answer)
+    assert len(sent) == 3 and reads.requests == 3 and reads.failures == 3
+    assert not reads.next_calls()  # the skipped cases are done with, not asked again
     assert sum("skipped" in (p.reason or "") for p in reads.cases.values()) == 3
 
 

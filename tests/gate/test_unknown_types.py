@@ -13,6 +13,7 @@ import pytest
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec, GateState, read_records
 from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.exchange import drive
 
 CASE = "d5ba0833-fd38-506d-8521-5ec5ae679c33"
 OTHER = "11111111-2222-3333-4444-555555555555"
@@ -62,11 +63,7 @@ class Queue:
 
     def check(self, spec: GateSpec) -> tuple[gate.GateVerdict, DirectReads]:
         """One direct check, as the sensor and the trigger make it."""
-        reads = DirectReads([spec.case_id], spec.account_types, prove_new_types=True)
-        for case_id, call in reads.case_calls():
-            reads.feed_case(case_id, self.answer(call))
-        while (call := reads.account_call()) is not None:
-            reads.feed_account(self.answer(call))
+        reads = drive(DirectReads([spec.case_id], spec.account_types, prove_new_types=True), self.answer)
         return reads.snapshot(0.0).verdict_for(spec), reads
 
 
@@ -174,11 +171,7 @@ def test_reads_confirming_a_full_read_of_the_same_round_lean_on_it_and_it_keeps_
         monkeypatch.setattr("airflow_provider_debitura.gate.snapshot.time.monotonic", lambda: 100.0)
         full = AccountSnapshot.from_batch(read_records(queue.records), 0.0, verified=False)
         monkeypatch.setattr("airflow_provider_debitura.gate.snapshot.time.monotonic", lambda: 100.0 + clock)
-        reads = DirectReads([CASE], GateSpec.of(CASE).account_types)
-        for case_id, call in reads.case_calls():
-            reads.feed_case(case_id, queue.answer(call))
-        while (call := reads.account_call()) is not None:
-            reads.feed_account(queue.answer(call))
+        reads = drive(DirectReads([CASE], GateSpec.of(CASE).account_types), queue.answer)
         return full.with_reads(reads.cases, reads.account), reads
 
     snapshot, reads = contextvars.copy_context().run(confirm, Queue([record(NEW, None, id_="new")]), 0.2)

@@ -33,6 +33,7 @@ from airflow_provider_debitura.gate import (
     record_batch,
 )
 from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.exchange import drive
 from airflow_provider_debitura.models import Records, Task, TaskType, parse_records
 
 PROFILE = settings(
@@ -105,9 +106,7 @@ def direct_verdict(records: list[dict[str, Any]], spec: GateSpec) -> tuple[str, 
     open_records = [r for r in records if r["status"] in ("Open", None)]
     reads = DirectReads([spec.case_id], spec.account_types, prove_new_types=True)  # no shared read to lean on
     own: Records[Task] = parse_records(Task, [r for r in open_records if r["caseId"] == CASE_X], "task")
-    reads.feed_case(CASE_X, record_batch(own))
-    while (call := reads.account_call()) is not None:
-        reads.feed_account(serve(call, open_records))
+    drive(reads, lambda call: record_batch(own) if call.path.startswith("/cases/") else serve(call, open_records))
     verdict = reads.snapshot(0.0).verdict_for(spec)
     return verdict.state.value, tuple(sorted(verdict.ids))
 

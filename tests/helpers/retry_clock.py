@@ -1,11 +1,11 @@
 """The hook's retry waits in unit tests: recorded, not slept, with tenacity's clock moved by them.
 
-The hooks retry through tenacity (``Retrying`` / ``AsyncRetrying`` in ``hooks/debitura.py``, policy in
-``hooks/retry.py``), which sleeps between attempts: a test of a persistent 5xx waited 4.5 s for nothing. The
-``retry_clock`` fixture (``tests/conftest.py``, on for every test) hands those loops a sleep that only records
-the wait and advances the clock tenacity reads (``time.monotonic`` inside tenacity), so that
-``stop_before_delay(retry_deadline)`` decides exactly as it would after real sleeps. Attempt counts, wait
-values and log lines are unchanged; only the waiting is gone.
+The hooks retry through tenacity (``Retrying`` in ``hooks/debitura.py``, ``AsyncRetrying`` in
+``hooks/async_hook.py``, policy in ``hooks/retry.py``), which sleeps between attempts: a test of a persistent 5xx
+waited 4.5 s for nothing. The ``retry_clock`` fixture (``tests/conftest.py``, on for every test) hands those loops a
+sleep that only records the wait and advances the clock tenacity reads (``time.monotonic`` inside tenacity), so that
+``stop_before_delay(retry_deadline)`` decides exactly as it would after real sleeps. Attempt counts, wait values and
+log lines are unchanged; only the waiting is gone.
 
 A test about waiting asserts ``retry_clock.waits`` (the seconds each retry would have slept), or carries
 ``@pytest.mark.real_retry_waits`` to sleep for real (the waits are still recorded). ``DEBITURA_REAL_WAITS=1``
@@ -68,17 +68,18 @@ class RetryClock:
 def install(monkeypatch: pytest.MonkeyPatch, clock: RetryClock) -> None:
     """Give the hooks' tenacity loops ``clock``'s sleep (and, unless real, tenacity its clock).
 
-    Fails loudly (``AttributeError``) if ``hooks/debitura.py`` no longer builds its loops from the names
-    ``Retrying`` and ``AsyncRetrying``: the fixture must then follow the hook, not silently stop working.
+    Fails loudly (``AttributeError``) if ``hooks/debitura.py`` and ``hooks/async_hook.py`` no longer build their
+    loops from the names ``Retrying`` and ``AsyncRetrying``: the fixture must then follow the hook, not silently
+    stop working.
 
     :param monkeypatch: the test's monkeypatch (undone after the test).
     :param clock: the clock to install.
     """
     import tenacity
 
-    from airflow_provider_debitura.hooks import debitura as hook_module
+    from airflow_provider_debitura.hooks import async_hook, debitura
 
-    monkeypatch.setattr(hook_module, "Retrying", functools.partial(tenacity.Retrying, sleep=clock.sleep))
-    monkeypatch.setattr(hook_module, "AsyncRetrying", functools.partial(tenacity.AsyncRetrying, sleep=clock.asleep))
+    monkeypatch.setattr(debitura, "Retrying", functools.partial(tenacity.Retrying, sleep=clock.sleep))
+    monkeypatch.setattr(async_hook, "AsyncRetrying", functools.partial(tenacity.AsyncRetrying, sleep=clock.asleep))
     if not clock.real:
         monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock.monotonic))
