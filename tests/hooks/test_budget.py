@@ -356,7 +356,7 @@ def test_a_listing_that_would_not_fit_fails_after_its_first_page(sandbox, monkey
     _conn(sandbox, monkeypatch, budget_per_minute=10, budget_max_wait=0)
     with DebituraHook() as hook, pytest.raises(DebituraBudgetError) as err:
         hook.list_tasks()
-    assert "the rest of this task listing (2,000 tasks, 20 more pages) needs about 20 requests" in str(err.value)
+    assert "the rest of this task listing (2,000 tasks, 21 more pages) needs about 21 requests" in str(err.value)
     assert "allows 9 more" in str(err.value)
     assert len(_log(sandbox)) == 1
 

