@@ -50,8 +50,10 @@ def test_triage_example_on_5000_open_tasks(airflow_env, sandbox) -> None:
     assert counters["GET /cases/{id}"] == MAX_REPLIES
     assert counters["GET /cases/{id}/chats"] == 2 * MAX_REPLIES + 1
     assert counters["POST /cases/{id}/chats"] == MAX_REPLIES
-    # the listings: chat types only for the reply operator, every page for the digest; each P or P + 1
-    assert counters["GET /tasks"] <= chat_pages + all_pages + 2, counters
+    # the listings: chat types only for the reply operator, every page for the digest; each P or P + 1, and the
+    # page after a full last page (2,900 chat tasks and 5,000 open fill theirs: 30 + 1 + 51 + 1 = 83)
+    tails = (len(chat_tasks) % 100 == 0) + (len(open_tasks) % 100 == 0)
+    assert counters["GET /tasks"] <= chat_pages + all_pages + 2 + tails, counters
     assert counters["total"] == counters["GET /tasks"] + 4 * MAX_REPLIES + 1
     assert counters["total"] < 300, counters  # 1,410 on main
 
