@@ -5,7 +5,8 @@ calls built here, turns each answer (or error) into a :class:`Part` (:func:`part
 :func:`part_from_error`: the one fatal/transient policy), and asks :meth:`GateSpec.verdict` what the
 parts mean. The drivers only send. Design notes: ``docs/gates.md``.
 
-- :mod:`.records`: tasks as a gate keeps them (tuples of strings) and the calls it sends;
+- :mod:`.records`: tasks as a gate keeps them (:class:`CompactTask`, a named tuple of strings) and the calls
+  it sends;
 - :mod:`.verdict`: the policy, the parts of an answer, the rule (:class:`GateSpec`), :class:`GateVerdict`;
 - :mod:`.snapshot`: :class:`AccountSnapshot` (one round, for every gate);
 - :mod:`.direct_reads`: :class:`DirectReads` (one round of direct reads, an exchange of ``hooks.exchange``);
@@ -29,14 +30,10 @@ from airflow_provider_debitura.gate.progress import (
 from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
     CASE_ID,
-    CASE_REFERENCE,
     COMPACT_FIELDS,
     DOCUMENTED_TYPES,
     ID,
-    LEAD_ID,
     NEW_TYPES,
-    SOLUTION_URL,
-    TITLE,
     TYPE,
     CompactTask,
     Listed,
@@ -79,17 +76,13 @@ __all__ = [
     "ACCOUNT_LEVEL_TYPES",
     "BACKOFF_SHARE",
     "CASE_ID",
-    "CASE_REFERENCE",
     "COMPACT_FIELDS",
     "DEFAULT_MAX_WAIT",
     "DOCUMENTED_TYPES",
     "FAILED_READS_PER_ROUND",
     "ID",
-    "LEAD_ID",
     "NEW_TYPES",
-    "SOLUTION_URL",
     "SUMMARY_TASKS_PER_TYPE",
-    "TITLE",
     "TYPE",
     "AccountSnapshot",
     "CompactTask",

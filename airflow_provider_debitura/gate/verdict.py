@@ -18,13 +18,8 @@ from airflow_provider_debitura.exceptions import (
 )
 from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
-    CASE_REFERENCE,
     DOCUMENTED_TYPES,
-    ID,
     NEW_TYPES,
-    SOLUTION_URL,
-    TITLE,
-    TYPE,
     CompactTask,
     RecordBatch,
     is_account_level,
@@ -113,11 +108,11 @@ class GateVerdict:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return tuple(t[ID] for t in self.blocking)
+        return tuple(t.id for t in self.blocking)
 
     @property
     def first_solution_url(self) -> str | None:
-        return next((t[SOLUTION_URL] for t in self.blocking if t[SOLUTION_URL]), None)
+        return next((t.solution_url for t in self.blocking if t.solution_url), None)
 
     def blockers(self) -> list[dict[str, Any]]:
         return [task_dict(t) for t in self.blocking]
@@ -132,18 +127,18 @@ class GateVerdict:
             return f"the gate cannot work: {self.reason}"
         by_type: dict[str, list[CompactTask]] = defaultdict(list)
         for task in self.blocking:
-            by_type[task[TYPE] or "(no type)"].append(task)
+            by_type[task.type or "(no type)"].append(task)
         lines = [f"blocked by {len(self.blocking)} open task(s)"]
         for type_name, tasks in by_type.items():
             scope = " [account-level]" if is_account_level(tasks[0]) else ""
             lines.append(f"  {type_name}{scope} x{len(tasks)}:")
             lines.extend(
-                f"    - {t[TITLE] or t[ID]}: {t[SOLUTION_URL] or '(no solutionUrl)'}"
+                f"    - {t.title or t.id}: {t.solution_url or '(no solutionUrl)'}"
                 for t in tasks[:SUMMARY_TASKS_PER_TYPE]
             )
             if len(tasks) > SUMMARY_TASKS_PER_TYPE:
                 lines.append(f"    - ... and {len(tasks) - SUMMARY_TASKS_PER_TYPE} more")
-        new = sorted({t[TYPE] or "(no type)" for t in self.blocking if is_new_type(t)})
+        new = sorted({t.type or "(no type)" for t in self.blocking if is_new_type(t)})
         if new:
             lines.append(new_type_advice(new))
         return "\n".join(lines)
@@ -243,7 +238,7 @@ class GateSpec:
         return frozenset(t for t in self.blocking_types if t in ACCOUNT_LEVEL_TYPES or t not in DOCUMENTED_TYPES)
 
     def blocks(self, task: CompactTask) -> bool:
-        return self.blocking_types is None or task[TYPE] in self.blocking_types
+        return self.blocking_types is None or task.type in self.blocking_types
 
     def verdict(self, case: Part, account: Part | None) -> GateVerdict:
         """What the parts mean: a fatal error fails, a blocker blocks, doubt is unknown, else unblocked.
@@ -254,7 +249,7 @@ class GateSpec:
         parts = [case, account] if self.needs_account and account is not None else [case]
         if self.needs_account and account is None:
             parts.append(Part.unknown("the account-level tasks were not read"))
-        reference = next((t[CASE_REFERENCE] for t in case.tasks if t[CASE_REFERENCE]), None)
+        reference = next((t.case_reference for t in case.tasks if t.case_reference), None)
         failed = next((p for p in parts if p.error is not None), None)
         if failed is not None:
             return GateVerdict(GateState.FAILED, reason=failed.reason, error=failed.error, case_reference=reference)

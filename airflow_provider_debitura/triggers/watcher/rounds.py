@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_debitura.exceptions import DebituraAuthError
-from airflow_provider_debitura.gate import CASE_ID, ID, TYPE
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.models import Records, RejectedRecord, Task
 from airflow_provider_debitura.triggers.shared_poll import connection_slots, warm_client
@@ -259,10 +258,10 @@ class SharedRounds(QueueRounds):
         if not snapshot.ok:
             return Round.failed(snapshot.error or "the shared account poll failed")
         trigger = self.trigger
-        wanted = [t[ID] for t in snapshot.tasks if trigger.watch.matches({"type": t[TYPE], "caseId": t[CASE_ID]})]
+        wanted = [t.id for t in snapshot.tasks if trigger.watch.matches_compact(t)]
         records: list[TaskJson] = list(snapshot.records(wanted)) if wanted else []
         trusted = snapshot.verified and not snapshot.rejected and snapshot.total == len(snapshot.tasks)
-        order = QueueOrder(tuple(t[ID] for t in snapshot.tasks)) if trusted else None
+        order = QueueOrder(tuple(t.id for t in snapshot.tasks)) if trusted else None
         return Round(
             True,
             _with_tail(records, tail, trigger),

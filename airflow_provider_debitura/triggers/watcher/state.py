@@ -33,6 +33,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
@@ -44,6 +45,9 @@ from airflow_provider_debitura.triggers.watcher.ids import (
     decode_ids,
     encode_ids,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_debitura.gate.records import CompactTask
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +114,20 @@ class WatchFilter:
         status = task.get("status")
         if not is_open_status(status if isinstance(status, str) else None):
             return False
-        if self.types is not None and task.get("type") not in self.types:
+        return self._wants(task.get("type"), task.get("caseId"))
+
+    def matches_compact(self, task: CompactTask) -> bool:
+        """Whether an open task as the shared poll keeps it (open by construction) passes the filter: the same
+        rule as :meth:`matches`, read from the named tuple without building its JSON.
+
+        :param task: the compact task.
+        """
+        return self._wants(task.type, task.case_id)
+
+    def _wants(self, task_type: object, case_id: object) -> bool:
+        if self.types is not None and task_type not in self.types:
             return False
-        return self.case_id is None or str(task.get("caseId") or "").lower() == self.case_id
+        return self.case_id is None or str(case_id or "").lower() == self.case_id
 
     def may_match(self, record: RejectedRecord) -> bool:
         """Whether a record the listing could not read might be a task this filter watches.

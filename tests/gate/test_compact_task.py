@@ -1,0 +1,83 @@
+"""The compact task: a named tuple of strings, its camelCase XCom form (COMPACT_FIELDS), and its size."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import sys
+
+from airflow_provider_debitura import gate
+from airflow_provider_debitura.gate import (
+    COMPACT_FIELDS,
+    CompactTask,
+    GateSpec,
+    GateState,
+    Part,
+    compact,
+    read_records,
+    task_dict,
+)
+from airflow_provider_debitura.models import Task
+
+CASE = "5f0c2b8e-4d1a-4c3e-9a7b-2e6f8d9c0a11"
+RECORD = {  # every field distinct, so a field read under the wrong name cannot pass
+    "id": "task-id-1",
+    "type": "ReplyToChat",
+    "title": "the title",
+    "status": "Open",
+    "caseId": CASE,
+    "caseReference": "INV-1001",
+    "leadId": "lead-7",
+    "solutionUrl": "https://app.debitura.test/tasks/task-id-1",
+    "dateCreated": "2026-12-01T10:00:00Z",
+}
+
+
+def camel(snake: str) -> str:
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), snake)
+
+
+def test_compact_fields_and_the_named_tuple_agree():
+    """Each CompactTask field holds the API field of its camelCase name; COMPACT_FIELDS are some of those
+    names, in the named tuple's order; and the XCom dict carries exactly them, with the API's values."""
+    task = Task.model_validate(RECORD)
+    kept = compact(task)
+    api = task.to_api_dict()
+    for name, value in zip(CompactTask._fields, kept, strict=True):
+        assert value == getattr(task, name) == api[camel(name)], name
+    names = [camel(name) for name in CompactTask._fields]
+    assert set(COMPACT_FIELDS) <= set(names)
+    assert list(COMPACT_FIELDS) == [n for n in names if n in COMPACT_FIELDS]  # the same order
+    shown = task_dict(kept)
+    assert tuple(shown) == COMPACT_FIELDS
+    assert shown == {key: api[key] for key in COMPACT_FIELDS}
+    assert {"id", "type", "caseId", "title", "solutionUrl"} == set(COMPACT_FIELDS)  # what XCom promises
+
+
+def test_the_positions_left_for_unconverted_code_name_the_same_fields():
+    assert (CompactTask._fields[gate.ID], CompactTask._fields[gate.TYPE], CompactTask._fields[gate.CASE_ID]) == (
+        "id",
+        "type",
+        "case_id",
+    )
+
+
+def test_a_compact_task_is_a_tuple_of_the_same_size_built_positionally():
+    values = ("t", "ReplyToChat", CASE, "title", "url", "INV-1", None)
+    named = CompactTask(*values)
+    assert named == values and tuple(named) == values and named[0] == named.id == "t"
+    assert sys.getsizeof(named) == sys.getsizeof(values)  # no per-instance dict: the memory of a plain tuple
+    assert not hasattr(named, "__dict__")
+
+
+def test_records_pickle_and_reach_xcom_as_plain_json():
+    batch = read_records([RECORD, RECORD | {"id": "account", "type": "SignContract", "caseId": None}])
+    assert all(type(t) is CompactTask for t in batch.open)
+    assert pickle.loads(pickle.dumps(batch)) == batch
+    verdict = GateSpec.of(CASE).verdict(Part(batch.open[:1]), Part(batch.open[1:]))
+    assert verdict.state is GateState.BLOCKED and verdict.ids == ("task-id-1", "account")
+    blockers = verdict.blockers()
+    assert json.loads(json.dumps(blockers)) == blockers  # a named tuple would come back as a list
+    assert all(type(b) is dict for b in blockers)
+    assert verdict.first_solution_url == RECORD["solutionUrl"] and verdict.case_reference == "INV-1001"
