@@ -9,8 +9,8 @@ add (measured in a fresh interpreter: what the allocator hands out, in 16-byte s
 collector still tracks after a collection. Then a triggerer's rounds: a long-lived heap of ``--heap``
 tracked objects (Airflow's own), and per round a full read's ``--tasks`` compact tasks built anew (the shared
 poll rebuilds them every read) while the previous round's are dropped; it counts the full (oldest-generation)
-collections and their CPU time (``gc.callbacks``). ``reused`` keeps the previous read's object when a task did
-not change (what a read could do with the previous snapshot at hand).
+collections and their CPU time (``gc.callbacks``). ``reused`` passes the previous read's tasks to ``compact``
+(``known=``), which keeps the same object for a task that did not change.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_debitura.gate.records import CompactTask, compact
+from airflow_provider_debitura.gate.records import compact
 from airflow_provider_debitura.models import Task
 
 TYPES = ("ReplyToChat", "MoreInfoNeeded", "SignContract", "ReviewPartner")
@@ -113,14 +113,9 @@ def rounds(name: str, tasks: list[Task], count: int, heap: int, *, named: bool, 
         for _ in range(count):
             snapshot: list[Any] = []
             for task in tasks:
-                fields = plain(task)
-                kept = previous.get(task.id) if reuse else None
-                if kept is not None and tuple.__eq__(kept, fields):
-                    snapshot.append(kept)
-                else:
-                    snapshot.append(CompactTask(*fields) if named else fields)
+                snapshot.append(compact(task, previous if reuse else None) if named else plain(task))
                 _garbage = {"a page's": "transient objects"}
-            previous = {t[0]: t for t in snapshot} if reuse else {}
+            previous = {t.id: t for t in snapshot} if reuse else {}
     finally:
         gc.callbacks.remove(on_gc)
     del airflow_heap

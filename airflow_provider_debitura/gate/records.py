@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
@@ -95,16 +95,19 @@ COMPACT_FIELDS: Final[tuple[str, ...]] = tuple(_camel(name) for name in _SHOWN)
 order: enough to identify a task and click through. Derived from the named tuple, so the two cannot drift."""
 
 
-def compact(task: Task) -> CompactTask:
+def compact(task: Task, known: Mapping[str, CompactTask] | None = None) -> CompactTask:
     """The gate's view of a task.
 
     :param task: the parsed task.
+    :param known: the compact tasks of an earlier read, by id: a task that did not change is returned as the
+        same object (a read that rebuilt every task would age them all into the collector's oldest generation,
+        see :class:`CompactTask`).
     """
     if task.type not in DOCUMENTED_TYPES and task.type is not None:
         learn_type(task.type)
-    return CompactTask(
-        task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference, task.lead_id
-    )
+    fields = (task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference, task.lead_id)
+    kept = known.get(task.id) if known is not None else None
+    return kept if kept is not None and kept == fields else CompactTask(*fields)
 
 
 def learn_type(name: str) -> None:
@@ -208,12 +211,13 @@ def record_batch(tasks: Records[Task] | Iterable[Task]) -> RecordBatch:
     )
 
 
-def read_records(items: object) -> RecordBatch:
+def read_records(items: object, known: Mapping[str, CompactTask] | None = None) -> RecordBatch:
     """Parse a JSON array of TaskDto records with the models' rules, one record at a time, each reduced at
     once: a record that cannot be read is set aside (``RejectedRecord``), and no more than one model is alive
     at any moment (a page of models alive together would be aged by the garbage collector, docs/gates.md).
 
     :param items: the decoded JSON array (``null`` is empty; anything but an array raises ``ValueError``).
+    :param known: the compact tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`).
     """
     if items is None:
         return RecordBatch()
@@ -228,7 +232,7 @@ def read_records(items: object) -> RecordBatch:
         for task in one:
             listed.append((task.id, task.date_created))
             if task.is_open:
-                open_tasks.append(compact(task))
+                open_tasks.append(compact(task, known))
     return RecordBatch(tuple(open_tasks), tuple(rejected), tuple(listed))
 
 
@@ -252,17 +256,20 @@ def page_batch(page: TaskPage, *, text: str | None = None) -> TaskPageBatch:
     return TaskPageBatch(page.page, record_batch(Records(page.tasks, page.rejected)), page.raw_count, text)
 
 
-def read_task_page(body: object, *, keep_text: bool = False) -> TaskPageBatch:
+def read_task_page(
+    body: object, *, keep_text: bool = False, known: Mapping[str, CompactTask] | None = None
+) -> TaskPageBatch:
     """Parse a ``GET /tasks`` body (a broken envelope raises ``ValueError``; a broken record is set aside).
 
     :param body: the decoded JSON body.
     :param keep_text: keep the task records as JSON text.
+    :param known: the compact tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`).
     """
     if not isinstance(body, dict):
         raise ValueError(f"expected a JSON object, got {type(body).__name__}")
     items = body.get("tasks")
     envelope = TaskPage.from_api({key: value for key, value in body.items() if key != "tasks"})
-    batch = read_records(items)
+    batch = read_records(items, known)
     text = json.dumps(items) if keep_text else None
     return TaskPageBatch(envelope.page, batch, len(batch.listed) + len(batch.rejected), text)
 
@@ -316,16 +323,20 @@ def count_call(types: Iterable[str] | None) -> ApiCall[TaskPageBatch]:
     return _reduced(endpoints.get_tasks_page(status=TaskStatus.OPEN.value, types=wanted, page_size=1), page_batch)
 
 
-def compact_page_call(call: ApiCall[TaskPage], *, keep_text: bool = False) -> ApiCall[TaskPageBatch]:
+def compact_page_call(
+    call: ApiCall[TaskPage], *, keep_text: bool = False, known: Mapping[str, CompactTask] | None = None
+) -> ApiCall[TaskPageBatch]:
     """A listing's page call, parsed record by record and reduced to a :class:`TaskPageBatch` at once.
 
     :param call: the listing's call.
     :param keep_text: keep the task records as JSON text.
+    :param known: the compact tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`):
+        a reader of the whole queue passes its previous read's, so that only new or changed tasks are new objects.
     """
     return ApiCall(
         call.method,
         call.path,
-        lambda body: read_task_page(body, keep_text=keep_text),
+        lambda body: read_task_page(body, keep_text=keep_text, known=known),
         params=call.params,
         idempotent=call.idempotent,
     )

@@ -15,9 +15,11 @@ from airflow_provider_debitura.gate import (
     GateState,
     Part,
     compact,
+    compact_page_call,
     read_records,
     task_dict,
 )
+from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.models import Task
 
 CASE = "5f0c2b8e-4d1a-4c3e-9a7b-2e6f8d9c0a11"
@@ -81,3 +83,17 @@ def test_records_pickle_and_reach_xcom_as_plain_json():
     assert json.loads(json.dumps(blockers)) == blockers  # a named tuple would come back as a list
     assert all(type(b) is dict for b in blockers)
     assert verdict.first_solution_url == RECORD["solutionUrl"] and verdict.case_reference == "INV-1001"
+
+
+def test_a_read_reuses_an_earlier_reads_task_when_it_did_not_change():
+    """A reader of the whole queue passes its previous read's tasks: an unchanged task stays the same object (no
+    new object for the collector to age), a changed or new one is built anew, and the values are as without."""
+    other, new = RECORD | {"id": "task-id-2"}, RECORD | {"id": "task-id-3"}
+    changed = RECORD | {"title": "a new title"}
+    first = read_records([RECORD, other])
+    known = {t.id: t for t in first.open}
+    body = {"page": {"totalResults": 3, "pageSize": 100, "currentPage": 1}, "tasks": [changed, other, new]}
+    again = compact_page_call(endpoints.get_tasks_page(status="Open"), known=known).parse(body).batch.open
+    assert again == read_records([changed, other, new]).open  # the same values as a read without them
+    assert again[1] is first.open[1]
+    assert again[0] is not first.open[0] and again[0].title == "a new title" and again[2].id == "task-id-3"
