@@ -14,8 +14,8 @@ from airflow_provider_debitura import gate
 from airflow_provider_debitura.gate import AccountSnapshot, GateProgress, GateSpec, GateState, GateVerdict
 from airflow_provider_debitura.gate.progress import check_backoff
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.triggers.shared_poll import Step
-from airflow_provider_debitura.triggers.sources import DirectGateSource, SharedGateSource, SnapshotSource
+from airflow_provider_debitura.triggers.shared_poll import Step, subscribe
+from airflow_provider_debitura.triggers.sources import DirectGateSource, SnapshotSource
 from airflow_provider_debitura.validation import case_selector
 
 
@@ -194,7 +194,7 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
     async def _follow(self, spec: GateSpec, step: Step[TriggerEvent]) -> TriggerEvent:
         """Follow the source's rounds until the gate has an event."""
         source: SnapshotSource = (
-            SharedGateSource(self.debitura_conn_id, spec, self.poll_interval)
+            subscribe(self.debitura_conn_id, self.poll_interval, gate=spec)
             if self.coalesce
             else DirectGateSource(self.debitura_conn_id, spec)
         )

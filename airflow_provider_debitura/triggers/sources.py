@@ -4,14 +4,15 @@ One seam for the case-gate trigger and the new-task watcher. A source is an asyn
 two methods: ``next_snapshot(not_before, deadline)`` returns an
 :class:`~airflow_provider_debitura.gate.AccountSnapshot` (or None once the deadline has passed), and
 ``follow(step, not_before, deadline)`` calls a synchronous ``step(snapshot)`` after every round until it
-returns a result (what the case gate uses: a blocked gate then costs nothing per round):
+returns a result (what the case gate uses: a blocked gate then costs nothing per round). There are two:
 
-===============================  ==========================================================================
-:class:`DirectGateSource`        one gate reads its own case and the account-level tasks (``coalesce=False``)
-:class:`SharedGateSource`        one gate served by the shared poll (``coalesce=True``, the default)
-:class:`SharedQueueSource`       a subscriber that needs every open task (the watcher); while it asks, the
-                                 rounds read the whole queue and the due gates share that read
-===============================  ==========================================================================
+- :class:`DirectGateSource` ``(conn_id, spec)``: one gate reads its own case and the account-level tasks
+  (``coalesce=False``);
+- the :class:`~airflow_provider_debitura.triggers.shared_poll.Subscription` that
+  :func:`~airflow_provider_debitura.triggers.shared_poll.subscribe` returns: ``subscribe(conn_id, interval,
+  gate=spec)`` for a gate on the connection's shared poll (``coalesce=True``, the default), ``subscribe(conn_id,
+  interval, records=True)`` for a subscriber that needs every open task (the watcher; while it asks, the
+  rounds read the whole queue and the due gates share that read).
 
 ``not_before`` is event-loop time (pace the next call with ``snapshot.started + interval``); ``deadline``
 is wall-clock time. The snapshot's verdict for a gate is ``snapshot.verdict_for(spec)``; a whole-queue
@@ -29,15 +30,8 @@ from typing import Protocol
 
 from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.triggers.reads import drive_direct
-from airflow_provider_debitura.triggers.shared_poll import (
-    R,
-    Step,
-    Subscription,
-    connection_slots,
-    subscribe,
-    warm_client,
-)
+from airflow_provider_debitura.triggers.poll_subscribers import R, Step
+from airflow_provider_debitura.triggers.shared_poll import connection_slots, warm_client
 
 
 class SnapshotSource(Protocol):
@@ -97,7 +91,7 @@ class DirectGateSource:
             await asyncio.sleep(wait)
         started, taken_at = loop.time(), time.time()
         reads = DirectReads([self.spec.case_id], self.spec.account_types)
-        await drive_direct(self.hook, reads, connection_slots(self.conn_id))
+        reads = await self.hook.exchange(reads, slots=connection_slots(self.conn_id))
         return replace(reads.snapshot(taken_at), started=started)
 
     async def follow(self, step: Step[R], not_before: float | None = None, deadline: float | None = None) -> R | None:
@@ -118,74 +112,4 @@ class DirectGateSource:
             not_before = outcome
 
 
-class _Subscribed:
-    """A source backed by a subscription to the connection's shared poll."""
-
-    __slots__ = ("subscription",)
-
-    def __init__(self, subscription: Subscription) -> None:
-        self.subscription = subscription
-
-    async def __aenter__(self) -> _Subscribed:
-        await self.subscription.__aenter__()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.subscription.__aexit__(exc_type, exc, tb)
-
-    def next_snapshot(
-        self, not_before: float | None = None, deadline: float | None = None
-    ) -> Awaitable[AccountSnapshot | None]:
-        """Await it: the first shared round that starts at or after ``not_before``; None once ``deadline`` has
-        passed. (A future, not a coroutine: one object per gate per round, see docs/gates.md.)
-
-        :param not_before: event-loop time; None: the next round.
-        :param deadline: wall-clock deadline; None: none.
-        """
-        return self.subscription.next_snapshot(not_before, deadline)
-
-    def follow(
-        self, step: Step[R], not_before: float | None = None, deadline: float | None = None
-    ) -> Awaitable[R | None]:
-        """Await it: the shared poll calls ``step(snapshot)`` after every round this subscriber is due for,
-        until it returns a result (not a float: the loop time of the next round wanted); None once
-        ``deadline`` has passed. A blocked gate costs no task wake-up and no object per round.
-
-        :param step: the per-round function (synchronous and quick: it runs in the poll's fan-out).
-        :param not_before: event-loop time of the first round; None: the next round.
-        :param deadline: wall-clock deadline; None: none.
-        """
-        return self.subscription.follow(step, not_before, deadline)
-
-
-class SharedGateSource(_Subscribed):
-    """A gate served by the shared poll of its connection.
-
-    :param conn_id: the Airflow connection id.
-    :param spec: the gate.
-    :param interval: the gate's poll interval in seconds.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, conn_id: str, spec: GateSpec, interval: float) -> None:
-        super().__init__(subscribe(conn_id, interval, gate=spec))
-
-
-class SharedQueueSource(_Subscribed):
-    """A subscriber that needs every open task each round it asks (the new-task watcher).
-
-    :param conn_id: the Airflow connection id.
-    :param interval: the subscriber's poll interval in seconds.
-    :param records: keep the full task records (``snapshot.records()``), not only the compact tasks.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, conn_id: str, interval: float, *, records: bool = True) -> None:
-        super().__init__(subscribe(conn_id, interval, records=records))
-
-
-__all__ = ["DirectGateSource", "SharedGateSource", "SharedQueueSource", "SnapshotSource"]
+__all__ = ["DirectGateSource", "SnapshotSource"]

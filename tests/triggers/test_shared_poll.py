@@ -15,7 +15,7 @@ from helpers.gates import clear_counters, counters, gate, poller, running, until
 
 from airflow_provider_debitura.gate import GateSpec
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.triggers import shared_poll
+from airflow_provider_debitura.triggers import poll_round, shared_poll
 
 
 async def _rounds(sb, gates: list, rounds: int) -> tuple[list[int], dict[str, int], shared_poll.SharedAccountPoller]:
@@ -54,7 +54,7 @@ async def test_n_gates_cost_at_most_min_n_plus_1_p_every_round(debitura_conn, n,
     assert per_round[0] == (first if served[0] == n else 1 + min(served[0] + 1, 51)) <= min(n + 2, 52)
     assert served[1:4] == [n] * 3
     assert per_round[1:4] == [then] * 3 and then <= min(n + 1, 51)
-    assert poll.open_total == 5000
+    assert poll.reads.open_total == 5000
     if n < 49:
         assert seen["GET /cases/{id}/tasks"] == sum(served)  # one case read per gate per round
         assert seen["GET /tasks"] == 1 + len(per_round)  # the probe page, and one account-level read a round
@@ -104,15 +104,15 @@ async def test_the_watcher_gets_rounds_at_its_own_interval_next_to_a_fast_gate(d
 
 async def test_a_shrunk_queue_is_noticed_in_a_round_with_a_request_to_spare(debitura_conn, monkeypatch):
     """Two gates on one case need 2 requests a round, leaving 1 under min(N + 1, P) = 3 for page 1."""
-    monkeypatch.setattr(shared_poll, "PROBE_EVERY", 2)
+    monkeypatch.setattr(poll_round, "PROBE_EVERY", 2)
     debitura_conn.control("POST", "/scenario", _gate_and_fillers(299))  # 3 pages
     clear_counters(debitura_conn)
     async with running([gate("GATE"), gate("GATE", blocking_task_types=["ReplyToChat", "SignContract"])]):
         poll = await poller()
-        await until(lambda: poll.snapshots >= 3 and poll.direct_rounds >= 2, 30, "direct rounds")
+        await until(lambda: poll.snapshots >= 3 and poll.reads.direct_rounds >= 2, 30, "direct rounds")
         debitura_conn.control("POST", "/scenario", _gate_and_fillers(5))  # the same case, 6 open tasks: 1 page
-        await until(lambda: poll.open_total == 6 and poll.probes >= 1, 30, "the probe")
-        await until(lambda: poll.shared_reads >= 1 and poll.round_requests[-1] == 1, 30, "a 1-page full read")
+        await until(lambda: poll.reads.open_total == 6 and poll.reads.probes >= 1, 30, "the probe")
+        await until(lambda: poll.reads.shared_reads >= 1 and poll.round_requests[-1] == 1, 30, "a 1-page full read")
     assert max(poll.round_requests) <= 3
 
 
@@ -164,7 +164,7 @@ async def test_an_opening_from_an_unverified_read_is_confirmed_in_the_same_round
     seen = counters(debitura_conn)
     # One page (no re-read: a re-read opens no gate), then the gate's case (was 3 + 1).
     assert (seen["GET /tasks"], seen["GET /cases/{id}/tasks"], seen["total"]) == (1, 1, 2)
-    assert poll is None or poll.fallback_rounds == 1
+    assert poll is None or poll.reads.fallback_rounds == 1
 
 
 @pytest.mark.parametrize("kind", ["status", "malformedJson", "html200", "oddEnvelope"])
@@ -186,7 +186,7 @@ async def test_a_shared_read_that_keeps_failing_never_holds_a_gate(debitura_conn
         poll = await poller()
         await until(lambda: poll.snapshots >= 3, 10, "more rounds")
         assert not tasks[1].done()  # the blocked case stays blocked
-    assert poll.fallback_rounds >= 1
+    assert poll.reads.fallback_rounds >= 1
 
 
 async def test_a_record_that_cannot_be_read_holds_only_its_own_case(debitura_conn):
@@ -284,9 +284,11 @@ async def test_a_failed_full_read_costs_no_request_storm(debitura_conn, rule):
     gates = [gate(f"LRG-{i + 1:06d}", poll_interval=2.0) for i in range(n)]
     async with running(gates) as tasks:
         poll = await poller()
-        await until(lambda: poll.shared_reads >= 1 and not poll.busy, 150, "a full read")
+        await until(lambda: poll.reads.shared_reads >= 1 and not poll.busy, 150, "a full read")
         debitura_conn.control("PUT", "/faults", {"rules": [rule]})
         failed_round = "the failed round"
-        await until(lambda: poll.fallback_rounds >= 1 and poll.snapshots >= 4 and not poll.busy, 150, failed_round)
+        await until(
+            lambda: poll.reads.fallback_rounds >= 1 and poll.snapshots >= 4 and not poll.busy, 150, failed_round
+        )
         assert not any(t.done() for t in tasks)
     assert max(poll.round_requests) <= 2 * min(n + 1, 50), list(poll.round_requests)

@@ -12,7 +12,7 @@ from helpers.gates import clear_counters, counters
 from airflow_provider_debitura.gate import GateSpec, GateState
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.sources import DirectGateSource, SharedGateSource, SharedQueueSource
+from airflow_provider_debitura.triggers.sources import DirectGateSource
 
 REFS = ("INV-1001", "INV-1002", "INV-1003", "INV-1004", "INV-1005")
 
@@ -23,7 +23,7 @@ async def test_direct_and_shared_sources_give_the_same_verdicts(debitura_conn, t
         spec = GateSpec.of(case_id_for(ref), types)
         async with DirectGateSource("debitura_default", spec) as direct:
             mine = await direct.next_snapshot()
-        async with SharedGateSource("debitura_default", spec, 0.2) as shared:
+        async with shared_poll.subscribe("debitura_default", 0.2, gate=spec) as shared:
             ours = await shared.next_snapshot()
         assert mine is not None and ours is not None
         a, b = mine.verdict_for(spec), ours.verdict_for(spec)
@@ -49,7 +49,7 @@ async def test_a_direct_source_costs_one_or_two_requests_and_keeps_its_time(debi
 
 
 async def test_a_queue_source_gets_every_open_task_and_its_record(debitura_conn):
-    async with SharedQueueSource("debitura_default", 0.2) as source:
+    async with shared_poll.subscribe("debitura_default", 0.2, records=True) as source:
         snapshot = await source.next_snapshot()
     assert snapshot is not None and snapshot.ok and snapshot.full
     with debitura_conn.client() as client:

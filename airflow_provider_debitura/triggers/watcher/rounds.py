@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from airflow_provider_debitura.exceptions import DebituraAuthError
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.models import Records, RejectedRecord, Task
-from airflow_provider_debitura.triggers.shared_poll import connection_slots, warm_client
-from airflow_provider_debitura.triggers.sources import SharedQueueSource
+from airflow_provider_debitura.triggers.shared_poll import connection_slots, subscribe, warm_client
 from airflow_provider_debitura.triggers.watcher.ids import TaskJson
 from airflow_provider_debitura.triggers.watcher.tail import QueueOrder, TailRead, TailResult
 
@@ -238,11 +237,11 @@ class SharedRounds(QueueRounds):
 
     def __init__(self, trigger: WatcherConfig) -> None:
         super().__init__(trigger)
-        self.source = SharedQueueSource(trigger.debitura_conn_id, trigger.poll_interval, records=True)
+        self.source = subscribe(trigger.debitura_conn_id, trigger.poll_interval, records=True)
 
     @property
     def hook(self) -> DebituraAsyncHook:
-        return self.source.subscription.hook
+        return self.source.hook
 
     async def __aenter__(self) -> SharedRounds:
         await self.source.__aenter__()

@@ -1,0 +1,113 @@
+"""Which gates a round confirms: after a full read, the direct reads a gate needs before it may open.
+
+A shared read may keep a gate blocked, but a gate opens only on direct reads of every part it counts
+(``docs/gates.md``, "The principle"). So after a full read the due gates are sorted by what the read says:
+
+- **opening**: the read would open the gate, or leaves it in doubt. Its case is read directly in this round,
+  and the account-level tasks once for all of them, when the round's budget has room; a gate that does not
+  fit waits, blocked, for a later round, which starts with other gates (the order rotates).
+- **held** by its own case's tasks: its case is read directly once in :data:`EXISTS_EVERY` rounds, after the
+  opening ones and budget permitting, so that a case deleted while the queue still lists its task fails its
+  gate within a few rounds.
+- the others (blocked by an account-level task) cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+
+from airflow_provider_debitura.gate import AccountSnapshot, GateSpec, GateState
+from airflow_provider_debitura.triggers.poll_subscribers import SLICE_SECONDS
+
+EXISTS_EVERY = 5
+"""A gate kept blocked by full reads has its case read directly (does it still exist?) once in this many rounds,
+budget permitting: a case deleted while the queue still lists its task fails its gate within a few rounds."""
+
+UNKNOWN_PAGES = 8
+"""The page count a round's budget assumes while the queue's size is unknown (its first read failed)."""
+
+
+def confirm_budget(gates: int, pages: int | None, spent: int) -> int:
+    """Direct reads a round may still send after its full read: the round stays within ``2 * min(N + 1, P)``.
+
+    :param gates: N, the gates due in the round.
+    :param pages: P, the queue's pages (None while unknown: :data:`UNKNOWN_PAGES`).
+    :param spent: requests the round has sent so far.
+    """
+    return max(0, 2 * min(gates + 1, pages or UNKNOWN_PAGES) - spent)
+
+
+def account_types_of(gates: Sequence[GateSpec]) -> frozenset[str]:
+    """The account-level types any of ``gates`` counts (empty: none needs the account-level read).
+
+    :param gates: the gates.
+    """
+    needed: set[str] = set()
+    for gate in gates:
+        needed |= gate.account_types
+    return frozenset(needed)
+
+
+async def sort_gates(snapshot: AccountSnapshot, gates: Sequence[GateSpec]) -> tuple[list[GateSpec], list[GateSpec]]:
+    """The gates a full read would open or leaves in doubt, and those it keeps blocked by their own case.
+
+    :param snapshot: the full read.
+    :param gates: the round's due gates.
+    """
+    opening: list[GateSpec] = []
+    held: list[GateSpec] = []
+    slice_ends = time.monotonic() + SLICE_SECONDS
+    for gate in gates:
+        state = snapshot.verdict_for(gate).state
+        if state in (GateState.UNBLOCKED, GateState.UNKNOWN):
+            opening.append(gate)
+        elif state is GateState.BLOCKED and snapshot.from_full_read(gate.case_id):
+            held.append(gate)
+        if time.monotonic() >= slice_ends:  # 1,000 verdicts must not hold the loop in one piece
+            await asyncio.sleep(0)
+            slice_ends = time.monotonic() + SLICE_SECONDS
+    return opening, held
+
+
+class Confirmations:
+    """The order in which one shared poll confirms gates by direct reads, kept from round to round."""
+
+    def __init__(self) -> None:
+        self._turn = 0
+        """Rotates which gates' direct reads come first when a round's budget cannot hold them all."""
+        self._read_in: dict[str, int] = {}
+        """Round in which each case was last read directly."""
+
+    def choose(self, opening: Sequence[GateSpec], held: Sequence[GateSpec], room: int, round_no: int) -> list[str]:
+        """The cases to read directly this round, at most ``room``: the opening ones (starting at a different
+        place each round), then the held ones due an existence check (longest unread first).
+
+        :param opening: gates the full read would open or leaves in doubt.
+        :param held: gates it keeps blocked by their own case's tasks.
+        :param room: case reads the round's budget has room for.
+        :param round_no: the round (counts from 0).
+        """
+        self._turn += 1
+        cases = _rotate(list(dict.fromkeys(g.case_id for g in opening)), self._turn)
+        due = round_no - EXISTS_EVERY
+        checks = {g.case_id for g in held if self._read_in.setdefault(g.case_id, round_no) <= due} - set(cases)
+        cases += sorted(checks, key=lambda case: self._read_in[case])
+        return cases[: max(0, room)]
+
+    def read(self, cases: Iterable[str], round_no: int) -> None:
+        """Note the cases read directly in round ``round_no``.
+
+        :param cases: the cases read.
+        :param round_no: the round.
+        """
+        self._read_in.update(dict.fromkeys(cases, round_no))
+
+
+def _rotate(items: list[str], turn: int) -> list[str]:
+    """The list started at a different place each turn, so that a budget too small for all serves all in turn."""
+    if not items:
+        return items
+    start = turn % len(items)
+    return items[start:] + items[:start]
