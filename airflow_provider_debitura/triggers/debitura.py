@@ -206,12 +206,21 @@ class DebituraCaseUnblockedTrigger(BaseTrigger):
     def _step(self, spec: GateSpec, snapshot: AccountSnapshot) -> TriggerEvent | float:
         """One check: count and log it; the final event, or the loop time of the next check. The gate opens only
         on direct reads of its case and of the account-level tasks (the shared poll makes them, within its
-        budget, in the round a full read would open the gate); until then an "unblocked" from a full read of
-        the queue waits for the next round."""
+        budget, in the round a full read would open the gate)."""
         verdict = snapshot.verdict_for(spec)
         if verdict.is_unblocked and not snapshot.direct_for(spec):
-            verdict = gate.unknown("the shared read saw no blocker; the gate opens on its own reads, next round")
+            return self._pending(snapshot)
         return self._record(verdict, snapshot.started, snapshot.taken_at)
+
+    def _pending(self, snapshot: AccountSnapshot) -> float:
+        """The round's full read saw no blocker, but the gate's own read did not fit the round's budget: count the
+        check and ask for the next round, without backing off; the poll reads this case first there
+        (``triggers/poll_confirm.py``). Many gates clearing together thus open within a few rounds, not after
+        their backoff (issue 24)."""
+        reason = "the shared read of the queue saw no blocker; the gate opens on its own read, due next round"
+        _, message = self.progress.note(gate.unknown(reason), now=self._clock())
+        self.log.info(message)  # nothing is wrong: a verdict that is on its way
+        return snapshot.started + self.poll_interval
 
     def _record(self, verdict: GateVerdict, started: float, taken_at: float | None = None) -> TriggerEvent | float:
         """Count and log a check; the final event, or the loop time of the next check.

@@ -4,8 +4,10 @@ A shared read may keep a gate blocked, but a gate opens only on direct reads of 
 (``docs/gates.md``, "The principle"). So after a full read the due gates are sorted by what the read says:
 
 - **opening**: the read would open the gate, or leaves it in doubt. Its case is read directly in this round,
-  and the account-level tasks once for all of them, when the round's budget has room; a gate that does not
-  fit waits, blocked, for a later round, which starts with other gates (the order rotates).
+  and the account-level tasks once for all of them, when the round's budget has room. A gate that does not
+  fit is *pending*: its trigger asks for the next round (it does not back off, ``DebituraCaseUnblockedTrigger``),
+  and there its case comes first, before the gates seen opening for the first time. So N gates that clear
+  together with room for K case reads a round all open within ``ceil(N / K)`` rounds.
 - **held** by its own case's tasks: its case is read directly once in :data:`EXISTS_EVERY` rounds, after the
   opening ones and budget permitting, so that a case deleted while the queue still lists its task fails its
   gate within a few rounds.
@@ -75,39 +77,40 @@ class Confirmations:
     """The order in which one shared poll confirms gates by direct reads, kept from round to round."""
 
     def __init__(self) -> None:
-        self._turn = 0
-        """Rotates which gates' direct reads come first when a round's budget cannot hold them all."""
+        self._pending: dict[str, None] = {}
+        """Cases a full read would open that no direct read has confirmed yet, oldest first."""
         self._read_in: dict[str, int] = {}
         """Round in which each case was last read directly."""
 
+    @property
+    def pending(self) -> list[str]:
+        """Cases seen opening and not yet read directly, in the order they will be read."""
+        return list(self._pending)
+
     def choose(self, opening: Sequence[GateSpec], held: Sequence[GateSpec], room: int, round_no: int) -> list[str]:
-        """The cases to read directly this round, at most ``room``: the opening ones (starting at a different
-        place each round), then the held ones due an existence check (longest unread first).
+        """The cases to read directly this round, at most ``room``: the opening ones, pending first, then the
+        held ones due an existence check (longest unread first).
 
         :param opening: gates the full read would open or leaves in doubt.
         :param held: gates it keeps blocked by their own case's tasks.
         :param room: case reads the round's budget has room for.
         :param round_no: the round (counts from 0).
         """
-        self._turn += 1
-        cases = _rotate(list(dict.fromkeys(g.case_id for g in opening)), self._turn)
+        now_opening = dict.fromkeys(g.case_id for g in opening)
+        # Pending cases keep their place; a case no longer opening (blocked again, not due) drops out.
+        self._pending = dict.fromkeys([c for c in self._pending if c in now_opening] + list(now_opening))
+        cases = list(self._pending)
         due = round_no - EXISTS_EVERY
-        checks = {g.case_id for g in held if self._read_in.setdefault(g.case_id, round_no) <= due} - set(cases)
+        checks = {g.case_id for g in held if self._read_in.setdefault(g.case_id, round_no) <= due} - now_opening.keys()
         cases += sorted(checks, key=lambda case: self._read_in[case])
         return cases[: max(0, room)]
 
     def read(self, cases: Iterable[str], round_no: int) -> None:
-        """Note the cases read directly in round ``round_no``.
+        """Note the cases read directly in round ``round_no`` (they are no longer pending).
 
         :param cases: the cases read.
         :param round_no: the round.
         """
+        for case in cases:
+            self._pending.pop(case, None)
         self._read_in.update(dict.fromkeys(cases, round_no))
-
-
-def _rotate(items: list[str], turn: int) -> list[str]:
-    """The list started at a different place each turn, so that a budget too small for all serves all in turn."""
-    if not items:
-        return items
-    start = turn % len(items)
-    return items[start:] + items[:start]

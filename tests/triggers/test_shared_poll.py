@@ -202,7 +202,8 @@ async def test_a_record_that_cannot_be_read_holds_only_its_own_case(debitura_con
         shared_poll.subscribe("debitura_default", 0.3, gate=spec) as sub,
         shared_poll.subscribe("debitura_default", 0.3, gate=victim_spec) as other,
     ):
-        snapshot, _ = await asyncio.gather(sub.next_snapshot(), other.next_snapshot())
+        # One page (P = 1): the round has room for one case read, the first due gate's (the victim asks first).
+        _, snapshot = await asyncio.gather(other.next_snapshot(), sub.next_snapshot())
     assert snapshot is not None and snapshot.verdict_for(spec).is_unblocked
     seen = counters(debitura_conn)
     # The odd record's case is re-read directly (its real tasks: still blocked); the other case is not.
