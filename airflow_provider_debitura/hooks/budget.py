@@ -325,10 +325,11 @@ class RequestBudget:
                 f"after a burst of {limits.burst:,} (budget_per_day={limits.per_day:,})"
             )
         spent = next(w.spent for w in self._windows if w.name == window)
-        return (
-            f"the {window} window holds {spent:,} of {limits.share(window):,} requests{per} "
-            f"(budget_per_{window}={getattr(limits, f'per_{window}'):,})"
-        )
+        setting = f"budget_per_{window}={getattr(limits, f'per_{window}'):,}"
+        if limits.processes > 1:
+            setting += f" split over budget_processes={limits.processes}"
+        span = "24 hours" if window == "day" else window
+        return f"{spent:,} of {limits.share(window):,} requests used in the last {span} ({setting})"
 
     @staticmethod
     def _fix(window: str) -> str:

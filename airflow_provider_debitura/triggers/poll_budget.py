@@ -65,15 +65,15 @@ class RoundBudget:
         if wait > 0 and not self.stretched:
             self.stretched, self.episodes = True, self.episodes + 1
             log.warning(
-                "Debitura connection %r: the request budget is tight (%s). The shared poll's rounds (about %d "
-                "request%s each) now start when the budget fits them, later than every %g s (the next in about "
-                "%.0f s): gates and watchers answer later, never wrongly. docs/request-budget.md says what to change.",
+                "Debitura connection %r: the request budget is tight: %s. The shared poll's next round (about %d "
+                "request%s) starts in about %.0f s instead of %g s, and later rounds start when the budget fits "
+                "them: gates and watchers answer later, never wrongly. docs/request-budget.md says what to change.",
                 self.conn_id,
                 budget.why(cost),
                 cost,
                 "" if cost == 1 else "s",
-                interval,
                 wait,
+                interval,
             )
         elif wait <= 0 and self.stretched and _fits_twice(budget, cost):
             self.stretched = False

@@ -140,7 +140,7 @@ def test_beyond_the_cap_it_fails_naming_the_window_the_numbers_and_the_extra() -
     with pytest.raises(DebituraBudgetError) as err:
         budget.acquire()
     message = str(err.value)
-    assert "Connection 'debitura_default'" in message and "hour window holds 30 of 30" in message
+    assert "Connection 'debitura_default'" in message and "30 of 30 requests used in the last hour" in message
     assert "budget_per_hour=30" in message and "budget_max_wait=300" in message and "Raise budget_per_hour" in message
     assert clock.slept == []  # it did not wait first to find out
 
@@ -335,7 +335,7 @@ def test_the_hook_never_exceeds_its_budget_where_a_burst_breaks_the_sandboxs_lim
     with DebituraHook() as hook:
         for _ in range(8):
             hook.get_me()
-        with pytest.raises(DebituraBudgetError, match=r"minute window holds 8 of 8 requests \(budget_per_minute=8\)"):
+        with pytest.raises(DebituraBudgetError, match=r"8 of 8 requests used in the last minute \(budget_per_minute=8"):
             for _ in range(12):
                 hook.get_me()
     assert [r["status"] for r in _log(sandbox)] == [200] * 8  # the 9th was never sent

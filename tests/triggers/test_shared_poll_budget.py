@@ -79,7 +79,8 @@ async def test_a_watcher_round_waits_for_the_budget_says_so_once_and_resumes(deb
         assert (len(rounds), counters(debitura_conn)["total"]) == (5, 5)  # nothing sent while stretched
         tight = lines(caplog, "the request budget is tight")
         assert len(tight) == 1, tight
-        assert "minute window holds 5 of 5 requests (budget_per_minute=5)" in tight[0] and "never wrongly" in tight[0]
+        assert "5 of 5 requests used in the last minute (budget_per_minute=5)" in tight[0]
+        assert "instead of 0.02 s" in tight[0] and "never wrongly" in tight[0]
 
         clock.sleep(61)  # a minute later
         await until(lambda: len(rounds) >= 6, 10, "the next round")
