@@ -208,8 +208,9 @@ def parsing_variants(part: dict[str, Any]) -> list[tuple[str, Callable[[], Any],
 
     def bookkeeping() -> None:
         listing = TaskListing(status="Open", pages_hint=len(pre_validated))
-        while (next_call := listing.next_call()) is not None:
-            listing.feed(pre_validated[int(dict(next_call.params)["Page"]) - 1])
+        while next_calls := listing.next_calls():
+            [next_call] = next_calls
+            listing.feed(next_call, pre_validated[int(dict(next_call.params)["Page"]) - 1])
 
     def retry_setup() -> None:
         for _ in bodies:
@@ -225,7 +226,7 @@ def parsing_variants(part: dict[str, Any]) -> list[tuple[str, Callable[[], Any],
         ("  from_api with the cyclic GC paused", lambda: [TaskPage.from_api(p) for p in parsed], False),
         ("  what-if: without the _as_utc validator", lambda: [_PlainDatesPage.model_validate(p) for p in parsed], True),
         ("TaskPage.model_validate_json on the bytes", lambda: [TaskPage.model_validate_json(b) for b in bodies], True),
-        ("TaskListing bookkeeping (next_call/feed)", bookkeeping, True),
+        ("TaskListing bookkeeping (next_calls/feed)", bookkeeping, True),
         ("tenacity Retrying set-up, one per page", retry_setup, True),
     ]
 

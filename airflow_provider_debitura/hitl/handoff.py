@@ -1,8 +1,8 @@
 """Handing Debitura tasks to a person: which tasks (the operator's input), and whether they are still open.
 
 Pure logic, no Airflow: the operator (worker, sync hook) and its trigger (triggerer, async hook) both
-use it, so "still open" means the same in both places. The check is written once, as a generator of
-requests (:func:`check_steps`), and driven by :func:`run_check` or :func:`arun_check`.
+use it, so "still open" means the same in both places. The check is written once, as an exchange of requests
+(:class:`HandoffReads`, ``hooks.exchange``), and driven by ``hook.exchange(HandoffReads(tasks))``.
 
 Cost of one check, in requests: one ``GET /cases/{id}/tasks`` per distinct case, plus, for tasks with
 no case (account-level, lead or unknown tasks), ``ceil(n / 100)`` for one ``GET /tasks`` listing filtered
@@ -17,18 +17,16 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_provider_debitura.exceptions import DebituraConfigError, DebituraNotFoundError
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
-from airflow_provider_debitura.hooks.paging import Listing, TaskListing
-from airflow_provider_debitura.models import Task, TaskType
-
-if TYPE_CHECKING:
-    from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook, DebituraHook
+from airflow_provider_debitura.hooks.exchange import Exchange, Upcoming, unwrap
+from airflow_provider_debitura.hooks.paging import TaskListing
+from airflow_provider_debitura.models import Records, Task, TaskType
 
 HANDOFF_FIELDS = (
     "id",
@@ -155,48 +153,83 @@ class HandoffCheck:
         )
 
 
-CheckRequest = ApiCall[Any] | TaskListing
-"""One request of a handoff check: a single API call, or a whole task listing (``hooks.paging``)."""
+class HandoffReads(Exchange[HandoffCheck]):
+    """The requests of one check, as an exchange (``hooks.exchange``): ``hook.exchange(HandoffReads(tasks))``.
 
-
-def check_steps(tasks: Sequence[Mapping[str, Any]]) -> Generator[CheckRequest, Any, HandoffCheck]:
-    """The requests of one check, as a generator: send each step's result (or throw its error) back in.
-
-    Case tasks: the case's open tasks (one request, no paging, so no drift); a 404 means the case is gone:
-    its tasks are reported as ``missing`` (never as solved). Tasks without a case: one type-filtered account
-    listing, which returns every task open for the whole listing (``hooks.paging``): a task missing from it was
-    solved. A listing that could not verify itself proves nothing gone, so its missing tasks count as still open.
+    Case tasks: the case's open tasks (one request per case, no paging, so no drift; the cases are one batch);
+    a 404 means the case is gone: its tasks are reported as ``missing`` (never as solved). Tasks without a case,
+    after the cases: one type-filtered account listing (a :class:`~airflow_provider_debitura.hooks.paging.TaskListing`
+    inside), which returns every task open for the whole listing: a task missing from it was solved. A listing
+    that could not verify itself proves nothing gone, so its missing tasks count as still open. Any other error
+    ends the check with that error.
 
     :param tasks: the handed-over tasks (handoff dicts).
     """
-    open_ids: set[str] = set()
-    notes: list[str] = []
-    missing_cases: list[str] = []
-    for case_id in sorted({str(t["caseId"]).lower() for t in tasks if t.get("caseId")}):
-        try:
-            listed: list[Task] = yield endpoints.get_case_tasks(case_id, status="Open")
-        except DebituraNotFoundError:
-            notes.append(f"case {case_id} no longer exists (404): its tasks were not solved, the case is gone")
-            missing_cases.append(case_id)
-            continue
-        open_ids.update(t.id.lower() for t in listed if t.is_open)
-    caseless = [t for t in tasks if not t.get("caseId")]
-    if caseless:
-        types = _listing_types(caseless)
-        wanted = {str(t["id"]).lower() for t in caseless}
-        found: Listing = yield TaskListing(status="Open", types=types)
-        seen = {t.id.lower() for t in found if t.is_open}
-        seen |= {str(r.id).lower() for r in found.rejected if r.id}  # unreadable, so not proven gone
-        if not found.verified:
-            notes.append(
-                f"the account listing could not be verified ({found.unverified_reason}): nothing counts as gone"
-            )
-            seen |= wanted
-        open_ids.update(seen & wanted)
-    missing = tuple(dict(t) for t in tasks if t.get("caseId") and str(t["caseId"]).lower() in missing_cases)
-    still = tuple(dict(t) for t in tasks if str(t["id"]).lower() in open_ids)
-    gone = tuple(dict(t) for t in tasks if str(t["id"]).lower() not in open_ids and dict(t) not in missing)
-    return HandoffCheck(still, gone, tuple(notes), missing, tuple(missing_cases))
+
+    def __init__(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        self.tasks = tasks
+        self._to_read = sorted({str(t["caseId"]).lower() for t in tasks if t.get("caseId")})
+        self._asked: dict[str, str] = {}
+        self._case_tasks: dict[str, list[Task] | None] = {}
+        """Each case's open tasks; None: the case is gone (404)."""
+        caseless = [t for t in tasks if not t.get("caseId")]
+        self._listing = TaskListing(status="Open", types=_listing_types(caseless)) if caseless else None
+
+    def next_calls(self) -> Sequence[ApiCall[Any]]:
+        """Every case's open tasks (one batch), then the account listing's pages, one at a time."""
+        if self._to_read:
+            calls = [endpoints.get_case_tasks(case_id, status="Open") for case_id in self._to_read]
+            self._asked = {call.path: case_id for call, case_id in zip(calls, self._to_read, strict=True)}
+            self._to_read = []
+            return calls
+        return self._listing.next_calls() if self._listing is not None else []
+
+    def feed(self, call: ApiCall[Any], answer: object) -> None:
+        """Take a case's tasks (a 404: the case is gone) or a page of the listing.
+
+        :param call: the call.
+        :param answer: the parsed answer, or the error the call ended with.
+        """
+        case_id = self._asked.pop(call.path, None)
+        if case_id is None:
+            assert self._listing is not None
+            self._listing.feed(call, answer)
+        elif isinstance(answer, DebituraNotFoundError):
+            self._case_tasks[case_id] = None
+        else:
+            listed: Records[Task] = unwrap(answer)
+            self._case_tasks[case_id] = list(listed)
+
+    def upcoming(self) -> Upcoming | None:
+        """What the account listing says is still to come (checked against the budget in a worker)."""
+        return self._listing.upcoming() if self._listing is not None and not self._asked else None
+
+    def result(self) -> HandoffCheck:
+        """What Debitura says about the tasks, once every request is answered."""
+        open_ids: set[str] = set()
+        notes: list[str] = []
+        missing_cases = [case_id for case_id, listed in sorted(self._case_tasks.items()) if listed is None]
+        notes += [
+            f"case {c} no longer exists (404): its tasks were not solved, the case is gone" for c in missing_cases
+        ]
+        for listed in self._case_tasks.values():
+            open_ids.update(t.id.lower() for t in listed or () if t.is_open)
+        if self._listing is not None:
+            found = self._listing.result()
+            wanted = {str(t["id"]).lower() for t in self.tasks if not t.get("caseId")}
+            seen = {t.id.lower() for t in found if t.is_open}
+            seen |= {str(r.id).lower() for r in found.rejected if r.id}  # unreadable, so not proven gone
+            if not found.verified:
+                notes.append(
+                    f"the account listing could not be verified ({found.unverified_reason}): nothing counts as gone"
+                )
+                seen |= wanted
+            open_ids.update(seen & wanted)
+        tasks = self.tasks
+        missing = tuple(dict(t) for t in tasks if t.get("caseId") and str(t["caseId"]).lower() in missing_cases)
+        still = tuple(dict(t) for t in tasks if str(t["id"]).lower() in open_ids)
+        gone = tuple(dict(t) for t in tasks if str(t["id"]).lower() not in open_ids and dict(t) not in missing)
+        return HandoffCheck(still, gone, tuple(notes), missing, tuple(missing_cases))
 
 
 def _listing_types(tasks: Iterable[Mapping[str, Any]]) -> list[str] | None:
@@ -205,47 +238,3 @@ def _listing_types(tasks: Iterable[Mapping[str, Any]]) -> list[str] | None:
     if any(not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", name) for name in types):
         return None
     return sorted(types, key=lambda name: (name not in TaskType.known(), name))  # type: ignore[arg-type]
-
-
-def run_check(hook: DebituraHook, tasks: Sequence[Mapping[str, Any]]) -> HandoffCheck:
-    """Drive :func:`check_steps` with a :class:`~airflow_provider_debitura.hooks.debitura.DebituraHook`.
-
-    :param hook: the sync hook (in a worker).
-    :param tasks: the handed-over tasks.
-    """
-    steps = check_steps(tasks)
-    value: Any = None
-    error: DebituraNotFoundError | None = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            result: HandoffCheck = stop.value
-            return result
-        value, error = None, None
-        try:
-            value = hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step)
-        except DebituraNotFoundError as exc:
-            error = exc
-
-
-async def arun_check(hook: DebituraAsyncHook, tasks: Sequence[Mapping[str, Any]]) -> HandoffCheck:
-    """Drive :func:`check_steps` with a :class:`~airflow_provider_debitura.hooks.debitura.DebituraAsyncHook`.
-
-    :param hook: the async hook (in the triggerer).
-    :param tasks: the handed-over tasks.
-    """
-    steps = check_steps(tasks)
-    value: Any = None
-    error: DebituraNotFoundError | None = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            result: HandoffCheck = stop.value
-            return result
-        value, error = None, None
-        try:
-            value = await (hook.run_listing(step) if isinstance(step, TaskListing) else hook.run(step))
-        except DebituraNotFoundError as exc:
-            error = exc

@@ -160,15 +160,6 @@ class DebituraAsyncHook(_DebituraHookBase):
             raise _without_retry_frames(exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def run_listing(self, listing: TaskListing) -> Listing:
-        """Drive a :class:`~airflow_provider_debitura.hooks.paging.TaskListing` to its result.
-
-        :param listing: a fresh listing.
-        """
-        while (call := listing.next_call()) is not None:
-            listing.feed(await self.run(call))
-        return _logged(listing.result())
-
     async def exchange(self, exchange: Exchange[R], slots: asyncio.Semaphore | None = None) -> R:
         """Drive an exchange of several requests to its result (``hooks.exchange``, ``docs/request-protocol.md``):
         the calls of one batch concurrently, each within ``slots``, each answer fed back as it arrives (the
@@ -228,7 +219,7 @@ class DebituraAsyncHook(_DebituraHookBase):
         :param confirm: deprecated, no effect.
         """
         _no_confirm(confirm)
-        return await self.run_listing(TaskListing(status=status, types=types, pages_hint=pages_hint))
+        return _logged(await self.exchange(TaskListing(status=status, types=types, pages_hint=pages_hint)))
 
     async def get_tasks_page(
         self,

@@ -154,21 +154,6 @@ class DebituraHook(_DebituraHookBase):
             raise _without_retry_frames(exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def run_listing(self, listing: TaskListing) -> Listing:
-        """Drive a :class:`~airflow_provider_debitura.hooks.paging.TaskListing` to its result.
-
-        A listing whose remaining pages would not fit the request budget fails after its first page (which
-        tells the queue's size), before the bulk (:meth:`RequestBudget.require`).
-
-        :param listing: a fresh listing.
-        """
-        while (call := listing.next_call()) is not None:
-            listing.feed(self.run(call))
-            if listing.pages_read == 1 and (left := listing.pages_left()):
-                total = f"{listing.total:,} tasks, " if listing.total is not None else ""
-                self.budget.require(left, what=f"the rest of this task listing ({total}{left:,} more pages)")
-        return _logged(listing.result())
-
     def exchange(self, exchange: Exchange[R]) -> R:
         """Drive an exchange of several requests to its result (``hooks.exchange``, ``docs/request-protocol.md``):
         one call after another, each answer (or the ``DebituraError`` it ended with) fed back. What the exchange
@@ -226,7 +211,7 @@ class DebituraHook(_DebituraHookBase):
         :param confirm: deprecated, no effect.
         """
         _no_confirm(confirm)
-        return self.run_listing(TaskListing(status=status, types=types, pages_hint=pages_hint))
+        return _logged(self.exchange(TaskListing(status=status, types=types, pages_hint=pages_hint)))
 
     def get_tasks_page(
         self,

@@ -1,4 +1,4 @@
-"""Reading the whole account queue while it moves: the sans-IO listing that both hooks drive.
+"""Reading the whole account queue while it moves: the sans-IO listing that both hooks drive (``hooks.exchange``).
 
 Pages are read from the last to the first, so a task solved meanwhile shifts the tasks still to be
 read onto pages already read (a harmless duplicate, dropped by id) instead of past the reader; new
@@ -12,8 +12,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.exchange import Exchange, Upcoming, unwrap
 from airflow_provider_debitura.models import Records, RejectedRecord, Task, TaskPage
 
 DEFAULT_MAX_REREADS = 1
@@ -136,12 +138,12 @@ def _rejected_key(record: RejectedRecord, index: int) -> str:
     return f"id:{record.id}" if record.id else f"page-record:{index}:{record.reason}"
 
 
-class TaskListing:
+class TaskListing(Exchange[Listing]):
     """The sans-IO state machine of one listing of ``GET /tasks``.
 
-    Drive it with ``while (call := listing.next_call()) is not None: listing.feed(send(call))``, then
-    ``listing.result()``. The first request is page ``pages_hint`` (default 1): when its ``totalResults``
-    confirms the hint it is the first page of the pass, otherwise it only tells the size.
+    An exchange (``hooks.exchange``): ``listing = hook.exchange(TaskListing(...))``, one page at a time; a failed
+    request ends the listing with its error. The first request is page ``pages_hint`` (default 1): when its
+    ``totalResults`` confirms the hint it is the first page of the pass, otherwise it only tells the size.
 
     :param status: the ``status`` filter (None: the API's default, Open).
     :param types: the ``type`` filter.
@@ -175,17 +177,21 @@ class TaskListing:
         self._forward_reason = "the API reported no totalResults, so the listing cannot be checked"
         endpoints.get_tasks_page(page_size=page_size)  # validates page_size before any request
 
-    def next_call(self) -> endpoints.ApiCall[TaskPage] | None:
-        """The next request to send, or None when the listing is complete."""
+    def next_calls(self) -> Sequence[endpoints.ApiCall[TaskPage]]:
+        """The next request to send, or none when the listing is complete."""
         if self._next is None:
-            return None
-        return endpoints.get_tasks_page(status=self.status, types=self.types, page=self._next, page_size=self.page_size)
+            return []
+        return [
+            endpoints.get_tasks_page(status=self.status, types=self.types, page=self._next, page_size=self.page_size)
+        ]
 
-    def feed(self, page: TaskPage) -> None:
-        """Take the answer to the last :meth:`next_call`.
+    def feed(self, call: endpoints.ApiCall[Any], answer: object) -> None:
+        """Take the answer to the last call (an error it ended with is raised).
 
-        :param page: the parsed page.
+        :param call: the call.
+        :param answer: the parsed page, or the error.
         """
+        page: TaskPage = unwrap(answer)
         requested = self._next
         if requested is None:
             raise RuntimeError("feed() after the listing finished")
@@ -209,8 +215,16 @@ class TaskListing:
             return 1 if self._mode == "tail" else None
         return self._next + (1 if self.total and self.total % self.page_size == 0 else 0)
 
+    def upcoming(self) -> Upcoming | None:
+        """After the first page, which tells the queue's size: the rest of the pass, for the sync hook to check
+        against the request budget before the bulk."""
+        if self.pages_read != 1 or not (left := self.pages_left()):
+            return None
+        total = f"{self.total:,} tasks, " if self.total is not None else ""
+        return Upcoming(left, f"the rest of this task listing ({total}{left:,} more pages)")
+
     def result(self) -> Listing:
-        """The listing, once :meth:`next_call` has returned None."""
+        """The listing, once :meth:`next_calls` is empty."""
         if self._result is None:
             raise RuntimeError("listing not finished")
         return self._result

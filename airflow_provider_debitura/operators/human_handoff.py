@@ -24,7 +24,7 @@ from airflow_provider_debitura.exceptions import (
 )
 from airflow_provider_debitura.hitl import compat as hitl_compat
 from airflow_provider_debitura.hitl.compat import HITLOperator, refuse_fixed_args, require_hitl
-from airflow_provider_debitura.hitl.handoff import HandoffCheck, handoff_tasks, run_check
+from airflow_provider_debitura.hitl.handoff import HandoffCheck, HandoffReads, handoff_tasks
 from airflow_provider_debitura.hitl.request import default_subject, handoff_body
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
@@ -200,7 +200,7 @@ class DebituraHumanHandoffOperator(HITLOperator):
 
     def _check(self, tasks: list[dict[str, Any]]) -> HandoffCheck:
         with DebituraHook(debitura_conn_id=connection_id(self.debitura_conn_id)) as hook:
-            check = run_check(hook, tasks)
+            check = hook.exchange(HandoffReads(tasks))
         self.log.info("Debitura check: %s", check.describe())
         return check
 

@@ -37,8 +37,9 @@ from asgiref.sync import sync_to_async
 
 from airflow_provider_debitura.exceptions import DebituraError
 from airflow_provider_debitura.hitl import compat as hitl_compat
-from airflow_provider_debitura.hitl.handoff import HandoffCheck, arun_check
+from airflow_provider_debitura.hitl.handoff import HandoffCheck, HandoffReads
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.triggers.shared_poll import connection_slots
 
 CLEARED_KEY = "debitura_cleared"
 """Event key set when the trigger itself closed the request because Debitura shows the tasks solved."""
@@ -211,7 +212,7 @@ class DebituraHandoffTrigger(BaseTrigger):
         trigger's ``CancelledError`` passes through)."""
         self.checks += 1
         try:
-            return await arun_check(hook, self.tasks)
+            return await hook.exchange(HandoffReads(self.tasks), slots=connection_slots(self.debitura_conn_id))
         except DebituraError as exc:
             return exc
 

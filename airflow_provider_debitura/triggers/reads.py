@@ -1,10 +1,8 @@
-"""The async reads behind gates and watchers: a round of direct checks, and one read of the whole queue.
+"""One read of the whole open queue for gates and watchers (:func:`read_queue`), as compact records.
 
-Short drivers: the calls and what their answers mean come from :mod:`airflow_provider_debitura.gate`
-(:class:`~airflow_provider_debitura.gate.DirectReads`, the compact page parser); the consistency of a
-multi-page read comes from the hook's listing (:mod:`airflow_provider_debitura.hooks.paging`). This
-module only sends, within a per-connection limit, and never raises for a failed read: a failure is
-an answer ("unknown", or "failed" when checking again cannot help).
+The consistency of a multi-page read comes from the hook's listing (:mod:`airflow_provider_debitura.hooks.paging`),
+the compact page parser from :mod:`airflow_provider_debitura.gate`; the async hook's exchange driver sends
+(``hooks.exchange``). A failed read is never raised: it is the result's ``error``.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import Any, cast
 
 from airflow_provider_debitura.exceptions import DebituraAuthError
 from airflow_provider_debitura.gate import (
@@ -27,12 +25,12 @@ from airflow_provider_debitura.gate import (
 )
 from airflow_provider_debitura.hooks import endpoints, paging
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
+from airflow_provider_debitura.hooks.endpoints import ApiCall
+from airflow_provider_debitura.hooks.exchange import Exchange, unwrap
 from airflow_provider_debitura.hooks.paging import TaskListing
 from airflow_provider_debitura.models import PageData, RejectedRecord, TaskPage
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 async def drive_direct(hook: DebituraAsyncHook, reads: DirectReads, slots: asyncio.Semaphore) -> None:
@@ -140,37 +138,89 @@ async def read_queue(
     listed = listed if listed is not None else ListedIds()
     listed.begin()
     listing = TaskListing(status="Open", pages_hint=pages_hint, max_rereads=max_rereads)
-    result = QueueRead()
-    open_by_id: dict[str, CompactTask] = {}
-    texts: dict[int, str] = {}
+    reading = CompactListing(listing, keep_pages=keep_pages, keep_going=keep_going, listed=listed)
     try:
-        while (call := listing.next_call()) is not None:
-            result.requests += 1
-            answer = cast(TaskPageBatch, await hook.run(compact_page_call(call, keep_text=keep_pages)))
-            _collect(answer, open_by_id, texts, result.requests)
-            entries = [listed(task_id, created) for task_id, created in answer.batch.listed]
-            listing.feed(cast(TaskPage, _ListingPage(answer.page, entries, answer.batch.rejected, answer.raw_count)))
-            total = answer.page.total_results
-            if result.requests == 1 and keep_going is not None and total is not None and not keep_going(total):
-                result.total, result.abandoned = total, True
-                return result
-        outcome = listing.result()
+        result = await hook.exchange(reading)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         if isinstance(exc, DebituraAuthError):
             await hook.reset_connection()  # a rotated key takes effect without a triggerer restart
-        result.error = exc
-        return result
-    listed.forget_unseen()
-    result.batch = RecordBatch(
-        tuple(open_by_id[task.id] for task in outcome if task.id in open_by_id), tuple(outcome.rejected)
-    )
-    result.verified, result.unverified_reason, result.total = outcome.verified, outcome.unverified_reason, outcome.total
-    result.pages = tuple(texts[key] for key in sorted(texts))
-    records = len(outcome) + len(outcome.rejected)
-    result.atomic = outcome.requests == 1 and outcome.total == records < endpoints.MAX_PAGE_SIZE
+        reading.read.error = exc
+        return reading.read
+    if not result.abandoned:
+        listed.forget_unseen()
     return result
+
+
+class CompactListing(Exchange[QueueRead]):
+    """A :class:`~airflow_provider_debitura.hooks.paging.TaskListing` whose pages are read compact
+    (:func:`~airflow_provider_debitura.gate.compact_page_call`): each task kept once as a compact record (and its
+    page's JSON text when asked), the listing fed only what its checks need.
+
+    :param listing: a fresh listing.
+    :param keep_pages: also keep each page's records as JSON text.
+    :param keep_going: called with ``totalResults`` after the first answer; False stops there (``abandoned``).
+    :param listed: the listing entries of earlier reads, to reuse (see :class:`ListedIds`).
+    """
+
+    def __init__(
+        self,
+        listing: TaskListing,
+        *,
+        keep_pages: bool = False,
+        keep_going: Callable[[int], bool] | None = None,
+        listed: ListedIds | None = None,
+    ) -> None:
+        self.listing, self.keep_pages, self.keep_going = listing, keep_pages, keep_going
+        self.listed = listed if listed is not None else ListedIds()
+        self.read = QueueRead()
+        """What the read found so far (``error`` is set by :func:`read_queue` when it ends in one)."""
+        self._open_by_id: dict[str, CompactTask] = {}
+        self._texts: dict[int, str] = {}
+        self._sent: list[tuple[ApiCall[Any], ApiCall[Any]]] = []
+
+    def next_calls(self) -> list[ApiCall[Any]]:
+        """The listing's next page, as a compact page call; none once finished or abandoned."""
+        if self.read.abandoned:
+            return []
+        self._sent = [(compact_page_call(c, keep_text=self.keep_pages), c) for c in self.listing.next_calls()]
+        return [compact for compact, _ in self._sent]
+
+    def feed(self, call: ApiCall[Any], answer: object) -> None:
+        """Take a compact page (an error the call ended with is raised).
+
+        :param call: the compact call.
+        :param answer: the page, or the error.
+        """
+        original = next(listed for compact, listed in self._sent if compact is call)
+        self.read.requests += 1
+        page: TaskPageBatch = unwrap(answer)
+        _collect(page, self._open_by_id, self._texts, self.read.requests)
+        entries = [self.listed(task_id, created) for task_id, created in page.batch.listed]
+        self.listing.feed(
+            original, cast(TaskPage, _ListingPage(page.page, entries, page.batch.rejected, page.raw_count))
+        )
+        total = page.page.total_results
+        if self.read.requests == 1 and self.keep_going is not None and total is not None and not self.keep_going(total):
+            self.read.total, self.read.abandoned = total, True
+
+    def result(self) -> QueueRead:
+        """The read: every open task of the listing as compact records, its verdict and its pages."""
+        result = self.read
+        if result.abandoned:
+            return result
+        outcome = self.listing.result()
+        open_by_id = self._open_by_id
+        result.batch = RecordBatch(
+            tuple(open_by_id[task.id] for task in outcome if task.id in open_by_id), tuple(outcome.rejected)
+        )
+        result.verified, result.unverified_reason = outcome.verified, outcome.unverified_reason
+        result.total = outcome.total
+        result.pages = tuple(self._texts[key] for key in sorted(self._texts))
+        records = len(outcome) + len(outcome.rejected)
+        result.atomic = outcome.requests == 1 and outcome.total == records < endpoints.MAX_PAGE_SIZE
+        return result
 
 
 def _collect(answer: TaskPageBatch, open_by_id: dict[str, CompactTask], texts: dict[int, str], index: int) -> None:

@@ -94,9 +94,10 @@ def drive(queue: Queue, *, hint: int | None = None, changes: dict[int, list[Chan
     ever = set(at_start)
     gone: set[str] = set()
     calls = []
-    while (call := listing.next_call()) is not None:
+    while next_calls := listing.next_calls():
+        [call] = next_calls  # one page at a time
         calls.append(int(dict(call.params)["Page"]))
-        listing.feed(queue.page(calls[-1]))
+        listing.feed(call, queue.page(calls[-1]))
         for change in (changes or {}).get(len(calls), []):
             before = {t["id"] for t in queue.items}
             change(queue)
@@ -296,9 +297,10 @@ def test_feed_after_the_end_and_result_before_it_are_errors():
     listing = TaskListing(page_size=SIZE)
     with pytest.raises(RuntimeError):
         listing.result()
-    listing.feed(Queue.of(1).page(1))
+    [call] = listing.next_calls()
+    listing.feed(call, Queue.of(1).page(1))
     with pytest.raises(RuntimeError):
-        listing.feed(Queue.of(1).page(1))
+        listing.feed(call, Queue.of(1).page(1))
 
 
 # -- any churn of removals and appends: the guarantee holds, the cost is bounded --------------------------

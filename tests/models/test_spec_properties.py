@@ -78,9 +78,9 @@ def test_task_pages_parse_and_a_listing_completes(schemas):
         records = body.get("tasks") or []
         _accepted_unless_missing(records, page.tasks, page.rejected, needed=("id", "dateCreated"))
         listing = TaskListing(pages_hint=1)
-        listing.next_call()
-        listing.feed(page)  # a listing takes any spec-valid page without raising (it may ask for more)
-        listing.next_call()
+        [call] = listing.next_calls()
+        listing.feed(call, page)  # a listing takes any spec-valid page without raising (it may ask for more)
+        listing.next_calls()
 
     check()
 

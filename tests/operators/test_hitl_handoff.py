@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.hitl import compat as hitl_compat
-from airflow_provider_debitura.hitl.handoff import handoff_tasks, run_check
+from airflow_provider_debitura.hitl.handoff import HandoffReads, handoff_tasks
 from airflow_provider_debitura.hitl.markdown import escape_markdown
 from airflow_provider_debitura.hitl.request import default_subject, handoff_body
 
@@ -181,9 +181,9 @@ def test_check_costs_one_request_per_case(debitura_conn):
     review, validation = _open(sandbox, "ReviewPartner"), _open(sandbox, "CaseValidationNeedsInfo")
     tasks = handoff_tasks("t", [review, validation])  # both on INV-1004
     with DebituraHook() as hook:
-        assert len(run_check(hook, tasks).still_open) == 2
+        assert len(hook.exchange(HandoffReads(tasks)).still_open) == 2
         sandbox.control("POST", f"/tasks/{review['id']}/solve")
-        check = run_check(hook, tasks)
+        check = hook.exchange(HandoffReads(tasks))
     assert [t["id"] for t in check.still_open] == [validation["id"]] and not check.cleared
     assert _counters(sandbox)[CASE_TASKS] == 2 and "GET /tasks" not in _counters(sandbox)
 
@@ -195,10 +195,10 @@ def test_check_of_caseless_tasks_confirms_before_calling_one_gone(debitura_conn)
     sign = sandbox.control("POST", "/tasks", json={"type": "SignContract"}).json()
     tasks = handoff_tasks("t", sign)
     with DebituraHook() as hook:
-        assert not run_check(hook, tasks).cleared
+        assert not hook.exchange(HandoffReads(tasks)).cleared
         assert _counters(sandbox)["GET /tasks"] == 1  # present: one filtered page is proof enough
         sandbox.control("POST", f"/tasks/{sign['id']}/solve")
-        assert run_check(hook, tasks).cleared
+        assert hook.exchange(HandoffReads(tasks)).cleared
     assert _counters(sandbox)["GET /tasks"] == 2  # one page is one snapshot: no confirming pass needed
 
 
@@ -210,7 +210,7 @@ def test_check_of_caseless_tasks_on_a_multi_page_listing_proves_a_gone_task(debi
     sandbox.control("POST", f"/tasks/{signs[0]['id']}/solve")  # 101 open SignContract tasks: two pages
     sandbox.control("DELETE", "/requests")
     with DebituraHook() as hook:
-        assert run_check(hook, handoff_tasks("t", signs[0])).cleared
+        assert hook.exchange(HandoffReads(handoff_tasks("t", signs[0]))).cleared
     # One listing that returns every task open while it read (hooks.paging): 2 pages + 1 first read of page 1.
     assert _counters(sandbox)["GET /tasks"] == 3
 
@@ -221,7 +221,7 @@ def test_a_case_that_is_gone_is_reported_as_gone_never_as_solved(debitura_conn):
     case_id = str(uuid.uuid4())
     tasks = handoff_tasks("t", {"id": str(uuid.uuid4()), "type": "Generic", "caseId": case_id})
     with DebituraHook() as hook:
-        check = run_check(hook, tasks)
+        check = hook.exchange(HandoffReads(tasks))
     assert not check.cleared and check.gone == () and check.still_open == ()
     assert check.missing_cases == (case_id,) and [t["id"] for t in check.missing] == [tasks[0]["id"]]
     assert "1 on a case that is gone" in check.describe() and "were not solved" in check.describe()

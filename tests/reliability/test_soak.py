@@ -165,7 +165,7 @@ class Soak:
     def snapshot_once(self) -> None:
         rule = self.maybe_fault(["/tasks"])
         try:
-            snapshot = AccountSnapshot.from_tasks(self.hook.run_listing(TaskListing(status="Open")), time.time())
+            snapshot = AccountSnapshot.from_tasks(self.hook.exchange(TaskListing(status="Open")), time.time())
         except DebituraError as exc:
             snapshot = AccountSnapshot.failed(f"{type(exc).__name__}: {exc}", time.time())
         faulted = self.end_fault(rule)

@@ -78,9 +78,10 @@ class Queue:
 def tail(queue: Queue, known: QueueOrder, between: Callable[[int], None] | None = None) -> TailResult:
     """One tail read; ``between(k)`` runs after the k-th answer (1-based)."""
     read = TailRead(known, page_size=SIZE)
-    while (call := read.next_call()) is not None:
+    while calls := read.next_calls():
+        [call] = calls  # one page at a time
         page = int(dict(call.params)["Page"])
-        read.feed(queue.serve(page))
+        read.feed(call, queue.serve(page))
         if between is not None:
             between(len(queue.requests))
     return read.result()

@@ -161,12 +161,7 @@ class QueueRounds:
     async def _tail(self) -> TailResult:
         assert self.known is not None
         tail = TailRead(self.known, types=self.types)
-        slots = connection_slots(self.trigger.debitura_conn_id)
-        while (call := tail.next_call()) is not None:
-            async with slots:
-                page = await self.hook.run(call)
-            tail.feed(page)
-        return tail.result()
+        return await self.hook.exchange(tail, slots=connection_slots(self.trigger.debitura_conn_id))
 
     async def _case_round(self) -> Round:
         case_id = self.trigger.case_id

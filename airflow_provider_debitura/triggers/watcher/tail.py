@@ -2,7 +2,8 @@
 
 The API lists the queue oldest first, so a task created since the last round is appended at the end. The
 watcher keeps the order of the last listing it trusted (:class:`QueueOrder`, ids only, in memory) and reads
-the last page or two (:class:`TailRead`, sans-IO like :class:`~airflow_provider_debitura.hooks.paging.TaskListing`).
+the last page or two (:class:`TailRead`, a sans-IO exchange of ``hooks.exchange`` like
+:class:`~airflow_provider_debitura.hooks.paging.TaskListing`).
 The read is *verified*, and stands for a complete listing, when every check holds:
 
 - every answer has one ``totalResults`` ``T``, and holds exactly the records ``T`` puts on its page (a lying,
@@ -25,8 +26,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.exchange import Exchange, unwrap
 from airflow_provider_debitura.hooks.paging import expected_count
 from airflow_provider_debitura.models import Task, TaskPage
 
@@ -76,13 +79,13 @@ class TailResult:
         return self.doubt is None
 
 
-class TailRead:
+class TailRead(Exchange[TailResult]):
     """The sans-IO state machine of one tail read of ``GET /tasks``.
 
-    Drive it like the listing: ``while (call := tail.next_call()) is not None: tail.feed(send(call))``, then
-    ``tail.result()``. The first request is page ``N // page_size + 1`` (``N``: the trusted listing's size),
-    the page where the next new task lands; its ``totalResults`` decides the pages to read, last first, down
-    to the page that held the trusted listing's last task.
+    An exchange (``hooks.exchange``): ``result = await hook.exchange(TailRead(known), slots=slots)``; a failed
+    request ends the read with its error. The first request is page ``N // page_size + 1`` (``N``: the trusted
+    listing's size), the page where the next new task lands; its ``totalResults`` decides the pages to read, last
+    first, down to the page that held the trusted listing's last task.
 
     :param known: the order of the last trusted listing.
     :param status: the ``status`` filter (as the trusted listing used).
@@ -115,21 +118,23 @@ class TailRead:
         self._result: TailResult | None = None
         self.requests = 0
 
-    def next_call(self) -> endpoints.ApiCall[TaskPage] | None:
-        """The next request, or None when the read is over."""
+    def next_calls(self) -> Sequence[endpoints.ApiCall[TaskPage]]:
+        """The next request, or none when the read is over."""
         if self._result is not None or not self._plan:
-            return None
-        return endpoints.get_tasks_page(
-            status=self.status, types=self.types, page=self._plan[0], page_size=self.page_size
-        )
+            return []
+        return [
+            endpoints.get_tasks_page(status=self.status, types=self.types, page=self._plan[0], page_size=self.page_size)
+        ]
 
-    def feed(self, page: TaskPage) -> None:
-        """Take the answer to the last :meth:`next_call`.
+    def feed(self, call: endpoints.ApiCall[Any], answer: object) -> None:
+        """Take the answer to the last call (an error it ended with is raised).
 
-        :param page: the parsed page.
+        :param call: the call.
+        :param answer: the parsed page, or the error.
         """
         if self._result is not None or not self._plan:
             raise RuntimeError("feed() after the tail read finished")
+        page: TaskPage = unwrap(answer)
         number = self._plan.pop(0)
         self.requests += 1
         for task in page.tasks:
@@ -147,7 +152,7 @@ class TailRead:
             self._verify()
 
     def result(self) -> TailResult:
-        """The outcome, once :meth:`next_call` has returned None."""
+        """The outcome, once :meth:`next_calls` is empty."""
         if self._result is None:
             raise RuntimeError("tail read not finished")
         return self._result
