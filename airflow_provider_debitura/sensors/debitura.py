@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
@@ -32,8 +32,6 @@ from airflow_provider_debitura.validation import CaseSelector, as_bool, case_sel
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-T = TypeVar("T")
 
 
 def _is_template(value: Any) -> bool:
