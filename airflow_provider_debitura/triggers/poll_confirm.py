@@ -113,4 +113,4 @@ class Confirmations:
         """
         for case in cases:
             self._pending.pop(case, None)
-        self._read_in.update(dict.fromkeys(cases, round_no))
+            self._read_in[case] = round_no
