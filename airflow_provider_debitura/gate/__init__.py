@@ -29,12 +29,9 @@ from airflow_provider_debitura.gate.progress import (
 )
 from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
-    CASE_ID,
     COMPACT_FIELDS,
     DOCUMENTED_TYPES,
-    ID,
     NEW_TYPES,
-    TYPE,
     CompactTask,
     Listed,
     RecordBatch,
@@ -75,15 +72,12 @@ from airflow_provider_debitura.gate.verdict import (
 __all__ = [
     "ACCOUNT_LEVEL_TYPES",
     "BACKOFF_SHARE",
-    "CASE_ID",
     "COMPACT_FIELDS",
     "DEFAULT_MAX_WAIT",
     "DOCUMENTED_TYPES",
     "FAILED_READS_PER_ROUND",
-    "ID",
     "NEW_TYPES",
     "SUMMARY_TASKS_PER_TYPE",
-    "TYPE",
     "AccountSnapshot",
     "CompactTask",
     "DirectReads",

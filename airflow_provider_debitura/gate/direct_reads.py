@@ -10,7 +10,6 @@ from typing import Any, cast
 from airflow_provider_debitura.gate.records import (
     DOCUMENTED_TYPES,
     NEW_TYPES,
-    TYPE,
     CompactTask,
     RecordBatch,
     TaskPageBatch,
@@ -177,7 +176,7 @@ class DirectReads(Exchange["DirectReads"]):
         self.cases.update(
             {r.case_id.lower(): Part.unknown(UNREADABLE_CASE_RECORD) for r in batch.rejected if r.case_id}
         )
-        seen = {t[TYPE] for t in self._account_tasks}
+        seen = {t.type for t in self._account_tasks}
         if not last and (self.account_types - {NEW_TYPES}) <= seen:
             self.account = Part(tuple(self._account_tasks), complete=False, reason="only the first page(s) were read")
         elif not last:

@@ -73,12 +73,6 @@ class CompactTask(NamedTuple):
     lead_id: str | None
 
 
-ID: Final = 0
-TYPE: Final = 1
-CASE_ID: Final = 2
-"""Positions in :class:`CompactTask`, kept only for modules not yet converted (``gate/snapshot.py``); read the
-fields by name instead (``task.id``, ``task.type``, ``task.case_id``)."""
-
 _NOT_SHOWN: Final = frozenset({"case_reference", "lead_id"})
 """The :class:`CompactTask` fields a gate reads but XCom and logs leave out."""
 

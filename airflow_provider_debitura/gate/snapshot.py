@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_provider_debitura.gate.records import (
-    CASE_ID,
-    ID,
     CompactTask,
     RecordBatch,
     compact,
@@ -38,7 +36,7 @@ def _index_into(
 ) -> None:
     """Sort open tasks into their case's list (lower-cased id) or the account-level list."""
     for task in tasks:
-        case_id = task[CASE_ID]
+        case_id = task.case_id
         if is_account_level(task):
             account.append(task)
         elif case_id:
@@ -281,8 +279,8 @@ class AccountSnapshot:
         if account is not None and account.known:
             # A caseless task of a new type the shared read saw was open: it keeps the gates that count it blocked,
             # whether or not the direct read asked for its type.
-            ids = {t[ID] for t in account.tasks}
-            seen = tuple(t for t in self.account.tasks if is_new_type(t) and t[ID] not in ids)
+            ids = {t.id for t in account.tasks}
+            seen = tuple(t for t in self.account.tasks if is_new_type(t) and t.id not in ids)
             account = replace(account, tasks=account.tasks + seen) if seen else account
         return replace(
             self,
@@ -297,7 +295,7 @@ class AccountSnapshot:
         :param ids: only these task ids (None: every open task). Needs a poller subscriber that asked for records.
         """
         wanted = None if ids is None else set(ids)
-        open_ids = {t[ID] for t in self.tasks}
+        open_ids = {t.id for t in self.tasks}
         out: dict[str, dict[str, Any]] = {}
         for text in self.pages:  # a task shifted onto a page read later shows twice: the later copy wins
             for record in json.loads(text) or ():

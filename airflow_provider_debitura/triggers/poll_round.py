@@ -23,7 +23,7 @@ from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpe
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.triggers.poll_confirm import Confirmations, account_types_of, confirm_budget, sort_gates
 from airflow_provider_debitura.triggers.poll_subscribers import Member
-from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, pages_for, read_queue
+from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, full_read_cost, pages_for, read_queue
 
 log = logging.getLogger("airflow_provider_debitura.triggers.shared_poll")
 
@@ -96,7 +96,13 @@ class RoundReads:
 
     @property
     def pages(self) -> int | None:
+        """Pages of the queue at the last page 1 read (the listing's hint); None before the first."""
         return None if self.open_total is None else pages_for(self.open_total)
+
+    @property
+    def full_cost(self) -> int | None:
+        """P: requests of a full read with a right hint (:func:`~.reads.full_read_cost`); None before the first."""
+        return None if self.open_total is None else full_read_cost(self.open_total)
 
     async def read(self, plan: RoundPlan, interval: float) -> AccountSnapshot:
         """One round's snapshot for ``plan`` (never raises for a failed read: that is a failed snapshot).
@@ -111,16 +117,16 @@ class RoundReads:
             self.rounds += 1
 
     async def _read(self, plan: RoundPlan, taken_at: float) -> AccountSnapshot:
-        pages, cost = self.pages, plan.direct_cost
+        pages, full, cost = self.pages, self.full_cost, plan.direct_cost
         probe = self._rounds_since_size >= PROBE_EVERY and cost <= len(plan.gates)
-        if not plan.full and pages is not None and cost < pages and not probe:
+        if not plan.full and full is not None and cost < full and not probe:
             return await self._direct(plan, taken_at)
         # Page 1 first when the size is unknown (or due for a refresh): it decides between the plans.
         sizing = not plan.full and (pages is None or probe)
         read = await read_queue(
             self.hook,
             keep_pages=plan.records,
-            keep_going=(lambda total: pages_for(total) <= cost) if sizing else None,
+            keep_going=(lambda total: full_read_cost(total) <= cost) if sizing else None,
             listed=self._listed,
             pages_hint=None if sizing else pages,
             max_rereads=1 if plan.full else 0,  # a re-read opens no gate: only a whole-queue subscriber needs it
@@ -135,7 +141,7 @@ class RoundReads:
         self._say("full", plan)
         snapshot = await _snapshot_of(read, taken_at)
         # P for the budget: the size the queue told; a read that could not tell (no or a lying total): its pages.
-        pages = self.pages if read.total is not None or read.error is not None else read.requests
+        pages = self.full_cost if read.total is not None or read.error is not None else read.requests
         return await self._confirm(snapshot, plan, pages) if plan.gates else snapshot
 
     async def _direct(self, plan: RoundPlan, taken_at: float) -> AccountSnapshot:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -17,7 +17,6 @@ from typing import Any, cast
 from airflow_provider_debitura.exceptions import DebituraAuthError
 from airflow_provider_debitura.gate import (
     CompactTask,
-    DirectReads,
     Listed,
     RecordBatch,
     TaskPageBatch,
@@ -31,16 +30,6 @@ from airflow_provider_debitura.hooks.paging import TaskListing
 from airflow_provider_debitura.models import PageData, RejectedRecord, TaskPage
 
 log = logging.getLogger(__name__)
-
-
-async def drive_direct(hook: DebituraAsyncHook, reads: DirectReads, slots: asyncio.Semaphore) -> None:
-    """Kept until its callers move to ``await hook.exchange(reads, slots=slots)``, which it is.
-
-    :param hook: the connection's async hook.
-    :param reads: the round's reads (filled in place).
-    :param slots: the connection's limit on concurrent requests.
-    """
-    await hook.exchange(reads, slots=slots)
 
 
 # ------------------------------------------------------------------------------- the whole queue
@@ -59,6 +48,9 @@ class ListedIds:
     def __init__(self) -> None:
         self._entries: dict[str, Listed] = {}
         self._seen: dict[str, Listed] = {}
+        self.tasks: dict[str, CompactTask] = {}
+        """The last complete read's open tasks by id: a page's unchanged task is this same object
+        (``gate.compact_page_call(known=)``), for the same reason."""
 
     def __call__(self, task_id: str, date_created: datetime) -> Listed:
         entry = self._entries.get(task_id)
@@ -71,9 +63,13 @@ class ListedIds:
         """Before a read."""
         self._seen = {}
 
-    def forget_unseen(self) -> None:
-        """After a complete read: drop the entries that read did not list."""
+    def forget_unseen(self, tasks: Iterable[CompactTask] = ()) -> None:
+        """After a complete read: drop the entries that read did not list, and keep its open tasks.
+
+        :param tasks: the read's open tasks.
+        """
         self._entries, self._seen = self._seen, {}
+        self.tasks = {task.id: task for task in tasks}
 
 
 @dataclass(frozen=True)
@@ -108,11 +104,20 @@ class QueueRead:
 
 
 def pages_for(total: int) -> int:
-    """Requests a full read of ``total`` open tasks costs (an empty queue still answers one page).
+    """Pages of ``total`` open tasks (an empty queue still answers one page): the listing's ``pages_hint``.
 
     :param total: open tasks.
     """
     return paging.pages_for(total, endpoints.MAX_PAGE_SIZE)
+
+
+def full_read_cost(total: int) -> int:
+    """Requests a full read of ``total`` open tasks costs with a right hint: its pages, and the page after a full
+    last page (``hooks.paging``): ``total // 100 + 1``, the P of ``docs/gates.md``.
+
+    :param total: open tasks.
+    """
+    return pages_for(total) + (1 if total > 0 and total % endpoints.MAX_PAGE_SIZE == 0 else 0)
 
 
 async def read_queue(
@@ -149,7 +154,7 @@ async def read_queue(
         reading.read.error = exc
         return reading.read
     if not result.abandoned:
-        listed.forget_unseen()
+        listed.forget_unseen(result.batch.open if result.batch is not None else ())
     return result
 
 
@@ -184,7 +189,10 @@ class CompactListing(Exchange[QueueRead]):
         """The listing's next page, as a compact page call; none once finished or abandoned."""
         if self.read.abandoned:
             return []
-        self._sent = [(compact_page_call(c, keep_text=self.keep_pages), c) for c in self.listing.next_calls()]
+        known = self.listed.tasks
+        self._sent = [
+            (compact_page_call(c, keep_text=self.keep_pages, known=known), c) for c in self.listing.next_calls()
+        ]
         return [compact for compact, _ in self._sent]
 
     def feed(self, call: ApiCall[Any], answer: object) -> None:
@@ -225,7 +233,7 @@ class CompactListing(Exchange[QueueRead]):
 
 def _collect(answer: TaskPageBatch, open_by_id: dict[str, CompactTask], texts: dict[int, str], index: int) -> None:
     """Keep the latest copy of every task the page lists (a task listed but not open is dropped)."""
-    open_here = {task[0]: task for task in answer.batch.open}
+    open_here = {task.id: task for task in answer.batch.open}
     for task_id, _created in answer.batch.listed:
         if task_id in open_here:
             open_by_id[task_id] = open_here[task_id]

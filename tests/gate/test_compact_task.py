@@ -7,7 +7,6 @@ import pickle
 import re
 import sys
 
-from airflow_provider_debitura import gate
 from airflow_provider_debitura.gate import (
     COMPACT_FIELDS,
     CompactTask,
@@ -55,14 +54,6 @@ def test_compact_fields_and_the_named_tuple_agree():
     assert tuple(shown) == COMPACT_FIELDS
     assert shown == {key: api[key] for key in COMPACT_FIELDS}
     assert {"id", "type", "caseId", "title", "solutionUrl"} == set(COMPACT_FIELDS)  # what XCom promises
-
-
-def test_the_positions_left_for_unconverted_code_name_the_same_fields():
-    assert (CompactTask._fields[gate.ID], CompactTask._fields[gate.TYPE], CompactTask._fields[gate.CASE_ID]) == (
-        "id",
-        "type",
-        "case_id",
-    )
 
 
 def test_a_compact_task_is_a_tuple_of_the_same_size_built_positionally():

@@ -58,13 +58,16 @@ def lying(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
 @pytest.mark.parametrize(
     ("lying", "pages"),
     [
-        (("unstable", "true", 300), 3),  # 300 quiet tasks, one timestamp: the order changes on every request
+        # 300 quiet tasks, one timestamp: the order changes on every request (P = 4: 3 pages and the page after)
+        (("unstable", "true", 300), 4),
         # totalResults 0 on every page (was: an empty, verified listing). P is what the read needs: a total that
         # contradicts its page is not trusted, the listing reads forward to a short page (pages 1-4 here).
         (("stable", "zero", 300), 4),
-        (("stable", "cap:1000", 1050), 11),  # the total capped at 1,000 with 1,050 open
-        # the total lagging by one: 201 open said 200 (not caught by the listing: it ends on a page boundary),
-        # then 200 said 199 (caught: the hinted page 2 and pages 1-3 forward)
+        # the total capped at 1,000 with 1,050 open: pages 10-1 agree with it, page 11 after the full last page
+        # does not, and ends the read (short)
+        (("stable", "cap:1000", 1050), 11),
+        # the total lagging by one: 201 open said 200 (caught on page 3, after the full last page), then 200 said
+        # 199 (caught: the hinted page 2 and pages 1-3 forward)
         (("stable", "lag:1", 201), 4),
     ],
     indirect=["lying"],
