@@ -143,7 +143,7 @@ def provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Debitura",
                 "python-modules": [
-                    f"{PACKAGE}.triggers.debitura",
+                    f"{PACKAGE}.triggers.case_gate",
                     f"{PACKAGE}.triggers.new_tasks",
                     f"{PACKAGE}.triggers.human_handoff",
                 ],

@@ -103,7 +103,7 @@ async def child(url: str, gates: int, interval: float, rounds: int) -> Result:
     import httpx
 
     from airflow_provider_debitura.sandbox.scenarios import case_id_for
-    from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+    from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
     from airflow_provider_debitura.triggers.shared_poll import active_pollers
 
     result = Result(os.environ.get("BENCH_CODE", "?"), gates)

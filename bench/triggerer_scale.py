@@ -66,7 +66,7 @@ async def run(args: argparse.Namespace) -> Figures:
     from watcher import MemorySlot, OneAsset  # bench/watcher.py: the watcher's state in memory
 
     from airflow_provider_debitura.sandbox.scenarios import case_id_for
-    from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+    from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
     from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
     from airflow_provider_debitura.triggers.shared_poll import active_pollers
 

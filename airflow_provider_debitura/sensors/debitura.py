@@ -27,7 +27,7 @@ from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.hooks.lookup import CaseLookup
 from airflow_provider_debitura.links import DebituraResolveLink, push_solution_url
 from airflow_provider_debitura.sensors.memory import TaskMemory
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.validation import CaseSelector, as_bool, case_selector, positive_seconds, task_types
 
 if TYPE_CHECKING:

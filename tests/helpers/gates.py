@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 
 def gate(ref: str, **kwargs: Any) -> DebituraCaseUnblockedTrigger:

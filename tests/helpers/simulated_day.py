@@ -37,7 +37,7 @@ from airflow_provider_debitura.hooks import budget as budget_module
 from airflow_provider_debitura.sandbox import SandboxServer
 from airflow_provider_debitura.sandbox.scenarios import case_id_for, generate_large
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
 from helpers.seen_store import MemorySeenTasksStore
 

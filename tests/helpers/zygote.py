@@ -69,7 +69,7 @@ PRELOAD = (
     "airflow.providers.standard.decorators.python",
     "airflow.providers.standard.sensors.external_task",
     "airflow_provider_debitura.sensors.debitura",
-    "airflow_provider_debitura.triggers.debitura",
+    "airflow_provider_debitura.triggers.case_gate",
     "airflow_provider_debitura.triggers.new_tasks",
     "airflow_provider_debitura.triggers.human_handoff",
     "airflow_provider_debitura.operators.list_tasks",

@@ -41,7 +41,7 @@ from helpers.reliability import (
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.operators import DebituraListTasksOperator, DebituraReplyToChatTasksOperator
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 TIMEOUT_S = 0.5
 LATENCY_MS = 1500

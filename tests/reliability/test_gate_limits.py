@@ -17,7 +17,7 @@ from helpers.reliability import REL_KEY
 from airflow_provider_debitura.sandbox import SandboxServer
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from airflow_provider_debitura.hooks.settings import ConnectionSettings
 from airflow_provider_debitura.operators import DebituraListTasksOperator, DebituraReplyToChatTasksOperator
 from airflow_provider_debitura.replies import ReplyTemplateError, compile_template, render_reply, template_context
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 CANARY = {"api_key": "DEBITURA-KEY-CANARY-4f9a1c7e2b", "bearer": "DEBITURA-BEARER-CANARY-8d3b6e0f5a"}
 

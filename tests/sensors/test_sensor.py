@@ -14,7 +14,7 @@ from helpers.sandbox import clear_counters, counters, solve_all_account_tasks
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.links import SOLUTION_URL_XCOM_KEY, DebituraResolveLink
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 try:
     from airflow.sdk.exceptions import TaskDeferred

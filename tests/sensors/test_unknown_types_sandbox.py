@@ -12,7 +12,7 @@ from helpers.sandbox import clear_counters, counters, solve_all_account_tasks
 
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.sensors.debitura import DebituraCaseUnblockedSensor
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 NEW = "ConfirmDataProcessingAgreement"
 

@@ -24,9 +24,9 @@ from typing import Any
 from helpers.seen_store import MemorySeenTasksStore
 
 import airflow_provider_debitura
-from airflow_provider_debitura import seen_tasks
 from airflow_provider_debitura.sandbox import SandboxServer
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger
+from airflow_provider_debitura.triggers.watcher import tracker
 
 EMPTY_200 = {
     "kind": "status",
@@ -111,7 +111,7 @@ async def filter_change(sb: SandboxServer) -> str:
         await run.rounds(3)
         # Deploys are minutes apart: let fired tasks leave the grace window (where a redeploy fires them
         # again, by design) before the next one. Versions without the grace wait a second.
-        await asyncio.sleep(getattr(seen_tasks, "PERSIST_GRACE", 0.0) + 1)
+        await asyncio.sleep(tracker.PERSIST_GRACE + 1)
         await run.rounds(1)
         return await run.stop()
 

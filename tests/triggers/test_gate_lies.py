@@ -18,7 +18,7 @@ import pytest
 from helpers.gates import first_event, poller, stop, until
 from helpers.quirky_api import QuirkyApi, task
 
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 GATES = 12
 SAME = "2026-01-01T00:00:00Z"

@@ -25,7 +25,7 @@ from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.models import RejectedRecord
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 from airflow_provider_debitura.triggers.new_tasks import DebituraNewTasksTrigger, Round
 from airflow_provider_debitura.triggers.watcher import store as seen_store
 from airflow_provider_debitura.triggers.watcher.ids import created_epoch

@@ -232,7 +232,7 @@ def test_one_new_task_starts_exactly_one_dag_run_and_a_restart_replays_nothing(a
     # Nothing new: no second run (the queue is polled every second, so ~6 rounds pass here).
     time.sleep(6)
     assert len(airflow.dag_runs()) == 1 and len(airflow.asset_event_payloads()) == 1
-    # stored 30 s after its event (seen_tasks.PERSIST_GRACE), so a crash before that fires it again
+    # stored 30 s after its event (triggers/watcher/tracker.py, PERSIST_GRACE), so a crash before that fires it again
     wait_for("the fired task in the stored state", lambda: task["id"] in stored_ids(airflow), airflow, 90)
 
     # Kill the triggerer hard (no graceful shutdown) and start a new one: it resumes from the stored state.

@@ -14,19 +14,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from airflow_provider_debitura.seen_tasks import (
-    ASSET_STATE_KEY,
-    Mark,
-    SeenState,
-    SeenTracker,
-    WatchFilter,
-    canonical_guid,
-    created_epoch,
-    decode_ids,
-    dumps,
-    encode_ids,
-    watcher_key,
-)
+from airflow_provider_debitura.triggers.watcher.ids import canonical_guid, created_epoch, decode_ids, encode_ids
+from airflow_provider_debitura.triggers.watcher.state import ASSET_STATE_KEY, Mark, SeenState, WatchFilter, watcher_key
+from airflow_provider_debitura.triggers.watcher.store import dumps
+from airflow_provider_debitura.triggers.watcher.tracker import SeenTracker
 
 H = 3600.0
 T0 = 1_800_000_000.0  # a fixed "now" (2027-01-15): every time below is relative to it

@@ -13,7 +13,7 @@ from helpers.sandbox import open_tasks
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.triggers import shared_poll
-from airflow_provider_debitura.triggers.debitura import DebituraCaseUnblockedTrigger
+from airflow_provider_debitura.triggers.case_gate import DebituraCaseUnblockedTrigger
 
 MISSING = "3f2b8c1e-4d5a-4e6f-8a7b-9c0d1e2f3a4b"
 
@@ -53,7 +53,7 @@ def test_serialisation_round_trip():
     )
     classpath, kwargs = trigger.serialize()
     assert kwargs["backoff"] is True and kwargs["max_wait"] == 600.0 and kwargs["blocked_since"] == 1_799_990_000.25
-    assert classpath == "airflow_provider_debitura.triggers.debitura.DebituraCaseUnblockedTrigger"
+    assert classpath == "airflow_provider_debitura.triggers.case_gate.DebituraCaseUnblockedTrigger"
     try:
         from airflow.sdk import serde
 
@@ -254,3 +254,15 @@ async def test_drift_between_pages_gives_no_wrong_verdict(debitura_conn):
         await task
     await asyncio.sleep(0)
     assert shared_poll.active_pollers() == {}
+
+
+def test_a_trigger_deferred_before_the_module_moved_resumes_through_its_old_classpath():
+    """Airflow stores a deferred trigger's classpath; one stored before ``triggers/debitura.py`` became
+    ``triggers/case_gate.py`` is re-created from the old path after an upgrade."""
+    from importlib import import_module
+
+    trigger = DebituraCaseUnblockedTrigger("LRG-000001", poll_interval=5)
+    _, kwargs = trigger.serialize()
+    module, _, name = "airflow_provider_debitura.triggers.debitura.DebituraCaseUnblockedTrigger".rpartition(".")
+    resumed = getattr(import_module(module), name)(**kwargs)
+    assert type(resumed) is DebituraCaseUnblockedTrigger and resumed.serialize() == trigger.serialize()

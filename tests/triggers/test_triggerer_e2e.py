@@ -92,7 +92,7 @@ def test_gate_watcher_and_another_trigger_share_a_live_triggerer(airflow: Standa
 
     task = sandbox.control("POST", "/tasks", {"type": "ReplyToChat", "caseCreditorReference": "INV-1005"}).json()
     wait_until(lambda: event_runs(airflow), 120, "a DAG run for the new chat task", 1.0)
-    # Saved 30 s after its event (seen_tasks.PERSIST_GRACE).
+    # Saved 30 s after its event (triggers/watcher/tracker.py, PERSIST_GRACE).
     wait_until(lambda: task["id"] in (stored_ids(airflow) or set()), 120, "the fired task in the saved state", 1.0)
 
     until = (datetime.now(timezone.utc) + timedelta(seconds=5)).isoformat()
