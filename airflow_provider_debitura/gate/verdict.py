@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow_provider_debitura.exceptions import (
     DebituraAuthError,
+    DebituraBudgetError,
     DebituraConfigError,
     DebituraError,
     DebituraNotFoundError,
@@ -37,8 +38,10 @@ def is_fatal(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors after which the honest answer is "don't know yet": check again next interval."""
-    return isinstance(exc, DebituraError) and exc.transient
+    """Errors after which the honest answer is "don't know yet": check again next interval. A read the request
+    budget refused (:class:`DebituraBudgetError`, never retried by the hook) is one: it says nothing about the
+    case, and the budget has room again later (before, it ended the shared poll's round with a traceback)."""
+    return isinstance(exc, DebituraError) and (exc.transient or isinstance(exc, DebituraBudgetError))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_debitura import gate
 from airflow_provider_debitura.exceptions import (
+    DebituraBudgetError,
     DebituraConfigError,
     DebituraNotFoundError,
     DebituraServerError,
@@ -118,6 +119,15 @@ def test_policy_fatal_fails_transient_is_doubt_other_errors_propagate():
     assert gate.part_from_error(DebituraServerError("503", method="GET", path="/tasks", status=503)).known is False
     with pytest.raises(KeyError):
         gate.part_from_error(KeyError("a bug"))
+
+
+def test_a_read_the_request_budget_refused_is_doubt_not_a_crash():
+    """Seen in a simulated day at 20,000 open tasks: a confirming read refused by the budget (the day's pace spent,
+    longer than budget_max_wait) was re-raised by the policy and ended the shared poll's round with a traceback."""
+    refused = DebituraBudgetError("Connection 'x': the next request fits the request budget in 301 s, longer than ...")
+    part = gate.part_from_error(refused)
+    assert part.known is False and part.error is None and "request budget" in part.reason
+    assert GateSpec.of(CASE).verdict(part, Part()).state is GateState.UNKNOWN  # checked again later, never opened
 
 
 # -- records the gate cannot read --
