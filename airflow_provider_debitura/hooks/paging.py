@@ -85,6 +85,27 @@ def pages_for(total: int, page_size: int) -> int:
     return max(1, math.ceil(total / page_size))
 
 
+def fills_last_page(total: int | None, page_size: int) -> bool:
+    """Whether ``total`` records (at least one) fill their last page exactly: then a listing also reads the page
+    after it, which must hold nothing its own total does not explain (a total capped on a page boundary shows only
+    there).
+
+    :param total: the number of records.
+    :param page_size: records per page.
+    """
+    return total is not None and total > 0 and total % page_size == 0
+
+
+def full_read_requests(total: int, page_size: int) -> int:
+    """Requests one pass over ``total`` records costs with a right ``pages_hint``: its pages, and the page after a
+    full last page (``total // page_size + 1`` when there are any).
+
+    :param total: the number of records.
+    :param page_size: records per page.
+    """
+    return pages_for(total, page_size) + fills_last_page(total, page_size)
+
+
 def expected_count(total: int, page: int, page_size: int) -> int:
     """The records page ``page`` holds if ``total`` is true (an answer is atomic: its page and its total agree).
 
@@ -213,7 +234,7 @@ class TaskListing(Exchange[Listing]):
             return 0
         if self._mode != "pass":
             return 1 if self._mode == "tail" else None
-        return self._next + (1 if self.total and self.total % self.page_size == 0 else 0)
+        return self._next + fills_last_page(self.total, self.page_size)
 
     def upcoming(self) -> Upcoming | None:
         """After the first page, which tells the queue's size: the rest of the pass, for the sync hook to check
@@ -321,8 +342,8 @@ class TaskListing(Exchange[Listing]):
             self.rereads += 1  # reading again cannot fix a lying total
             self._passes.append(ps)
             self._start_pass(pages_for(ps.last_total or 0, self.page_size))
-        elif problem is None and ps.last_total and ps.last_total % self.page_size == 0 and not ps.tail_read:
-            self._mode, self._next = "tail", ps.last_total // self.page_size + 1
+        elif problem is None and fills_last_page(ps.last_total, self.page_size) and not ps.tail_read:
+            self._mode, self._next = "tail", pages_for(ps.last_total or 0, self.page_size) + 1
         else:
             self._finish(ps, verified=problem is None, reason=problem)
 

@@ -117,7 +117,7 @@ def full_read_cost(total: int) -> int:
 
     :param total: open tasks.
     """
-    return pages_for(total) + (1 if total > 0 and total % endpoints.MAX_PAGE_SIZE == 0 else 0)
+    return paging.full_read_requests(total, endpoints.MAX_PAGE_SIZE)
 
 
 async def read_queue(

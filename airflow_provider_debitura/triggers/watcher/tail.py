@@ -30,7 +30,7 @@ from typing import Any
 
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.exchange import Exchange, unwrap
-from airflow_provider_debitura.hooks.paging import expected_count
+from airflow_provider_debitura.hooks.paging import expected_count, fills_last_page
 from airflow_provider_debitura.models import Task, TaskPage
 
 MAX_TAIL_REQUESTS = 3
@@ -166,7 +166,7 @@ class TailRead(Exchange[TailResult]):
         boundary shows there). That empty page may be read at any time: no task can shift out of it."""
         size = self.page_size
         last = max(1, -(-total // size))
-        confirm = last + 1 if total and total % size == 0 else None
+        confirm = last + 1 if fills_last_page(total, size) else None
         if last < self.anchor:
             self._doubt(f"the queue shrank from {len(self.known)} to {total} tasks: tasks before its end were solved")
             return
