@@ -50,6 +50,10 @@ SHARE = {"minute": 1_000, "hour": 10_000, "day": 50_000}
 POLL_INTERVAL = 60.0
 MAX_WAIT = 900.0
 TRIAGE_EVERY = 1_800.0
+CHAT_SOLVE_DELAY = 3_600.0
+"""Simulated seconds from a reply to its chat tasks clearing: answered cases leave the queue, as in Debitura, and
+a new task (on a case the triage answers) stays open longer than the longest stretched round of the shared poll."""
+CHAT_TYPES = ("ReplyToChat", "ClientInputRequired", "MoreInfoNeeded")
 REPLY = "We are on it for case {{ case.creditorReference }} and will get back to you within two business days."
 
 
@@ -186,7 +190,9 @@ def gate_ref(i: int) -> str:
 
 def build_scenario(config: Config) -> dict[str, Any]:
     """``large:N`` with its account-level tasks moved onto cases (a default gate counts account-level tasks,
-    so one left open would keep every gate shut all day) and cases for the new tasks."""
+    so one left open would keep every gate shut all day), the gated cases' chat tasks made human-only ones (the
+    triage's replies clear chat tasks: a gated case it answered could open before the driver clears it), and
+    cases for the new tasks."""
     scenario = generate_large(config.open_tasks)
     cases = scenario["cases"]
     if config.gates > len(cases):
@@ -194,9 +200,12 @@ def build_scenario(config: Config) -> dict[str, Any]:
             f"gates={config.gates} needs as many cases; open_tasks={config.open_tasks} has {len(cases)} "
             f"(open_tasks // 5): give at least {config.gates * 5} open tasks or fewer gates"
         )
+    gated = {gate_ref(i) for i in range(config.gates)}
     for i, task in enumerate(scenario["tasks"]):
         if "caseCreditorReference" not in task:  # an account-level type cannot sit on a case
             task.update(type="MoreInfoNeeded", caseCreditorReference=cases[i % len(cases)]["creditorReference"])
+        if task["caseCreditorReference"] in gated and task["type"] in CHAT_TYPES:
+            task["type"] = "ReviewPartner"  # a gate waits for a person; the triage answers only ungated cases
     scenario["cases"] += [{"creditorReference": f"NEW-{i + 1:06d}", "grossAmount": 1000.0} for i in range(50)]
     return scenario
 
@@ -228,7 +237,7 @@ def run(config: Config) -> Result:
     logging.getLogger("airflow.task").setLevel(logging.WARNING)
     result = Result(config)
     started = time.monotonic()
-    with SandboxServer(build_scenario(config), api_key=KEY, chat_solve_delay_seconds=30 * 86_400.0) as sb:
+    with SandboxServer(build_scenario(config), api_key=KEY, chat_solve_delay_seconds=CHAT_SOLVE_DELAY) as sb:
         _ok(sb.control("PUT", "/config", {
             "rateLimitPerMinute": API_WINDOWS["minute"], "rateLimitPerHour": API_WINDOWS["hour"],
             "rateLimitPerDay": API_WINDOWS["day"], "rateLimitDayReset": "sliding",
