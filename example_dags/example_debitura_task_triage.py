@@ -8,8 +8,10 @@ What it shows
        next scheduled run never answers the same task twice. Its report lists what it replied to, what it
        skipped and why, and any case it could not answer (then the task fails, so someone looks).
     2. ``list_human_tasks`` (:class:`DebituraListTasksOperator` with ``needs_human_only=True`` and
-       ``shape="summary"``) reads the queue once and returns a digest: counts by type and the oldest 20
-       tasks with their links, a small XCom at any queue size.
+       ``shape="counts"``) returns a digest: counts by type and the oldest 20 tasks with their links, a small
+       XCom at any queue size. It counts from the API's totals (one page per task type, not every page), so it
+       costs the same 8 requests at 500 or 50,000 open tasks; the number of cases is not known that way
+       (``cases`` is None; ``shape="summary"`` reads every page and counts them).
     3. ``notify_humans`` sends that digest as one message (here: the task log). One notification per run
        scales to any queue; mapping one task per open task would hit ``[core] max_map_length`` (1,024) and
        start a worker process per task. For one item per case, use ``shape="by_case"`` and
@@ -29,8 +31,9 @@ For real use
       or ``airflow.utils.email.send_email(to=[...], subject=..., html_content=...)`` on Airflow 2, or an
       ``on_success_callback`` with ``SmtpNotifier`` on Airflow 3.
 
-Cost per run on 5,000 open tasks with ``max_replies=50``: the listing's pages for both operators plus about
-four requests per answered case (docs/operators.md). Nothing here touches the network at parse time.
+Cost per run with ``max_replies=50``: the reply operator's listing of the chat-driven types (its pages: 30 at
+5,000 open tasks, of which 2,900 chat-driven) plus about four requests per answered case, and 8 requests for the
+digest at any queue size (docs/operators.md). Nothing here touches the network at parse time.
 """
 
 from __future__ import annotations
@@ -80,12 +83,13 @@ with DAG(
         retry_delay=timedelta(minutes=2),
     )
 
-    list_human_tasks = DebituraListTasksOperator(task_id="list_human_tasks", needs_human_only=True, shape="summary")
+    list_human_tasks = DebituraListTasksOperator(task_id="list_human_tasks", needs_human_only=True, shape="counts")
 
     @task
     def notify_humans(summary: dict[str, Any]) -> str:
         """One digest of every open task a person must resolve; swap the log line for a real notifier."""
-        lines = [f"{summary['total']} Debitura task(s) need a person, on {summary['cases']} case(s):"]
+        cases = f", on {summary['cases']} case(s)" if summary["cases"] is not None else ""
+        lines = [f"{summary['total']} Debitura task(s) need a person{cases}:"]
         lines += [f"  {count:>5}  {name}" for name, count in summary["by_type"].items()]
         if summary["oldest"]:
             lines.append(f"Oldest {len(summary['oldest'])}:")

@@ -2,6 +2,8 @@
 
 Bytes per task for each shape are measured in docs/operators.md (``tests/operators/test_list_output.py``
 asserts the bounds); the XCom size cap and the sizes at 5,000 to 50,000 tasks are in docs/list-xcom-size.md.
+``shape="counts"`` on the account scope is built from the API's totals instead (``operators.list_counts``), through
+the same :func:`digest` as ``summary``.
 """
 
 from __future__ import annotations
@@ -9,20 +11,24 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.models import Task
 
 __all__ = [
+    "COUNTS",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_XCOM_BYTES",
     "RECORD_FIELDS",
     "SHAPES",
+    "SHAPE_NAMES",
     "SUMMARY_OLDEST",
     "batch_size",
     "by_case_groups",
+    "digest",
+    "digest_size_error",
     "json_size",
     "mapping_error",
     "max_xcom_bytes",
@@ -47,6 +53,12 @@ RECORD_FIELDS = (
 """The fields of a compact record: what a DAG acts on (who, what, where to click, how urgent)."""
 
 SHAPES = ("records", "full", "ids", "by_case", "batches", "summary")
+"""The shapes made from a listing (every page read)."""
+COUNTS = "counts"
+"""The digest of ``summary`` counted from the API's totals on the account scope (``operators.list_counts``: a few
+requests at any queue size); with a case scope, built from the case's tasks like ``summary``."""
+SHAPE_NAMES = (*SHAPES, COUNTS)
+"""Every ``shape`` the list operator takes."""
 DEFAULT_BATCH_SIZE = 100
 SUMMARY_OLDEST = 20
 DEFAULT_MAX_XCOM_BYTES = 1_000_000
@@ -61,9 +73,9 @@ def valid_shape(value: Any) -> str:
     :param value: the parameter as given (or rendered).
     """
     text = str(value).strip().lower() if value is not None else "records"
-    if text not in SHAPES:
+    if text not in SHAPE_NAMES:
         raise DebituraConfigError(
-            f"shape={value!r} is not an output shape; use one of {', '.join(SHAPES)} (default records)."
+            f"shape={value!r} is not an output shape; use one of {', '.join(SHAPE_NAMES)} (default records)."
         )
     return text
 
@@ -125,25 +137,61 @@ def _by_case(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def _summary(tasks: Sequence[Task]) -> dict[str, Any]:
-    oldest = heapq.nsmallest(SUMMARY_OLDEST, tasks, key=lambda t: (t.date_created, t.id))
-    return {
-        "total": len(tasks),
-        "by_type": dict(sorted(Counter(t.type or "(none)" for t in tasks).items())),
-        "cases": len({t.case_id for t in tasks if t.case_id}),
-        "api_resolvable": sum(1 for t in tasks if t.is_api_resolvable),
-        "account_level": sum(1 for t in tasks if t.is_account_level),
-        "oldest": [record(t) for t in oldest],
+def digest(
+    by_type: Mapping[str, int],
+    *,
+    cases: int | None,
+    api_resolvable: int,
+    account_level: int,
+    oldest: Iterable[Task],
+    counted_from: str | None = None,
+) -> dict[str, Any]:
+    """The digest of ``shape="summary"`` and ``shape="counts"``: ``total`` (the sum of ``by_type``), ``by_type``
+    (types with a count, sorted), ``cases``, ``api_resolvable``, ``account_level``, the :data:`SUMMARY_OLDEST`
+    oldest records (``dateCreated``, then id) and, for ``counts``, ``counted_from``.
+
+    :param by_type: tasks per type name.
+    :param cases: distinct cases (None: not known).
+    :param api_resolvable: tasks of the chat-driven types.
+    :param account_level: account-level tasks.
+    :param oldest: candidates for the oldest records (any order; the oldest are picked).
+    :param counted_from: ``"totals"`` (the API's totals) or ``"tasks"`` (the tasks read); None: no such key.
+    """
+    counts = {name: n for name, n in sorted(by_type.items()) if n > 0}
+    picked = heapq.nsmallest(SUMMARY_OLDEST, oldest, key=lambda t: (t.date_created, t.id))
+    value: dict[str, Any] = {
+        "total": sum(counts.values()),
+        "by_type": counts,
+        "cases": cases,
+        "api_resolvable": api_resolvable,
+        "account_level": account_level,
+        "oldest": [record(t) for t in picked],
     }
+    if counted_from is not None:
+        value["counted_from"] = counted_from
+    return value
+
+
+def _summary(tasks: Sequence[Task], counted_from: str | None = None) -> dict[str, Any]:
+    return digest(
+        Counter(t.type or "(none)" for t in tasks),
+        cases=len({t.case_id for t in tasks if t.case_id}),
+        api_resolvable=sum(1 for t in tasks if t.is_api_resolvable),
+        account_level=sum(1 for t in tasks if t.is_account_level),
+        oldest=tasks,
+        counted_from=counted_from,
+    )
 
 
 def shape_of(tasks: Sequence[Task], shape: str, batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
     """The XCom value for ``tasks`` in the given shape.
 
     :param tasks: the listed tasks, in API order.
-    :param shape: one of :data:`SHAPES`.
+    :param shape: one of :data:`SHAPE_NAMES` (``counts``: the digest of these tasks, ``counted_from="tasks"``).
     :param batch_size: tasks per batch for ``batches``.
     """
+    if shape == COUNTS:
+        return _summary(tasks, counted_from="tasks")
     if shape == "full":
         return [t.to_api_dict() for t in tasks]
     if shape == "ids":
@@ -253,7 +301,7 @@ _ITEM_OF: dict[str, Callable[[Task], Any]] = {
 class _Sizer:
     """The JSON size of one shape over a listing or a part of it, each task's item measured once.
 
-    :param shape: one of :data:`SHAPES`.
+    :param shape: one of :data:`SHAPE_NAMES`.
     :param per_batch: tasks per batch for ``batches``.
     """
 
@@ -270,8 +318,8 @@ class _Sizer:
         return size
 
     def _increments(self, tasks: Sequence[Task]) -> Iterator[int]:
-        if self.shape == "summary":
-            return iter([json_size(_summary(tasks))])
+        if self.shape in ("summary", COUNTS):
+            return iter([json_size(shape_of(tasks, self.shape))])
         if self.shape == "by_case":
             return _by_case_increments(tasks, self._item_size)
         if self.shape == "batches":
@@ -298,7 +346,7 @@ def shape_size(
     """The JSON bytes of ``shape_of(tasks, shape, batch_size)`` (see :func:`json_size`), without building it.
 
     :param tasks: the listed tasks, in API order.
-    :param shape: one of :data:`SHAPES`.
+    :param shape: one of :data:`SHAPE_NAMES`.
     :param batch_size: tasks per batch for ``batches``.
     :param limit: stop as soon as the size passes this and return None (the work stays about ``limit`` bytes
         of JSON however large the listing); None: measure it all.
@@ -335,6 +383,23 @@ def mapping_error(
         f"The listing has {items:,} items (shape={shape!r}, {tasks:,} tasks) and a downstream task maps over it, "
         f"but Airflow maps at most [core] max_map_length = {limit:,}. Group it: {', '.join(fixes)}; "
         "or narrow it (task_types, a case scope); or raise max_map_length."
+    )
+
+
+def digest_size_error(value: dict[str, Any], limit: int) -> DebituraConfigError | None:
+    """The error to raise when a ``shape="counts"`` digest is over ``max_xcom_bytes``, else None (it is a few kB at
+    any queue size: only a very low cap refuses it).
+
+    :param value: the digest.
+    :param limit: ``max_xcom_bytes``.
+    """
+    size = json_size(value)
+    if size <= limit:
+        return None
+    return DebituraConfigError(
+        f"The digest is {size:,} bytes of XCom (shape='counts', {value['total']:,} tasks counted), over "
+        f"max_xcom_bytes = {limit:,}; nothing was pushed. It holds the counts and the {SUMMARY_OLDEST} oldest "
+        f"records at any queue size: raise max_xcom_bytes to at least {size:,}."
     )
 
 

@@ -12,11 +12,14 @@ from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.links import push_solution_url
 from airflow_provider_debitura.models import Task, TaskType
 from airflow_provider_debitura.operators.base import DebituraTaskOperatorBase, scope_label
+from airflow_provider_debitura.operators.list_counts import CountPlan, TaskCounts, count_plan, counts_digest
 from airflow_provider_debitura.operators.list_output import (
+    COUNTS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_XCOM_BYTES,
     batch_size,
     by_case_groups,
+    digest_size_error,
     mapping_error,
     max_xcom_bytes,
     shape_of,
@@ -29,7 +32,7 @@ from airflow_provider_debitura.validation import as_bool, task_status, task_type
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-__all__ = ["DebituraListTasksOperator", "summary_table"]
+__all__ = ["DebituraListTasksOperator", "digest_table", "summary_table"]
 
 
 class DebituraListTasksOperator(DebituraTaskOperatorBase):
@@ -38,7 +41,9 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
     ``shape`` picks the XCom value's shape (bytes per task measured in docs/operators.md): ``records`` (default;
     id, type, title, caseId, caseReference, dateCreated, deadline, solutionUrl), ``full`` (the API's own
     dicts), ``ids``, ``by_case`` (one item per case), ``batches`` (lists of ``batch_size`` records) or
-    ``summary`` (counts by type and the oldest 20 records: one small dict at any queue size). When a
+    ``summary`` (counts by type and the oldest 20 records: one small dict at any queue size, from every page) or
+    ``counts`` (the same digest from the API's totals: on the account scope a fixed few requests at any queue
+    size, ``cases`` None; see ``operators.list_counts``). When a
     downstream task maps over a list with more items than ``[core] max_map_length``, the task fails
     before pushing, with an error that says how to group. A value over ``max_xcom_bytes`` (default 1 MB) is
     refused before anything is pushed, with an error naming the shapes and filters that fit
@@ -131,6 +136,8 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         shape = valid_shape(self.shape)
         per_batch = batch_size(self.batch_size)
         size_limit = max_xcom_bytes(self.max_xcom_bytes)
+        if shape == COUNTS and selector is None:
+            return self._counts(context, count_plan(status, types, resolvable_only, human_only), size_limit)
         with self._hook() as hook:
             # The budget preflight: the requests known before the first answer (the account's size is learned
             # from page 1; the hook checks the rest of the listing against the budget right after it).
@@ -153,6 +160,31 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
         push_solution_url(context, first_human.solution_url if first_human else None)
         value = shape_of(tasks, shape, per_batch)
         self._check_mappable(shape, value, tasks)
+        return value
+
+    def _counts(self, context: Context, plan: CountPlan, size_limit: int) -> dict[str, Any]:
+        """``shape="counts"`` on the account scope: the digest from the API's totals, ``plan.requests`` requests.
+
+        :param context: the Airflow task context.
+        :param plan: the requests (``list_counts.count_plan``).
+        :param size_limit: ``max_xcom_bytes``.
+        """
+        with self._hook() as hook:
+            hook.budget.require(
+                plan.requests, what=f"counting the {plan.status} tasks of the whole account from the API's totals"
+            )
+            counted = hook.exchange(TaskCounts(plan))
+        if counted.rejected:
+            self.log.warning("%s", describe_rejected(counted.rejected))
+        value = counts_digest(counted)
+        title = f"{plan.status} tasks in the whole account"
+        note = f"counted from the API's totals ({plan.requests} requests); tasks come and go between the requests"
+        self.log.info("%s", digest_table(value, title, note=note))
+        if self.do_xcom_push and (too_large := digest_size_error(value, size_limit)) is not None:
+            raise too_large
+        chat = TaskType.chat_driven()
+        first_human = next((r for r in value["oldest"] if r["type"] not in chat and r["solutionUrl"]), None)
+        push_solution_url(context, first_human["solutionUrl"] if first_human else None)
         return value
 
     def _check_mappable(self, shape: str, value: Any, tasks: Sequence[Task]) -> None:
@@ -179,12 +211,27 @@ def summary_table(tasks: Sequence[Task], title: str) -> str:
     by_type = Counter(t.type or "(none)" for t in tasks)
     resolvable = sum(1 for t in tasks if t.is_api_resolvable)
     account = sum(1 for t in tasks if t.is_account_level)
+    value = {"total": len(tasks), "by_type": by_type, "api_resolvable": resolvable, "account_level": account}
+    return digest_table(value, title)
+
+
+def digest_table(value: dict[str, Any], title: str, *, note: str | None = None) -> str:
+    """The log table of a digest (``shape="summary"`` or ``"counts"``): count by type, API-resolvable and
+    account-level totals.
+
+    :param value: the digest (``total``, ``by_type``, ``api_resolvable``, ``account_level``).
+    :param title: the first line, after the total.
+    :param note: a last line (e.g. that the counts are from the API's totals).
+    """
+    by_type: dict[str, int] = dict(value["by_type"])
     width = max([len("API-resolvable"), *(len(k) for k in by_type)])
-    lines = [f"{len(tasks)} {title}", f"  {'type':<{width}}  count"]
+    lines = [f"{value['total']} {title}", f"  {'type':<{width}}  count"]
     lines += [f"  {name:<{width}}  {count:>5}" for name, count in sorted(by_type.items())]
     lines += [
         f"  {'-' * width}  -----",
-        f"  {'API-resolvable':<{width}}  {resolvable:>5}",
-        f"  {'account-level':<{width}}  {account:>5}",
+        f"  {'API-resolvable':<{width}}  {value['api_resolvable']:>5}",
+        f"  {'account-level':<{width}}  {value['account_level']:>5}",
     ]
+    if note:
+        lines.append(f"  ({note})")
     return "\n".join(lines)
