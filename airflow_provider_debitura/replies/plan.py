@@ -24,6 +24,7 @@ __all__ = [
     "Selection",
     "examine",
     "read_cases",
+    "read_one",
     "select_cases",
     "unreadable_history",
 ]
@@ -195,7 +196,7 @@ def read_cases(
             report.cap(max_replies, len(rest), sum(len(c.tasks) for c in rest))
             break
         known = (known_cases or {}).get(candidate.case_id)
-        reading = _read_one(reader, candidate, report, read_case and known is None)
+        reading = read_one(reader, candidate, report, read_case and known is None)
         if reading is not None and known is not None:
             reading.case = known
         if reading is not None:
@@ -203,7 +204,15 @@ def read_cases(
     return readings
 
 
-def _read_one(reader: CaseReader, candidate: CaseCandidate, report: ReplyReport, read_case: bool) -> CaseReading | None:
+def read_one(reader: CaseReader, candidate: CaseCandidate, report: ReplyReport, read_case: bool) -> CaseReading | None:
+    """Read one case's history (and the case, when ``read_case`` and it needs an answer): its reading, or None when
+    nothing is to be answered (already answered, or a failure recorded in ``report``).
+
+    :param reader: reads chats and cases.
+    :param candidate: the case and the tasks to answer.
+    :param report: where skips and failures are recorded.
+    :param read_case: read the case too (a template uses ``case``).
+    """
     try:
         chats = reader.get_chats(candidate.case_id)
         unreadable = unreadable_history(chats)
