@@ -365,7 +365,7 @@ def _triage_run(at: float, result: Result) -> None:
         reply = DebituraReplyToChatTasksOperator(task_id="auto_reply", reply_template=REPLY, max_replies=50)
         report = reply.execute(task_context(reply))
         record["replied"] = len(report.get("replied", [])) if isinstance(report, dict) else None
-        listing = DebituraListTasksOperator(task_id="list_human_tasks", needs_human_only=True, shape="summary")
+        listing = DebituraListTasksOperator(task_id="list_human_tasks", needs_human_only=True, shape="counts")
         summary = listing.execute(task_context(listing))
         record["human_tasks"] = summary.get("total") if isinstance(summary, dict) else None
     except Exception as exc:  # a run that fails is reported, as Airflow would mark it failed

@@ -23,7 +23,7 @@ def main() -> None:
         report = op.execute(task_context(op, ds="2026-11-27"))
         reply_counts = sb.control("GET", "/counters").json()
         sb.control("DELETE", "/requests")
-        lo = DebituraListTasksOperator(task_id="list_human_tasks", needs_human_only=True, shape="summary")
+        lo = DebituraListTasksOperator(task_id="list_human_tasks", needs_human_only=True, shape="counts")
         summary = lo.execute(task_context(lo))
         list_counts = sb.control("GET", "/counters").json()
         print("reply", reply_counts, "report bytes", len(json.dumps(report)))
