@@ -50,9 +50,10 @@ SHARE = {"minute": 1_000, "hour": 10_000, "day": 50_000}
 POLL_INTERVAL = 60.0
 MAX_WAIT = 900.0
 TRIAGE_EVERY = 1_800.0
-CHAT_SOLVE_DELAY = 3_600.0
-"""Simulated seconds from a reply to its chat tasks clearing: answered cases leave the queue, as in Debitura, and
-a new task (on a case the triage answers) stays open longer than the longest stretched round of the shared poll."""
+CHAT_SOLVE_DELAY = 1_500.0
+"""Simulated seconds from a reply to its chat tasks clearing: answered cases leave the queue before the next triage
+run (as in Debitura, where a reply clears them), and a new task (on a case the triage answers) stays open at least
+25 minutes, longer than the shared poll's most stretched round."""
 CHAT_TYPES = ("ReplyToChat", "ClientInputRequired", "MoreInfoNeeded")
 REPLY = "We are on it for case {{ case.creditorReference }} and will get back to you within two business days."
 
