@@ -168,10 +168,13 @@ class ReplyReport:
                 ", ".join(f"{h['task_id']} ({h['type']})" for h in self.needs_human),
             )
         if self.capped:
+            more = "at least " if "pages" in self.capped else ""  # listing pages left unread: more may wait
             log.info(
-                "max_replies=%d reached: %d more case(s) with %d chat task(s) left for the next run (not read).",
+                "max_replies=%d reached: %s%d more case(s) with %s%d chat task(s) left for the next run (not read).",
                 self.capped["max_replies"],
+                more,
                 self.capped["cases"],
+                more,
                 self.capped["tasks"],
             )
         log.info(
