@@ -9,8 +9,9 @@ A shared read may keep a gate blocked, but a gate opens only on direct reads of 
   and there its case comes first, before the gates seen opening for the first time. So N gates that clear
   together with room for K case reads a round all open within ``ceil(N / K)`` rounds.
 - **held** by its own case's tasks: its case is read directly once in :data:`EXISTS_EVERY` rounds, after the
-  opening ones and budget permitting, so that a case deleted while the queue still lists its task fails its
-  gate within a few rounds.
+  opening ones and budget permitting, at most :func:`existence_checks` of them a round (about a tenth of a full
+  read), so that a case deleted while the queue still lists its task fails its gate within a few rounds, and
+  a thousand held gates do not double what every round costs.
 - the others (blocked by an account-level task) cost nothing.
 """
 
@@ -27,6 +28,9 @@ EXISTS_EVERY = 5
 """A gate kept blocked by full reads has its case read directly (does it still exist?) once in this many rounds,
 budget permitting: a case deleted while the queue still lists its task fails its gate within a few rounds."""
 
+EXISTS_SHARE = 10
+"""Existence checks in one round: at most a ``1 / EXISTS_SHARE`` part of a full read (at least 1)."""
+
 UNKNOWN_PAGES = 8
 """The page count a round's budget assumes while the queue's size is unknown (its first read failed)."""
 
@@ -39,6 +43,19 @@ def confirm_budget(gates: int, pages: int | None, spent: int) -> int:
     :param spent: requests the round has sent so far.
     """
     return max(0, 2 * min(gates + 1, pages or UNKNOWN_PAGES) - spent)
+
+
+def existence_checks(pages: int | None) -> int:
+    """The most held gates whose case one round reads to confirm it still exists: ``max(1, ceil(P / 10))``.
+
+    Without a cap, 1,000 held gates due every :data:`EXISTS_EVERY` rounds fill the whole confirm budget each
+    round, and a round costs ``2 x P`` instead of ``P`` (so, on a tight request budget, every gate answers
+    twice as late). With it, ``H`` held gates have their case read once in ``max(EXISTS_EVERY,
+    ceil(H / checks))`` rounds.
+
+    :param pages: P, the queue's full-read cost (None while unknown: :data:`UNKNOWN_PAGES`).
+    """
+    return max(1, -(-(pages or UNKNOWN_PAGES) // EXISTS_SHARE))
 
 
 def account_types_of(gates: Sequence[GateSpec]) -> frozenset[str]:
@@ -87,23 +104,26 @@ class Confirmations:
         """Cases seen opening and not yet read directly, in the order they will be read."""
         return list(self._pending)
 
-    def choose(self, opening: Sequence[GateSpec], held: Sequence[GateSpec], room: int, round_no: int) -> list[str]:
-        """The cases to read directly this round, at most ``room``: the opening ones, pending first, then the
-        held ones due an existence check (longest unread first).
+    def choose(
+        self, opening: Sequence[GateSpec], held: Sequence[GateSpec], room: int, round_no: int, checks: int = 1
+    ) -> list[str]:
+        """The cases to read directly this round, at most ``room``: the opening ones, pending first, then at most
+        ``checks`` held ones due an existence check (longest unread first).
 
         :param opening: gates the full read would open or leaves in doubt.
         :param held: gates it keeps blocked by their own case's tasks.
         :param room: case reads the round's budget has room for.
         :param round_no: the round (counts from 0).
+        :param checks: the most existence checks this round (:func:`existence_checks`).
         """
         now_opening = dict.fromkeys(g.case_id for g in opening)
         # Pending cases keep their place; a case no longer opening (blocked again, not due) drops out.
         self._pending = dict.fromkeys([c for c in self._pending if c in now_opening] + list(now_opening))
         cases = list(self._pending)
         due = round_no - EXISTS_EVERY
-        checks = {g.case_id for g in held if self._read_in.setdefault(g.case_id, round_no) <= due} - now_opening.keys()
-        cases += sorted(checks, key=lambda case: self._read_in[case])
-        return cases[: max(0, room)]
+        due_cases = {g.case_id for g in held if self._read_in.setdefault(g.case_id, round_no) <= due}
+        due_checks = sorted(due_cases - now_opening.keys(), key=lambda case: self._read_in[case])
+        return (cases + due_checks[: max(0, checks)])[: max(0, room)]
 
     def read(self, cases: Iterable[str], round_no: int) -> None:
         """Note the cases read directly in round ``round_no`` (they are no longer pending).

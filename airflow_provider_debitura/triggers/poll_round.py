@@ -21,7 +21,13 @@ from dataclasses import dataclass, replace
 
 from airflow_provider_debitura.gate import AccountSnapshot, DirectReads, GateSpec
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.triggers.poll_confirm import Confirmations, account_types_of, confirm_budget, sort_gates
+from airflow_provider_debitura.triggers.poll_confirm import (
+    Confirmations,
+    account_types_of,
+    confirm_budget,
+    existence_checks,
+    sort_gates,
+)
 from airflow_provider_debitura.triggers.poll_subscribers import Member
 from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, full_read_cost, pages_for, read_queue
 
@@ -157,7 +163,8 @@ class RoundReads:
         account_types = account_types_of(opening) if opening and not snapshot.account_direct else frozenset()
         budget = confirm_budget(len(plan.gates), pages, self.requests)
         budget = max(budget, 1 + bool(account_types))  # room to open at least one gate, or no gate ever opens
-        cases = self.confirmations.choose(opening, held, budget - bool(account_types), self.rounds)
+        room = budget - bool(account_types)
+        cases = self.confirmations.choose(opening, held, room, self.rounds, existence_checks(pages))
         if not cases:
             return snapshot
         self.fallback_rounds += 1

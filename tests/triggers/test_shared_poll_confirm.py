@@ -11,7 +11,7 @@ from helpers.gates import first_event, gate, poller, stop, until
 
 from airflow_provider_debitura.gate import GateSpec
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.triggers.poll_confirm import Confirmations
+from airflow_provider_debitura.triggers.poll_confirm import EXISTS_EVERY, Confirmations, existence_checks
 
 N = 4
 REFS = [f"CLR-{i}" for i in range(1, N + 1)]
@@ -74,3 +74,21 @@ def test_pending_cases_come_first_then_new_ones_then_existence_checks():
     # C is blocked again (no longer opening): it drops out; held A is due its existence check after EXISTS_EVERY
     assert confirmations.choose([d], [a], room=5, round_no=2) == [d.case_id]
     assert confirmations.choose([d], [a], room=5, round_no=5) == [d.case_id, a.case_id]
+
+
+def test_existence_checks_take_a_tenth_of_a_full_read_a_round_not_the_whole_confirm_budget():
+    """1,000 held gates at 20,000 open tasks (P = 201): 21 existence checks a round, not 201 (a round costs
+    P + 21, not 2 x P), the longest unread first, so each case is still checked in turn."""
+    assert [existence_checks(p) for p in (None, 1, 10, 11, 51, 201, 501)] == [1, 1, 1, 2, 6, 21, 51]
+    confirmations = Confirmations()
+    held = [GateSpec.of(case_id_for(f"H{i}")) for i in range(1_000)]
+    assert confirmations.choose([], held, room=201, round_no=0, checks=21) == []  # none due before EXISTS_EVERY
+    checked: list[str] = []
+    for round_no in range(EXISTS_EVERY, EXISTS_EVERY + 47):
+        cases = confirmations.choose([], held, room=201, round_no=round_no, checks=21)
+        assert len(cases) == 21
+        confirmations.read(cases, round_no)
+        checked += cases
+    assert len(set(checked)) == len(checked) == 47 * 21  # in turn: no case twice before every case once
+    opening = GateSpec.of(case_id_for("OPEN"))
+    assert confirmations.choose([opening], held, room=2, round_no=60, checks=21)[0] == opening.case_id
