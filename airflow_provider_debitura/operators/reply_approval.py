@@ -19,7 +19,7 @@ from airflow_provider_debitura.hitl.compat import HITLOperator, refuse_fixed_arg
 from airflow_provider_debitura.hitl.markdown import escape_markdown, format_deadline
 from airflow_provider_debitura.hooks.debitura import DebituraHook
 from airflow_provider_debitura.models import TaskType
-from airflow_provider_debitura.operators.listing import list_scope
+from airflow_provider_debitura.operators.reply_plan import plan_readings
 from airflow_provider_debitura.replies import (
     CaseDraft,
     CaseReading,
@@ -27,9 +27,7 @@ from airflow_provider_debitura.replies import (
     compile_templates,
     latest_partner_message,
     post_drafts,
-    read_cases,
     render_case,
-    select_cases,
     template_context,
 )
 from airflow_provider_debitura.replies.failures import case_failure
@@ -210,15 +208,15 @@ class DebituraReplyApprovalOperator(HITLOperator):
         templates = compile_templates(self.reply_template, self.reply_templates, types)
         selector = case_selector(self.case_id, self.creditor_reference, self.case_reference, required=False)
         with self._hook() as hook:
-            scope_case, tasks = list_scope(hook, selector, status="Open", types=types)
-            known = {scope_case.id.lower(): scope_case} if scope_case is not None else None
-            readings = read_cases(
+            readings = plan_readings(
                 hook,
-                select_cases(tasks, types),
                 report,
+                selector=selector,
+                types=types,
+                templates=templates,
                 max_replies=as_limit("max_replies", self.max_replies),
-                read_case=templates.uses_case,
-                known_cases=known,
+                posting=False,  # the posts come after a person's answer, in another try
+                log=self.log,
             )
         jinja_context = template_context(context)
         return readings, [render_case(reading, templates, jinja_context) for reading in readings]

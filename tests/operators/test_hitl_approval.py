@@ -169,3 +169,29 @@ def test_a_draft_that_still_holds_control_characters_is_not_posted():
         validate_drafts([draft])
     assert "newlines and tabs" in str(err.value)
     validate_drafts([draft.with_message(CLEAN)])  # tab and newline stay
+
+
+def test_drafting_for_approval_reads_only_the_listing_pages_it_needs(monkeypatch):
+    """The approval operator plans like the reply operator (``operators/reply_plan.py``): over the whole account
+    with ``max_replies``, page 1 of the chat listing and each case's own tasks and history, at any queue size."""
+    import uuid
+    from types import SimpleNamespace
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider_debitura.hitl import compat as hitl_compat
+    from airflow_provider_debitura.operators.reply_approval import DebituraReplyApprovalOperator
+    from airflow_provider_debitura.sandbox import SandboxServer
+
+    upserts: list[dict] = []
+    monkeypatch.setattr(hitl_compat, "upsert_request", lambda ti_id, **kwargs: upserts.append(kwargs))
+    context = {"task_instance": SimpleNamespace(id=uuid.uuid4())}
+    with SandboxServer(scenario="large:5000", api_key="approval-pages-key") as sb:
+        monkeypatch.setenv("AIRFLOW_CONN_DEBITURA_DEFAULT", sb.conn_json())
+        sb.control("DELETE", "/requests")
+        op = DebituraReplyApprovalOperator(task_id="approve", reply_template="Noted: {{ task.type }}.", max_replies=5)
+        with pytest.raises(TaskDeferred):
+            op.execute(context)
+        counts = sb.control("GET", "/counters").json()
+    assert len(upserts[0]["params"]) == 5
+    assert counts == {"GET /tasks": 1, "GET /cases/{id}/tasks": 5, "GET /cases/{id}/chats": 5, "total": 11}, counts
