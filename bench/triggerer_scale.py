@@ -1,6 +1,6 @@
 """Benchmark: a triggerer at 50,000 open tasks: 1,000 blocked case gates and a new-task watcher in one loop.
 
-    python bench/triggerer_scale.py [--tasks 50000] [--gates 1000] [--interval 5] [--rounds 5] [--profile N]
+    python bench/triggerer_scale.py [--tasks 50000] [--gates 1000] [--interval 5] [--rounds 5] [--profile N] [--heap N]
 
 Starts a Debitura sandbox holding ``large:<tasks>`` in a child process (its CPU is not on the measured loop),
 then, in this process's one asyncio loop as a triggerer runs them: ``--gates`` ``DebituraCaseUnblockedTrigger``
@@ -10,13 +10,16 @@ then, in this process's one asyncio loop as a triggerer runs them: ``--gates`` `
 
 - **loop lag**: a task sleeps 10 ms over and over and records how late it wakes: worst and p99 (whole run,
   start-up included) and worst after the first round (steady state); plus **busy**, the largest CPU time the
-  loop's thread spent between two wake-ups (the lag an idle machine would see);
+  loop's thread spent between two wake-ups (the lag an idle machine would see); and the worst lag after the
+  second round (past the start-up: the watcher's first round and the full collection it brings on);
 - **RSS** (psutil): before the triggers start (idle) and the peak, and the growth between them;
 - **round time**: the shared poll's ``last_duration`` (read, confirm reads and fan-out) per round, and the
   requests each round sent.
 
-``--profile N`` also prints the N functions with the most cumulative time on the loop (cProfile; slower).
-Stops by itself.
+``--heap N`` lists, at the end, the N most common types of object the garbage collector tracks and times one
+full collection. ``--profile N`` also prints the N functions with the most cumulative time on the loop
+(cProfile; slower). Stops by itself; needs at least one gate (without one, rounds after the watcher's first are
+tail reads and the shared poll stops reading).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ API_KEY = "bench-key-3a7d90e1"
 class Figures:
     lags: list[float] = field(default_factory=list)
     steady_lags: list[float] = field(default_factory=list)
+    late_lags: list[float] = field(default_factory=list)
+    """Lags after the second round: past the watcher's first round and the collection its start-up brings on."""
     worst_busy_ms: float = 0.0
     steady_busy_ms: float = 0.0
     gc_ms: list[float] = field(default_factory=list)
@@ -103,6 +108,8 @@ async def run(args: argparse.Namespace) -> Figures:
             figures.lags.append(lag)
             if first_round_done.is_set():
                 figures.steady_lags.append(lag)
+                if len(figures.rounds_s) >= 2:
+                    figures.late_lags.append(lag)
                 figures.steady_busy_ms = max(figures.steady_busy_ms, busy)
             figures.worst_busy_ms = max(figures.worst_busy_ms, busy)
             figures.peak_mb = max(figures.peak_mb, process.memory_info().rss / 2**20)
@@ -146,6 +153,8 @@ async def run(args: argparse.Namespace) -> Figures:
             await asyncio.sleep(0.05)
     finally:
         figures.seconds = time.monotonic() - clock
+        if args.heap:
+            print(heap_census(args.heap), flush=True)
         stop.set()
         await ticker
         for task in tasks:
@@ -153,6 +162,31 @@ async def run(args: argparse.Namespace) -> Figures:
         await asyncio.gather(*tasks, return_exceptions=True)
         gc.callbacks.remove(on_gc)
     return figures
+
+
+def heap_census(top: int) -> str:
+    """The objects the collector tracks, by type (the ``top`` most common), and what one full collection costs now.
+
+    :param top: how many types to list.
+    """
+    counts: dict[str, int] = {}
+    snapshots, page_bytes = 0, 0
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        counts[name] = counts.get(name, 0) + 1
+        if name == "AccountSnapshot":
+            snapshots += 1
+            page_bytes += sum(len(text) for text in obj.pages)
+    started = time.thread_time()
+    gc.collect()
+    spent = (time.thread_time() - started) * 1000
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    lines = [
+        f"heap: {sum(counts.values()):,} tracked objects; a full collection now takes {spent:.0f} ms CPU;"
+        f" {snapshots} snapshot(s) alive holding {page_bytes / 2**20:.0f} MB of page JSON"
+    ]
+    lines += [f"  {count:>9,}  {name}" for name, count in ranked]
+    return "\n".join(lines)
 
 
 def table(args: argparse.Namespace, f: Figures) -> str:
@@ -171,6 +205,7 @@ def table(args: argparse.Namespace, f: Figures) -> str:
         f" {','.join(map(str, f.requests)):>14}",
     ]
     rows.append(f"full GCs: {len(f.gc_ms)}, longest {max(f.gc_ms, default=0):.0f} ms CPU")
+    rows.append(f"after round 2: worst lag {max(f.late_lags, default=0):.0f} ms, p99 {p99(f.late_lags):.0f} ms")
     return "\n".join(rows)
 
 
@@ -181,6 +216,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds (default 5)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds measured after the first (default 5)")
     parser.add_argument("--slow-ms", type=float, default=0, help="log callbacks holding the loop over this")
+    parser.add_argument("--heap", type=int, default=0, help="at the end, list the N most common tracked types")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions by cumulative time")
     args = parser.parse_args()
     proc, _url, conn = start_sandbox(f"large:{args.tasks}", API_KEY, timeout=180)

@@ -44,6 +44,7 @@ except ImportError:  # Airflow 2.11 (common-compat's own fallback, which its ver
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
 from airflow_provider_debitura.triggers.watcher.ids import TaskJson
+from airflow_provider_debitura.triggers.watcher.records import SnapshotRecords
 from airflow_provider_debitura.triggers.watcher.rounds import DirectRounds, QueueRounds, Round, SharedRounds
 from airflow_provider_debitura.triggers.watcher.state import SeenState, WatchFilter
 from airflow_provider_debitura.triggers.watcher.store import AirflowSeenTasksStore, SeenTasksStore
@@ -242,7 +243,7 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
                 + (f" and {len(outcome.new) - 20} more" if len(outcome.new) > 20 else ""),
             )
         else:
-            self.log.debug("Debitura watcher, round %d: nothing new (%d listed)", number, len(listing.tasks))
+            self.log.debug("Debitura watcher, round %d: nothing new (%s listed)", number, _listed(listing))
 
     async def _load_state(self) -> bool:
         try:
@@ -308,6 +309,14 @@ class DebituraNewTasksTrigger(BaseEventTrigger):
             size,
             self.last_save[1] * 1000,
         )
+
+
+def _listed(listing: Round) -> int | str:
+    """How many tasks a round listed, for the log (a full read's records are counted only once iterated)."""
+    tasks = listing.tasks
+    if isinstance(tasks, SnapshotRecords):
+        return tasks.counted if tasks.counted is not None else "?"
+    return len(tasks)
 
 
 def _validated_types(values: Sequence[str] | str | None) -> list[str] | None:

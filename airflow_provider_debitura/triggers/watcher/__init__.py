@@ -7,5 +7,6 @@
 :mod:`.store`                 where the state lives (Airflow's asset state store, or a Variable)
 :mod:`.tail`                  reading only the end of the queue and proving by the counts that it is enough
 :mod:`.rounds`                one round's tasks: a tail read, or a full read when the tail cannot explain the count
+:mod:`.records`               a shared full read's records, parsed page by page as the tracker iterates them
 ============================  ===================================================================================
 """

@@ -24,6 +24,7 @@ from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.models import Records, RejectedRecord, Task
 from airflow_provider_debitura.triggers.shared_poll import connection_slots, subscribe, warm_client
 from airflow_provider_debitura.triggers.watcher.ids import TaskJson
+from airflow_provider_debitura.triggers.watcher.records import SnapshotRecords
 from airflow_provider_debitura.triggers.watcher.tail import QueueOrder, TailRead, TailResult
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class Round:
     """One poll's answer: the open tasks the round could see (JSON), or why it saw nothing.
 
     :param ok: the listing was read.
-    :param tasks: the open tasks (tasks outside the watcher's filter may be included; they are ignored).
+    :param tasks: the open tasks (tasks outside the watcher's filter may be included; they are ignored); a full
+        read of the shared poll gives them as :class:`~.records.SnapshotRecords`, parsed while they are iterated.
     :param error: why the round failed.
     :param complete: the listing is known to hold every task open throughout it (default). A listing
         that is not (e.g. a best-effort read) may fire new tasks but never starts a watcher, moves its
@@ -52,7 +54,7 @@ class Round:
     """
 
     ok: bool
-    tasks: Sequence[TaskJson]
+    tasks: Sequence[TaskJson] | SnapshotRecords
     error: str | None = None
     complete: bool = True
     rejected: Sequence[RejectedRecord] = field(default_factory=tuple)
@@ -252,13 +254,15 @@ class SharedRounds(QueueRounds):
         if not snapshot.ok:
             return Round.failed(snapshot.error or "the shared account poll failed")
         trigger = self.trigger
-        wanted = [t.id for t in snapshot.tasks if trigger.watch.matches_compact(t)]
-        records: list[TaskJson] = list(snapshot.records(wanted)) if wanted else []
+        # Parsed page by page while the tracker iterates them in its thread: 50,000 records built here at once
+        # held the loop for ~0.4 s and ~100 MB until the round was judged (docs/triggerer-scale.md).
+        extra = [t.to_api_dict() for t in tail.tasks] if tail is not None else []
+        records = SnapshotRecords(snapshot, trigger.watch, [t for t in extra if trigger.matches(t)])
         trusted = snapshot.verified and not snapshot.rejected and snapshot.total == len(snapshot.tasks)
         order = QueueOrder(tuple(t.id for t in snapshot.tasks)) if trusted else None
         return Round(
             True,
-            _with_tail(records, tail, trigger),
+            records,
             complete=snapshot.verified,
             rejected=snapshot.rejected,
             order=order,
