@@ -1,9 +1,9 @@
 """Issue 24's "Done when", as a test: gates, a watcher and the triage example on one key against the sandbox's
 three windows, with the request budget's defaults, on a sped-up clock (``tests/helpers/simulated_day.py``).
 
-The CI tests run a short stretch (15 simulated minutes, 100 gates) at 5,000 and at 20,000 open tasks; the scale test runs
-1,000 gates for two simulated hours (about 80 s: only with ``SIMULATED_DAY_SCALE=1``). The longer runs at
-5,000, 20,000 and 50,000 open tasks are the benchmark, ``bench/simulated_day.py`` (figures in bench/RESULTS.md).
+The CI tests run a short stretch (15 simulated minutes, 100 gates) at 5,000 and at 20,000 open tasks; the
+scale test runs 1,000 gates for two simulated hours (about 80 s: only with ``SIMULATED_DAY_SCALE=1``). The longer
+runs at 5,000, 20,000 and 50,000 open tasks are the benchmark, ``bench/simulated_day.py`` (figures in bench/RESULTS.md).
 """
 
 from __future__ import annotations
