@@ -9,7 +9,7 @@ A shared read may keep a gate blocked, but a gate opens only on direct reads of 
   and there its case comes first, before the gates seen opening for the first time. So N gates that clear
   together with room for K case reads a round all open within ``ceil(N / K)`` rounds.
 - **held** by its own case's tasks: its case is read directly once in :data:`EXISTS_EVERY` rounds, after the
-  opening ones and budget permitting, at most :func:`existence_checks` of them a round (about a tenth of a full
+  opening ones and budget permitting, at most :func:`existence_checks` of them a round (8, or a tenth of a full
   read), so that a case deleted while the queue still lists its task fails its gate within a few rounds, and
   a thousand held gates do not double what every round costs.
 - the others (blocked by an account-level task) cost nothing.
@@ -29,7 +29,11 @@ EXISTS_EVERY = 5
 budget permitting: a case deleted while the queue still lists its task fails its gate within a few rounds."""
 
 EXISTS_SHARE = 10
-"""Existence checks in one round: at most a ``1 / EXISTS_SHARE`` part of a full read (at least 1)."""
+"""Existence checks in one round: at most a ``1 / EXISTS_SHARE`` part of a full read, or :data:`EXISTS_FLOOR`."""
+
+EXISTS_FLOOR = 8
+"""Existence checks a round may always make (within the round's budget): on a small queue a few held gates are
+all checked in the round they are due."""
 
 UNKNOWN_PAGES = 8
 """The page count a round's budget assumes while the queue's size is unknown (its first read failed)."""
@@ -46,7 +50,7 @@ def confirm_budget(gates: int, pages: int | None, spent: int) -> int:
 
 
 def existence_checks(pages: int | None) -> int:
-    """The most held gates whose case one round reads to confirm it still exists: ``max(1, ceil(P / 10))``.
+    """The most held gates whose case one round reads to confirm it still exists: ``max(8, ceil(P / 10))``.
 
     Without a cap, 1,000 held gates due every :data:`EXISTS_EVERY` rounds fill the whole confirm budget each
     round, and a round costs ``2 x P`` instead of ``P`` (so, on a tight request budget, every gate answers
@@ -55,7 +59,7 @@ def existence_checks(pages: int | None) -> int:
 
     :param pages: P, the queue's full-read cost (None while unknown: :data:`UNKNOWN_PAGES`).
     """
-    return max(1, -(-(pages or UNKNOWN_PAGES) // EXISTS_SHARE))
+    return max(EXISTS_FLOOR, -(-(pages or UNKNOWN_PAGES) // EXISTS_SHARE))
 
 
 def account_types_of(gates: Sequence[GateSpec]) -> frozenset[str]:

@@ -190,7 +190,7 @@ def test_simulated_day_of_rounds_within_every_window(sb: SandboxServer, api: htt
 
 
 def test_scaled_day_limit_refuses_until_midnight(sb: SandboxServer, api: httpx.Client) -> None:
-    midnight = midnight_ahead(sb)
+    midnight = midnight_ahead(sb, days=2)  # the coming midnight minus 3 h is past after 21:00 UTC
     freeze_clock(sb, midnight - timedelta(hours=3))
     set_rate_windows(sb, minute=20, hour=200, day=50)
     assert _statuses(api, 20) == [200] * 20  # 21:00
