@@ -15,6 +15,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from airflow_provider_debitura.hooks import endpoints
+from airflow_provider_debitura.hooks.paging import pages_for
 from airflow_provider_debitura.models import Records, RejectedRecord, Task, TaskPage
 from airflow_provider_debitura.replies.failures import case_failure
 from airflow_provider_debitura.replies.plan import CaseCandidate, CaseReader, CaseReading, read_one, select_cases
@@ -22,7 +24,7 @@ from airflow_provider_debitura.replies.report import ReplyReport
 
 __all__ = ["PAGE_SIZE", "ListingPages", "PageReader", "describe_pages", "pages_needed", "read_pages"]
 
-PAGE_SIZE = 100
+PAGE_SIZE = endpoints.MAX_PAGE_SIZE
 """Tasks per listing page (the API's maximum)."""
 
 MAX_PAGES = 1_000
@@ -83,7 +85,7 @@ class ListingPages:
     @property
     def pages(self) -> int | None:
         """Pages the whole listing fills, from ``total`` (None when unknown)."""
-        return None if self.total is None else max(1, math.ceil(self.total / PAGE_SIZE))
+        return None if self.total is None else pages_for(self.total, PAGE_SIZE)
 
 
 def describe_pages(listing: ListingPages, answering: int, max_replies: int) -> str:
@@ -112,7 +114,7 @@ def pages_needed(cases_on_page_one: int, max_replies: int, total: int | None) ->
     :param max_replies: the cap.
     :param total: ``totalResults`` (None: unknown).
     """
-    pages = None if total is None else max(1, math.ceil(total / PAGE_SIZE))
+    pages = None if total is None else pages_for(total, PAGE_SIZE)
     guess = math.ceil(max_replies / cases_on_page_one) if cases_on_page_one else (pages or 1)
     return max(1, guess if pages is None else min(pages, guess))
 
