@@ -1,16 +1,18 @@
-"""What a gate's compact task costs as a ``typing.NamedTuple`` (``gate.records.CompactTask``) against the plain
-tuple it replaced: memory per task, and what the cyclic garbage collector makes of a queue of them.
+"""What a read's task costs as a plain tuple (``gate.records.PackedTask``, what a read keeps) against the same
+fields as a ``typing.NamedTuple`` (``gate.records.CompactTask``, what reads kept until 2026-12-07, and what a
+verdict's log line still reads): memory per task, and what the cyclic garbage collector makes of a queue of them.
 
     .venv/bin/python bench/compact_task.py [--tasks 50000] [--rounds 40] [--heap 1000000]
 
 Prints, for each shape: ``sys.getsizeof`` of one task, the bytes ``tracemalloc`` sees for ``--tasks`` of them
-(built by ``gate.records.compact`` from parsed models, as a read builds them: the bytes asked for), the RSS they
+(built by ``gate.records.compact`` from parsed models, as a read builds them, and named by ``gate.records.view``
+for the named tuple: the bytes asked for), the RSS they
 add (measured in a fresh interpreter: what the allocator hands out, in 16-byte size classes), and how many the
 collector still tracks after a collection. Then a triggerer's rounds: a long-lived heap of ``--heap``
 tracked objects (Airflow's own), and per round a full read's ``--tasks`` compact tasks built anew (the shared
 poll rebuilds them every read) while the previous round's are dropped; it counts the full (oldest-generation)
 collections and their CPU time (``gc.callbacks``). ``reused`` passes the previous read's tasks to ``compact``
-(``known=``), which keeps the same object for a task that did not change.
+(``known=``), which keeps the same object for a task that did not change (the named tuples' remedy before).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_debitura.gate.records import compact
+from airflow_provider_debitura.gate.records import CompactTask, compact, view
 from airflow_provider_debitura.models import Task
 
 TYPES = ("ReplyToChat", "MoreInfoNeeded", "SignContract", "ReviewPartner")
@@ -51,8 +53,13 @@ def parsed_tasks(n: int) -> list[Task]:
 
 
 def plain(task: Task) -> tuple[Any, ...]:
-    """The shape before: a plain 7-tuple in the same order."""
-    return (task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference, task.lead_id)
+    """What a read keeps: a plain 7-tuple (``gate.records.compact``)."""
+    return compact(task)
+
+
+def named(task: Task, known: dict[str, Any] | None = None) -> CompactTask:
+    """The same fields as a named tuple (reads kept these until 2026-12-07)."""
+    return view(compact(task, known))
 
 
 def rss() -> int:
@@ -86,14 +93,14 @@ def memory(name: str, build: Callable[[Task], tuple[Any, ...]], tasks: list[Task
     gc.collect()
     tracked = sum(gc.is_tracked(t) for t in holder)
     n = len(tasks)
-    per_task = resident("plain" if build is plain else "compact", n)
+    per_task = resident("plain" if build is plain else "named", n)
     print(
         f"{name:12} getsizeof {sys.getsizeof(holder[0])} B; tracemalloc {traced:,} B for {n:,} "
         f"({traced / n:.0f} B each); RSS +{per_task:.0f} B each; tracked by the GC after a collection: {tracked:,}"
     )
 
 
-def rounds(name: str, tasks: list[Task], count: int, heap: int, *, named: bool, reuse: bool) -> None:
+def rounds(name: str, tasks: list[Task], count: int, heap: int, *, as_named: bool, reuse: bool) -> None:
     gc.collect()
     airflow_heap = [{"k": i} for i in range(heap)]
     gc.collect()
@@ -113,7 +120,7 @@ def rounds(name: str, tasks: list[Task], count: int, heap: int, *, named: bool, 
         for _ in range(count):
             snapshot: list[Any] = []
             for task in tasks:
-                snapshot.append(compact(task, previous if reuse else None) if named else plain(task))
+                snapshot.append(named(task, previous if reuse else None) if as_named else plain(task))
                 _garbage = {"a page's": "transient objects"}
             previous = {t.id: t for t in snapshot} if reuse else {}
     finally:
@@ -135,10 +142,10 @@ def main() -> None:
     tasks = parsed_tasks(args.tasks)
     print(f"Python {sys.version.split()[0]}")
     memory("tuple", plain, tasks)
-    memory("CompactTask", compact, tasks)
-    rounds("tuple", tasks, args.rounds, args.heap, named=False, reuse=False)
-    rounds("CompactTask", tasks, args.rounds, args.heap, named=True, reuse=False)
-    rounds("reused", tasks, args.rounds, args.heap, named=True, reuse=True)
+    memory("CompactTask", named, tasks)
+    rounds("tuple", tasks, args.rounds, args.heap, as_named=False, reuse=False)
+    rounds("CompactTask", tasks, args.rounds, args.heap, as_named=True, reuse=False)
+    rounds("reused", tasks, args.rounds, args.heap, as_named=True, reuse=True)
 
 
 if __name__ == "__main__":

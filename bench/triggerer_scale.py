@@ -1,6 +1,7 @@
 """Benchmark: a triggerer at 50,000 open tasks: 1,000 blocked case gates and a new-task watcher in one loop.
 
-    python bench/triggerer_scale.py [--tasks 50000] [--gates 1000] [--interval 5] [--rounds 5] [--profile N] [--heap N]
+    python bench/triggerer_scale.py [--tasks 50000] [--gates 1000] [--interval 5] [--rounds 5]
+                                    [--profile N] [--heap N] [--trace N] [--freeze]
 
 Starts a Debitura sandbox holding ``large:<tasks>`` in a child process (its CPU is not on the measured loop),
 then, in this process's one asyncio loop as a triggerer runs them: ``--gates`` ``DebituraCaseUnblockedTrigger``
@@ -17,9 +18,12 @@ then, in this process's one asyncio loop as a triggerer runs them: ``--gates`` `
   requests each round sent.
 
 ``--heap N`` lists, at the end, the N most common types of object the garbage collector tracks and times one
-full collection. ``--profile N`` also prints the N functions with the most cumulative time on the loop
-(cProfile; slower). Stops by itself; needs at least one gate (without one, rounds after the watcher's first are
-tail reads and the shared poll stops reading).
+full collection; ``--trace N`` the N source lines holding the most memory allocated since the triggers
+started (tracemalloc: much slower) and the traced peak. ``--profile N`` also prints the N functions with the
+most cumulative time on the loop (cProfile; slower). ``--freeze`` calls ``gc.freeze()`` once before the triggers
+start, as a deployment could at the triggerer's start (the provider never changes the collector's settings):
+the collections after it no longer traverse the heap the process had then. Stops by itself; needs at least
+one gate (without one, rounds after the watcher's first are tail reads and the shared poll stops reading).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import os
 import pstats
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +57,9 @@ class Figures:
     """Lags after the second round: past the watcher's first round and the collection its start-up brings on."""
     worst_busy_ms: float = 0.0
     steady_busy_ms: float = 0.0
+    idle_gc_ms: float = 0.0
+    """CPU time of one full collection before the triggers start: the floor of any full collection later."""
+    idle_objects: int = 0
     gc_ms: list[float] = field(default_factory=list)
     """CPU time of each full (generation 2) collection: it stops the loop for its duration."""
     idle_mb: float = 0.0
@@ -92,8 +100,15 @@ async def run(args: argparse.Namespace) -> Figures:
     ]
     watcher = DebituraNewTasksTrigger(poll_interval=args.interval)
     watcher.asset_state_store = OneAsset(MemorySlot())  # type: ignore[assignment]
+    started = time.thread_time()
     gc.collect()
+    figures.idle_gc_ms = (time.thread_time() - started) * 1000
+    figures.idle_objects = len(gc.get_objects())
+    if args.freeze:  # what a deployment could do at the triggerer's start; the provider never does it
+        gc.freeze()
     figures.idle_mb = figures.peak_mb = process.memory_info().rss / 2**20
+    if args.trace:
+        tracemalloc.start(8)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     first_round_done = asyncio.Event()
@@ -155,6 +170,8 @@ async def run(args: argparse.Namespace) -> Figures:
         figures.seconds = time.monotonic() - clock
         if args.heap:
             print(heap_census(args.heap), flush=True)
+        if args.trace:
+            print(memory_census(args.trace), flush=True)
         stop.set()
         await ticker
         for task in tasks:
@@ -189,6 +206,20 @@ def heap_census(top: int) -> str:
     return "\n".join(lines)
 
 
+def memory_census(top: int) -> str:
+    """Where the memory allocated since the triggers started is held now (tracemalloc, by line; the ``top``
+    largest), and the traced peak.
+
+    :param top: how many lines to list.
+    """
+    current, peak = tracemalloc.get_traced_memory()
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    tracemalloc.stop()
+    lines = [f"traced: {current / 2**20:.0f} MB held now, peak {peak / 2**20:.0f} MB"]
+    lines += [f"  {stat.size / 2**20:>7.1f} MB {stat.count:>9,}  {stat.traceback[0]}" for stat in stats[:top]]
+    return "\n".join(lines)
+
+
 def table(args: argparse.Namespace, f: Figures) -> str:
     steady = f.rounds_s[1:] or f.rounds_s
     rows = [
@@ -204,7 +235,10 @@ def table(args: argparse.Namespace, f: Figures) -> str:
         f" {f.peak_mb - f.idle_mb:>9.0f} {(f.rounds_s or [0])[0]:>9.2f} {sum(steady) / max(len(steady), 1):>7.2f}"
         f" {','.join(map(str, f.requests)):>14}",
     ]
-    rows.append(f"full GCs: {len(f.gc_ms)}, longest {max(f.gc_ms, default=0):.0f} ms CPU")
+    rows.append(
+        f"full GCs: {len(f.gc_ms)}, longest {max(f.gc_ms, default=0):.0f} ms CPU (one before the triggers started:"
+        f" {f.idle_gc_ms:.0f} ms over {f.idle_objects:,} tracked objects{', then gc.freeze()' if args.freeze else ''})"
+    )
     rows.append(f"after round 2: worst lag {max(f.late_lags, default=0):.0f} ms, p99 {p99(f.late_lags):.0f} ms")
     return "\n".join(rows)
 
@@ -217,6 +251,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds measured after the first (default 5)")
     parser.add_argument("--slow-ms", type=float, default=0, help="log callbacks holding the loop over this")
     parser.add_argument("--heap", type=int, default=0, help="at the end, list the N most common tracked types")
+    parser.add_argument("--freeze", action="store_true", help="gc.freeze() before the triggers start")
+    parser.add_argument("--trace", type=int, default=0, help="at the end, the N lines holding most memory")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions by cumulative time")
     args = parser.parse_args()
     proc, _url, conn = start_sandbox(f"large:{args.tasks}", API_KEY, timeout=180)

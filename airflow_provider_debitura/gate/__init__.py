@@ -5,8 +5,8 @@ calls built here, turns each answer (or error) into a :class:`Part` (:func:`part
 :func:`part_from_error`: the one fatal/transient policy), and asks :meth:`GateSpec.verdict` what the
 parts mean. The drivers only send. Design notes: ``docs/gates.md``.
 
-- :mod:`.records`: tasks as a gate keeps them (:class:`CompactTask`, a named tuple of strings) and the calls
-  it sends;
+- :mod:`.records`: tasks as a read keeps them (:data:`PackedTask`, a plain tuple of strings), as a verdict
+  reads them (:class:`CompactTask`, the same as a named tuple) and the calls a gate sends;
 - :mod:`.verdict`: the policy, the parts of an answer, the rule (:class:`GateSpec`), :class:`GateVerdict`;
 - :mod:`.snapshot`: :class:`AccountSnapshot` (one round, for every gate);
 - :mod:`.direct_reads`: :class:`DirectReads` (one round of direct reads, an exchange of ``hooks.exchange``);
@@ -29,11 +29,14 @@ from airflow_provider_debitura.gate.progress import (
 )
 from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
+    CASE_ID,
     COMPACT_FIELDS,
     DOCUMENTED_TYPES,
     NEW_TYPES,
+    TASK_ID,
+    TASK_TYPE,
     CompactTask,
-    Listed,
+    PackedTask,
     RecordBatch,
     TaskPageBatch,
     account_tasks_call,
@@ -50,6 +53,8 @@ from airflow_provider_debitura.gate.records import (
     read_task_page,
     record_batch,
     task_dict,
+    view,
+    views,
 )
 from airflow_provider_debitura.gate.snapshot import AccountSnapshot
 from airflow_provider_debitura.gate.verdict import (
@@ -72,12 +77,15 @@ from airflow_provider_debitura.gate.verdict import (
 __all__ = [
     "ACCOUNT_LEVEL_TYPES",
     "BACKOFF_SHARE",
+    "CASE_ID",
     "COMPACT_FIELDS",
     "DEFAULT_MAX_WAIT",
     "DOCUMENTED_TYPES",
     "FAILED_READS_PER_ROUND",
     "NEW_TYPES",
     "SUMMARY_TASKS_PER_TYPE",
+    "TASK_ID",
+    "TASK_TYPE",
     "AccountSnapshot",
     "CompactTask",
     "DirectReads",
@@ -85,7 +93,7 @@ __all__ = [
     "GateSpec",
     "GateState",
     "GateVerdict",
-    "Listed",
+    "PackedTask",
     "Part",
     "RecordBatch",
     "TaskPageBatch",
@@ -117,4 +125,6 @@ __all__ = [
     "task_dict",
     "unknown",
     "utc_now_iso",
+    "view",
+    "views",
 ]

@@ -10,7 +10,8 @@ from typing import Any, cast
 from airflow_provider_debitura.gate.records import (
     DOCUMENTED_TYPES,
     NEW_TYPES,
-    CompactTask,
+    TASK_TYPE,
+    PackedTask,
     RecordBatch,
     TaskPageBatch,
     account_tasks_call,
@@ -83,8 +84,8 @@ class DirectReads(Exchange["DirectReads"]):
     """The open tasks of the known types, when they had to be counted."""
     forward: bool = False
     """The whole queue's totals contradicted its pages: it is read on to a short page, without a count."""
-    _account_tasks: list[CompactTask] = field(default_factory=list)
-    _scan_tasks: list[CompactTask] = field(default_factory=list)
+    _account_tasks: list[PackedTask] = field(default_factory=list)
+    _scan_tasks: list[PackedTask] = field(default_factory=list)
     _page: int = 1
     _total: int | None = None
     _phase: str = "account"
@@ -176,7 +177,7 @@ class DirectReads(Exchange["DirectReads"]):
         self.cases.update(
             {r.case_id.lower(): Part.unknown(UNREADABLE_CASE_RECORD) for r in batch.rejected if r.case_id}
         )
-        seen = {t.type for t in self._account_tasks}
+        seen = {t[TASK_TYPE] for t in self._account_tasks}
         if not last and (self.account_types - {NEW_TYPES}) <= seen:
             self.account = Part(tuple(self._account_tasks), complete=False, reason="only the first page(s) were read")
         elif not last:

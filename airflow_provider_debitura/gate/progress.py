@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_debitura.exceptions import DebituraConfigError
+from airflow_provider_debitura.gate.records import PackedTask, task_dict
 from airflow_provider_debitura.gate.verdict import GateState, GateVerdict
 
 
@@ -38,7 +39,8 @@ class GateProgress:
     :param case_id: the case GUID.
     :param label: the case's reference for log lines (None until known).
     :param checks: checks already made (e.g. by the sensor before it deferred).
-    :param first_blockers: compact blockers of the first check that could tell, None until then.
+    :param first: the first check's blockers, when an earlier check found them (as :attr:`first_blockers` gave
+        them), None until then.
     :param record_first: False when earlier checks were made but their blockers are lost (reschedule mode
         without a task state store): ``first_blockers`` then stays None.
     """
@@ -46,13 +48,22 @@ class GateProgress:
     case_id: str
     label: str | None = None
     checks: int = 0
-    first_blockers: list[dict[str, Any]] | None = None
+    first: Sequence[Mapping[str, Any]] | tuple[PackedTask, ...] | None = None
+    """The first check's blockers: as given, or the verdict's own packed tasks (a thousand gates blocked by the
+    same thousand account-level tasks share them; as dicts, one per blocker and gate, they held some 200 MB)."""
     record_first: bool = True
     solution_url: str | None = None
     since: float | None = None
     """Wall-clock time of the first check of the gate's current state: its first check, or the check that saw
     the blockers change (the backoff starts again from the poke interval then)."""
     _last_ids: tuple[str, ...] | None = None
+
+    @property
+    def first_blockers(self) -> list[dict[str, Any]] | None:
+        """The first check's blockers as the XCom record shows them (compact dicts), None until known."""
+        if self.first is None:
+            return None
+        return [dict(t) if isinstance(t, Mapping) else task_dict(t) for t in self.first]
 
     @property
     def name(self) -> str:
@@ -79,8 +90,8 @@ class GateProgress:
         if self.label is None and verdict.case_reference:
             self.label = verdict.case_reference
         if verdict.state in (GateState.BLOCKED, GateState.UNBLOCKED):
-            if self.first_blockers is None and self.record_first:
-                self.first_blockers = verdict.blockers()
+            if self.first is None and self.record_first:
+                self.first = verdict.blocking
             self.solution_url = verdict.first_solution_url or self.solution_url
         if verdict.state in (GateState.UNKNOWN, GateState.FAILED):
             return "warning", f"Case {self.name}, check {self.checks}: {verdict.summary()}"

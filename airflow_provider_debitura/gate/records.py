@@ -2,9 +2,16 @@
 
 Answers are parsed with the models' own record-by-record parser (:mod:`airflow_provider_debitura.models`:
 a record that cannot be understood becomes a ``RejectedRecord`` and never fails the page), then every
-open task is reduced at once to a :class:`CompactTask` (a named tuple of strings, the size of a plain tuple)
-and the models are dropped. Conversions happen at the edges only: :func:`compact` from a parsed task,
-:func:`task_dict` to the camelCase JSON that XCom and logs show (:data:`COMPACT_FIELDS`).
+open task is reduced at once to a :data:`PackedTask` (a plain tuple of strings) and the models are dropped.
+What a verdict reads by name is a :class:`CompactTask`, the same fields as a named tuple, made from a packed
+task where a verdict needs it (:func:`view`). Conversions happen at the edges only: :func:`compact` from a
+parsed task, :func:`task_dict` to the camelCase JSON that XCom and logs show (:data:`COMPACT_FIELDS`).
+
+Why two shapes: Python's cyclic garbage collector stops tracking a plain tuple of strings at its first
+collection, but keeps tracking every named tuple (and every other object with attributes). A read of the whole
+queue holds one record per open task; as named tuples, 50,000 of them aged into the oldest generation of the
+triggerer's heap and brought on a full collection of it, a stall of the triggerer's event loop of 150-230 ms
+(``bench/triggerer_scale.py``, docs/triggerer-scale.md). As plain tuples they cost the collector nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.endpoints import ApiCall
@@ -48,12 +55,26 @@ MAX_LEARNED_TYPES = 32
 _LEARNED: dict[str, None] = {}
 
 
-class CompactTask(NamedTuple):
-    """An open task as a gate keeps it: strings only, read by name (``task.id``, ``task.case_id``, ...).
+PackedTask: TypeAlias = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None]
+"""An open task as a read keeps it: :class:`CompactTask`'s fields, in its order, as a plain tuple (which the
+garbage collector untracks; see the module's docstring). Read its fields with :data:`TASK_ID`,
+:data:`TASK_TYPE` and :data:`CASE_ID`, or as a :class:`CompactTask` (:func:`view`)."""
 
-    Unlike a plain tuple, a named tuple is 8 bytes larger (112 bytes a task in CPython's allocator, against 96)
-    and stays tracked by the cyclic garbage collector: tasks kept from one round to the next are traversed by
-    every full collection, and tasks rebuilt on every read age into the oldest generation.
+TASK_ID: Final = 0
+"""Where a :data:`PackedTask` holds the task's id."""
+TASK_TYPE: Final = 1
+"""Where a :data:`PackedTask` holds the task's type."""
+CASE_ID: Final = 2
+"""Where a :data:`PackedTask` holds the task's case id."""
+_LEAD_ID: Final = 6
+
+
+class CompactTask(NamedTuple):
+    """An open task as a verdict reads it: strings only, read by name (``task.id``, ``task.case_id``, ...); a
+    :data:`PackedTask` with names (:func:`view`).
+
+    A named tuple stays tracked by the cyclic garbage collector (a plain tuple does not): only the tasks a
+    verdict holds are kept in this shape, never a whole queue.
 
     :param id: the task's id.
     :param type: its type (None when the API sent none).
@@ -89,19 +110,34 @@ COMPACT_FIELDS: Final[tuple[str, ...]] = tuple(_camel(name) for name in _SHOWN)
 order: enough to identify a task and click through. Derived from the named tuple, so the two cannot drift."""
 
 
-def compact(task: Task, known: Mapping[str, CompactTask] | None = None) -> CompactTask:
-    """The gate's view of a task.
+def compact(task: Task, known: Mapping[str, PackedTask] | None = None) -> PackedTask:
+    """A task as a read keeps it.
 
     :param task: the parsed task.
-    :param known: the compact tasks of an earlier read, by id: a task that did not change is returned as the
-        same object (a read that rebuilt every task would age them all into the collector's oldest generation,
-        see :class:`CompactTask`).
+    :param known: the packed tasks of an earlier read, by id: a task that did not change is returned as the
+        same object, so that a read of the whole queue holds its strings once, not once per read.
     """
     if task.type not in DOCUMENTED_TYPES and task.type is not None:
         learn_type(task.type)
     fields = (task.id, task.type, task.case_id, task.title, task.solution_url, task.case_reference, task.lead_id)
     kept = known.get(task.id) if known is not None else None
-    return kept if kept is not None and kept == fields else CompactTask(*fields)
+    return kept if kept is not None and kept == fields else fields
+
+
+def view(task: PackedTask) -> CompactTask:
+    """The task with its fields named (a task that is already a :class:`CompactTask` is returned as it is).
+
+    :param task: a packed task.
+    """
+    return task if isinstance(task, CompactTask) else CompactTask._make(task)
+
+
+def views(tasks: Iterable[PackedTask]) -> tuple[CompactTask, ...]:
+    """:func:`view` of each task.
+
+    :param tasks: packed tasks.
+    """
+    return tuple(map(view, tasks))
 
 
 def learn_type(name: str) -> None:
@@ -130,33 +166,36 @@ def forget_learned_types() -> None:
     _LEARNED.clear()
 
 
-def task_dict(task: CompactTask) -> dict[str, Any]:
+_SHOWN_AT: Final = tuple(CompactTask._fields.index(name) for name in _SHOWN)
+
+
+def task_dict(task: PackedTask) -> dict[str, Any]:
     """The compact camelCase dict of a task (:data:`COMPACT_FIELDS`), as XCom and logs show it.
 
-    :param task: a compact task.
+    :param task: a packed or compact task.
     """
-    return {key: getattr(task, name) for key, name in zip(COMPACT_FIELDS, _SHOWN, strict=True)}
+    return {key: task[at] for key, at in zip(COMPACT_FIELDS, _SHOWN_AT, strict=True)}
 
 
-def is_account_level(task: CompactTask) -> bool:
+def is_account_level(task: PackedTask) -> bool:
     """The gate's account-level rule: a task with no case that is of a documented account-level type
     (:func:`airflow_provider_debitura.models.is_account_level_task`), or of a type this provider does not know
     (or no type) and with no lead. Doubt never opens a gate: a new caseless type may well be a new account-level
     one, so it blocks every gate that counts account-level tasks of every type (docs/gates-unknown-types.md).
 
-    :param task: a compact task.
+    :param task: a packed or compact task.
     """
-    if task.case_id is not None:
+    if task[CASE_ID] is not None:
         return False
-    return is_account_level_task(task.type, None) or is_new_type(task)
+    return is_account_level_task(task[TASK_TYPE], None) or is_new_type(task)
 
 
-def is_new_type(task: CompactTask) -> bool:
+def is_new_type(task: PackedTask) -> bool:
     """A caseless task of a type this provider does not know (or with no type) and with no lead.
 
-    :param task: a compact task.
+    :param task: a packed or compact task.
     """
-    return task.case_id is None and task.type not in DOCUMENTED_TYPES and task.lead_id is None
+    return task[CASE_ID] is None and task[TASK_TYPE] not in DOCUMENTED_TYPES and task[_LEAD_ID] is None
 
 
 def rejected_scope(record: RejectedRecord) -> str:
@@ -169,25 +208,17 @@ def rejected_scope(record: RejectedRecord) -> str:
     return "account" if scope == "none" and record.type not in DOCUMENTED_TYPES else scope
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """What the listing state machine reads of a task: its id and creation time (for its order checks)."""
-
-    id: str
-    date_created: datetime
-
-
 @dataclass(frozen=True)
 class RecordBatch:
     """The records of one answer: the open tasks (compact), every readable task's listing entry, and the
     records that could not be read.
 
-    :param open: the open tasks.
+    :param open: the open tasks (packed).
     :param rejected: the unreadable records.
-    :param listed: (id, dateCreated) of every readable task, open or not.
+    :param listed: (id, dateCreated) of every readable task, open or not (plain tuples, like the tasks).
     """
 
-    open: tuple[CompactTask, ...] = ()
+    open: tuple[PackedTask, ...] = ()
     rejected: tuple[RejectedRecord, ...] = ()
     listed: tuple[tuple[str, datetime], ...] = ()
 
@@ -205,19 +236,19 @@ def record_batch(tasks: Records[Task] | Iterable[Task]) -> RecordBatch:
     )
 
 
-def read_records(items: object, known: Mapping[str, CompactTask] | None = None) -> RecordBatch:
+def read_records(items: object, known: Mapping[str, PackedTask] | None = None) -> RecordBatch:
     """Parse a JSON array of TaskDto records with the models' rules, one record at a time, each reduced at
     once: a record that cannot be read is set aside (``RejectedRecord``), and no more than one model is alive
     at any moment (a page of models alive together would be aged by the garbage collector, docs/gates.md).
 
     :param items: the decoded JSON array (``null`` is empty; anything but an array raises ``ValueError``).
-    :param known: the compact tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`).
+    :param known: the packed tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`).
     """
     if items is None:
         return RecordBatch()
     if not isinstance(items, list):
         raise ValueError(f"expected a JSON array of tasks, got {type(items).__name__}")
-    open_tasks: list[CompactTask] = []
+    open_tasks: list[PackedTask] = []
     rejected: list[RejectedRecord] = []
     listed: list[tuple[str, datetime]] = []
     for item in items:
@@ -251,13 +282,13 @@ def page_batch(page: TaskPage, *, text: str | None = None) -> TaskPageBatch:
 
 
 def read_task_page(
-    body: object, *, keep_text: bool = False, known: Mapping[str, CompactTask] | None = None
+    body: object, *, keep_text: bool = False, known: Mapping[str, PackedTask] | None = None
 ) -> TaskPageBatch:
     """Parse a ``GET /tasks`` body (a broken envelope raises ``ValueError``; a broken record is set aside).
 
     :param body: the decoded JSON body.
     :param keep_text: keep the task records as JSON text.
-    :param known: the compact tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`).
+    :param known: the packed tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`).
     """
     if not isinstance(body, dict):
         raise ValueError(f"expected a JSON object, got {type(body).__name__}")
@@ -318,13 +349,13 @@ def count_call(types: Iterable[str] | None) -> ApiCall[TaskPageBatch]:
 
 
 def compact_page_call(
-    call: ApiCall[TaskPage], *, keep_text: bool = False, known: Mapping[str, CompactTask] | None = None
+    call: ApiCall[TaskPage], *, keep_text: bool = False, known: Mapping[str, PackedTask] | None = None
 ) -> ApiCall[TaskPageBatch]:
     """A listing's page call, parsed record by record and reduced to a :class:`TaskPageBatch` at once.
 
     :param call: the listing's call.
     :param keep_text: keep the task records as JSON text.
-    :param known: the compact tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`):
+    :param known: the packed tasks of an earlier read, by id, to reuse when unchanged (see :func:`compact`):
         a reader of the whole queue passes its previous read's, so that only new or changed tasks are new objects.
     """
     return ApiCall(

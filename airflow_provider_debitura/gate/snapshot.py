@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_provider_debitura.gate.records import (
-    CompactTask,
+    CASE_ID,
+    TASK_ID,
+    PackedTask,
     RecordBatch,
     compact,
     is_account_level,
@@ -32,15 +33,18 @@ INDEX_CHUNK = 5000
 
 
 def _index_into(
-    tasks: Iterable[CompactTask], by_case: dict[str, list[CompactTask]], account: list[CompactTask]
+    tasks: Iterable[PackedTask], by_case: dict[str, tuple[PackedTask, ...]], account: list[PackedTask]
 ) -> None:
-    """Sort open tasks into their case's list (lower-cased id) or the account-level list."""
+    """Sort open tasks into their case's tuple (lower-cased id) or the account-level list. A tuple per case, not a
+    list: a list lives tracked through the loop turns of the indexing and was promoted to the collector's oldest
+    generation, 10,000 a round at 50,000 open tasks (a plain tuple of packed tasks is untracked at once)."""
     for task in tasks:
-        case_id = task.case_id
-        if is_account_level(task):
+        case_id = task[CASE_ID]
+        if case_id:
+            key = case_id.lower()
+            by_case[key] = (*by_case.get(key, ()), task)
+        elif is_account_level(task):
             account.append(task)
-        elif case_id:
-            by_case[case_id.lower()].append(task)
 
 
 _QUEUE_SEEN: ContextVar[float | None] = ContextVar("debitura_gate_queue_seen", default=None)
@@ -67,19 +71,19 @@ class AccountSnapshot:
     account-level tasks, and what a case that was not read separately gets (:attr:`rest`).
 
     A full read of the queue indexes every open task once (``rest`` is "no tasks"); a round of direct
-    reads holds just the cases it read (``rest`` is "not read"). Tuples of strings throughout, so that
-    holding one costs the triggerer's garbage collector nothing.
+    reads holds just the cases it read (``rest`` is "not read"). Tasks are packed (plain tuples of strings)
+    throughout, so that holding one costs the triggerer's garbage collector nothing.
     """
 
     taken_at: float
     """Wall-clock time when the reads started."""
-    by_case: Mapping[str, tuple[CompactTask, ...]] = field(default_factory=dict)
+    by_case: Mapping[str, tuple[PackedTask, ...]] = field(default_factory=dict)
     account: Part = field(default_factory=lambda: Part.unknown("the account-level tasks were not read"))
     rest: Part = field(default_factory=lambda: Part.unknown("the case was not read"))
     patches: Mapping[str, Part] = field(default_factory=dict)
     """Per-case answers that override ``by_case``: a record that could not be read, a direct re-read."""
-    tasks: tuple[CompactTask, ...] = ()
-    """Every open task of a full read (for subscribers that need the whole queue)."""
+    tasks: tuple[PackedTask, ...] = ()
+    """Every open task of a full read, packed (for subscribers that need the whole queue)."""
     total: int = 0
     error: str | None = None
     full: bool = False
@@ -111,7 +115,7 @@ class AccountSnapshot:
 
     @classmethod
     def from_tasks(
-        cls, tasks: Iterable[Task | CompactTask], taken_at: float, *, verified: bool = True
+        cls, tasks: Iterable[Task | PackedTask], taken_at: float, *, verified: bool = True
     ) -> AccountSnapshot:
         """A full snapshot from already-read tasks (``Task`` models or compact tuples).
 
@@ -143,8 +147,8 @@ class AccountSnapshot:
         :param total: the queue's size as the API reported it.
         :param unverified_reason: why the listing is not verified.
         """
-        by_case: dict[str, list[CompactTask]] = defaultdict(list)
-        account: list[CompactTask] = []
+        by_case: dict[str, tuple[PackedTask, ...]] = {}
+        account: list[PackedTask] = []
         _index_into(batch.open, by_case, account)
         return cls._indexed(batch, by_case, account, taken_at, verified, pages, total, unverified_reason)
 
@@ -169,8 +173,8 @@ class AccountSnapshot:
         :param total: the queue's size as the API reported it.
         :param unverified_reason: why the listing is not verified.
         """
-        by_case: dict[str, list[CompactTask]] = defaultdict(list)
-        account: list[CompactTask] = []
+        by_case: dict[str, tuple[PackedTask, ...]] = {}
+        account: list[PackedTask] = []
         for start in range(0, len(batch.open), INDEX_CHUNK):
             _index_into(batch.open[start : start + INDEX_CHUNK], by_case, account)
             await asyncio.sleep(0)
@@ -180,8 +184,8 @@ class AccountSnapshot:
     def _indexed(
         cls,
         batch: RecordBatch,
-        by_case: dict[str, list[CompactTask]],
-        account: list[CompactTask],
+        by_case: dict[str, tuple[PackedTask, ...]],
+        account: list[PackedTask],
         taken_at: float,
         verified: bool,
         pages: tuple[str, ...],
@@ -205,7 +209,7 @@ class AccountSnapshot:
         _QUEUE_SEEN.set(time.monotonic())
         return cls(
             taken_at,
-            {k: tuple(v) for k, v in by_case.items()},
+            by_case,
             account_part,
             Part(complete=verified, reason=doubt),
             patches,
@@ -279,8 +283,8 @@ class AccountSnapshot:
         if account is not None and account.known:
             # A caseless task of a new type the shared read saw was open: it keeps the gates that count it blocked,
             # whether or not the direct read asked for its type.
-            ids = {t.id for t in account.tasks}
-            seen = tuple(t for t in self.account.tasks if is_new_type(t) and t.id not in ids)
+            ids = {t[TASK_ID] for t in account.tasks}
+            seen = tuple(t for t in self.account.tasks if is_new_type(t) and t[TASK_ID] not in ids)
             account = replace(account, tasks=account.tasks + seen) if seen else account
         return replace(
             self,
@@ -295,7 +299,7 @@ class AccountSnapshot:
         :param ids: only these task ids (None: every open task). Needs a poller subscriber that asked for records.
         """
         wanted = None if ids is None else set(ids)
-        open_ids = {t.id for t in self.tasks}
+        open_ids = {t[TASK_ID] for t in self.tasks}
         out: dict[str, dict[str, Any]] = {}
         for text in self.pages:  # a task shifted onto a page read later shows twice: the later copy wins
             for record in json.loads(text) or ():

@@ -21,11 +21,15 @@ from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
     DOCUMENTED_TYPES,
     NEW_TYPES,
+    TASK_ID,
+    TASK_TYPE,
     CompactTask,
+    PackedTask,
     RecordBatch,
     is_account_level,
     is_new_type,
     task_dict,
+    view,
 )
 
 SUMMARY_TASKS_PER_TYPE = 5
@@ -46,9 +50,10 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Part:
-    """One part of a gate's answer: the case's open tasks, or the account's open account-level tasks."""
+    """One part of a gate's answer: the case's open tasks, or the account's open account-level tasks (packed,
+    as the read keeps them: a verdict adds no object per task for the garbage collector to track)."""
 
-    tasks: tuple[CompactTask, ...] = ()
+    tasks: tuple[PackedTask, ...] = ()
     known: bool = True
     complete: bool = True
     """False when the read may have missed a task (an unverified listing, a partial page run)."""
@@ -97,8 +102,9 @@ class GateState(str, enum.Enum):
 @dataclass(frozen=True)
 class GateVerdict:
     state: GateState
-    blocking: tuple[CompactTask, ...] = ()
-    """Blocking tasks, case tasks first."""
+    blocking: tuple[PackedTask, ...] = ()
+    """Blocking tasks, case tasks first (packed; :func:`~airflow_provider_debitura.gate.records.view` names
+    them)."""
     reason: str | None = None
     """Why the verdict is unknown or failed."""
     error: DebituraError | None = None
@@ -111,11 +117,11 @@ class GateVerdict:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        return tuple(t.id for t in self.blocking)
+        return tuple(t[TASK_ID] for t in self.blocking)
 
     @property
     def first_solution_url(self) -> str | None:
-        return next((t.solution_url for t in self.blocking if t.solution_url), None)
+        return next((url for t in self.blocking if (url := view(t).solution_url)), None)
 
     def blockers(self) -> list[dict[str, Any]]:
         return [task_dict(t) for t in self.blocking]
@@ -129,7 +135,7 @@ class GateVerdict:
         if self.state is GateState.FAILED:
             return f"the gate cannot work: {self.reason}"
         by_type: dict[str, list[CompactTask]] = defaultdict(list)
-        for task in self.blocking:
+        for task in map(view, self.blocking):
             by_type[task.type or "(no type)"].append(task)
         lines = [f"blocked by {len(self.blocking)} open task(s)"]
         for type_name, tasks in by_type.items():
@@ -141,7 +147,7 @@ class GateVerdict:
             )
             if len(tasks) > SUMMARY_TASKS_PER_TYPE:
                 lines.append(f"    - ... and {len(tasks) - SUMMARY_TASKS_PER_TYPE} more")
-        new = sorted({t.type or "(no type)" for t in self.blocking if is_new_type(t)})
+        new = sorted({t[TASK_TYPE] or "(no type)" for t in self.blocking if is_new_type(t)})
         if new:
             lines.append(new_type_advice(new))
         return "\n".join(lines)
@@ -240,8 +246,8 @@ class GateSpec:
             return frozenset(ACCOUNT_LEVEL_TYPES) | {NEW_TYPES}
         return frozenset(t for t in self.blocking_types if t in ACCOUNT_LEVEL_TYPES or t not in DOCUMENTED_TYPES)
 
-    def blocks(self, task: CompactTask) -> bool:
-        return self.blocking_types is None or task.type in self.blocking_types
+    def blocks(self, task: PackedTask) -> bool:
+        return self.blocking_types is None or task[TASK_TYPE] in self.blocking_types
 
     def verdict(self, case: Part, account: Part | None) -> GateVerdict:
         """What the parts mean: a fatal error fails, a blocker blocks, doubt is unknown, else unblocked.
@@ -252,7 +258,7 @@ class GateSpec:
         parts = [case, account] if self.needs_account and account is not None else [case]
         if self.needs_account and account is None:
             parts.append(Part.unknown("the account-level tasks were not read"))
-        reference = next((t.case_reference for t in case.tasks if t.case_reference), None)
+        reference = next((ref for t in case.tasks if (ref := view(t).case_reference)), None)
         failed = next((p for p in parts if p.error is not None), None)
         if failed is not None:
             return GateVerdict(GateState.FAILED, reason=failed.reason, error=failed.error, case_reference=reference)

@@ -9,7 +9,7 @@ checks and the request cost are in ``docs/listing.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -155,6 +155,24 @@ class _Pass:
         return None
 
 
+def task_key(task: Task) -> tuple[str, datetime]:
+    """What the listing reads of a task on a page: its id and ``dateCreated`` (its checks need nothing else).
+
+    :param task: a parsed task.
+    """
+    return task.id, task.date_created
+
+
+def pair_key(entry: tuple[str, datetime]) -> tuple[str, datetime]:
+    """The same for a page of plain ``(id, dateCreated)`` pairs (``TaskListing(key=pair_key)``): a reader of
+    the whole queue that keeps its own records feeds the listing pairs, which the garbage collector does not
+    track, instead of one object per task (docs/triggerer-scale.md).
+
+    :param entry: an id and its ``dateCreated``.
+    """
+    return entry
+
+
 def _rejected_key(record: RejectedRecord, index: int) -> str:
     return f"id:{record.id}" if record.id else f"page-record:{index}:{record.reason}"
 
@@ -171,6 +189,8 @@ class TaskListing(Exchange[Listing]):
     :param page_size: tasks per request (1 to 100).
     :param pages_hint: how many pages the queue had last time (``Listing.pages``); saves the size probe.
     :param max_rereads: passes added when a check fails before the result is returned unverified.
+    :param key: what the listing reads of each record of a page, its id and ``dateCreated`` (:func:`task_key`
+        for parsed tasks, :func:`pair_key` for plain pairs); the result holds the records as fed.
     """
 
     def __init__(
@@ -181,7 +201,9 @@ class TaskListing(Exchange[Listing]):
         page_size: int = endpoints.MAX_PAGE_SIZE,
         pages_hint: int | None = None,
         max_rereads: int = DEFAULT_MAX_REREADS,
+        key: Callable[[Any], tuple[str, datetime]] = task_key,
     ) -> None:
+        self.key = key
         self.status = status
         self.types = tuple(types or ())
         self.page_size = page_size
@@ -306,28 +328,30 @@ class TaskListing(Exchange[Listing]):
                     "the totals cannot be trusted"
                 )
         if ps.unordered is None:
-            dates = [t.date_created for t in page.tasks]
+            dates = [self.key(t)[1] for t in page.tasks]
             if dates != sorted(dates):
                 ps.unordered = f"page {number} is not sorted oldest first, so tasks created meanwhile may be missed"
 
     def _take(self, ps: _Pass, page: TaskPage) -> None:
         seen, floor = ps.tasks, ps.floor
         new: list[str] = []
+        oldest: datetime | None = None
         for task in page.tasks:
-            if task.id in seen:
+            task_id, created = self.key(task)
+            oldest = created if oldest is None else min(oldest, created)
+            if task_id in seen:
                 ps.duplicates += 1
             else:
-                new.append(task.id)
-                if floor is not None and task.date_created > floor and not ps.problems:
+                new.append(task_id)
+                if floor is not None and created > floor and not ps.problems:
                     ps.problems.append(
-                        f"task {task.id} (created {task.date_created.isoformat()}) appeared among older tasks: "
+                        f"task {task_id} (created {created.isoformat()}) appeared among older tasks: "
                         "the queue changed in a way that can hide a task"
                     )
-            seen[task.id] = task  # the later read is the fresher copy
-        if page.tasks:
+            seen[task_id] = task  # the later read is the fresher copy
+        if oldest is not None:
             if floor is not None and not new and not ps.problems:
                 ps.problems.append("a whole page repeated tasks already read (does the server ignore Page?)")
-            oldest = min([t.date_created for t in page.tasks])
             ps.floor = oldest if floor is None else min(floor, oldest)
         ps.read_order.append(new)
         for index, record in enumerate(page.rejected):
@@ -394,7 +418,7 @@ class TaskListing(Exchange[Listing]):
             for each in [*self._passes, ps]:
                 by_id.update(each.tasks)
                 by_key.update(each.rejected)
-            tasks = sorted(by_id.values(), key=lambda t: t.date_created)
+            tasks = sorted(by_id.values(), key=lambda t: self.key(t)[1])
             rejected = list(by_key.values())
         total = ps.last_total
         self._result = Listing(

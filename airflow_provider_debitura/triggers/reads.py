@@ -16,8 +16,8 @@ from typing import Any, cast
 
 from airflow_provider_debitura.exceptions import DebituraAuthError
 from airflow_provider_debitura.gate import (
-    CompactTask,
-    Listed,
+    TASK_ID,
+    PackedTask,
     RecordBatch,
     TaskPageBatch,
     compact_page_call,
@@ -36,48 +36,28 @@ log = logging.getLogger(__name__)
 
 
 class ListedIds:
-    """The listing's per-task entries (:class:`~airflow_provider_debitura.gate.Listed`), kept from one full
-    read to the next.
-
-    The listing state machine holds one object per task for the whole read, and Python's collector tracks
-    each. New ones every read would be promoted to the oldest generation every round (5,000 for 5,000 open
-    tasks) and bring on a full collection of the triggerer's heap every few rounds; kept, only the tasks
-    that are new since the last read cost anything.
-    """
+    """The last complete read's open tasks by id, kept for the next read: a page's unchanged task is this same
+    packed tuple (``gate.compact_page_call(known=)``), so a read of the whole queue holds each task's strings
+    once, not once per read."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, Listed] = {}
-        self._seen: dict[str, Listed] = {}
-        self.tasks: dict[str, CompactTask] = {}
-        """The last complete read's open tasks by id: a page's unchanged task is this same object
-        (``gate.compact_page_call(known=)``), for the same reason."""
+        self.tasks: dict[str, PackedTask] = {}
 
-    def __call__(self, task_id: str, date_created: datetime) -> Listed:
-        entry = self._entries.get(task_id)
-        if entry is None or entry.date_created != date_created:
-            entry = Listed(task_id, date_created)
-        self._seen[task_id] = entry
-        return entry
-
-    def begin(self) -> None:
-        """Before a read."""
-        self._seen = {}
-
-    def forget_unseen(self, tasks: Iterable[CompactTask] = ()) -> None:
-        """After a complete read: drop the entries that read did not list, and keep its open tasks.
+    def forget_unseen(self, tasks: Iterable[PackedTask] = ()) -> None:
+        """After a complete read: keep its open tasks, and only them.
 
         :param tasks: the read's open tasks.
         """
-        self._entries, self._seen = self._seen, {}
-        self.tasks = {task.id: task for task in tasks}
+        self.tasks = {task[TASK_ID]: task for task in tasks}
 
 
 @dataclass(frozen=True)
 class _ListingPage:
-    """What the listing state machine reads of a page (the attributes of ``models.TaskPage`` it uses)."""
+    """What the listing state machine reads of a page (the attributes of ``models.TaskPage`` it uses): its tasks
+    as plain ``(id, dateCreated)`` pairs (``paging.pair_key``), which the garbage collector does not track."""
 
     page: PageData
-    tasks: list[Listed]
+    tasks: tuple[tuple[str, datetime], ...]
     rejected: tuple[RejectedRecord, ...]
     raw_count: int
 
@@ -141,8 +121,7 @@ async def read_queue(
     :param max_rereads: passes the listing adds when a check fails (0: none; gates open only on direct reads).
     """
     listed = listed if listed is not None else ListedIds()
-    listed.begin()
-    listing = TaskListing(status="Open", pages_hint=pages_hint, max_rereads=max_rereads)
+    listing = TaskListing(status="Open", pages_hint=pages_hint, max_rereads=max_rereads, key=paging.pair_key)
     reading = CompactListing(listing, keep_pages=keep_pages, keep_going=keep_going, listed=listed)
     try:
         result = await hook.exchange(reading)
@@ -181,7 +160,7 @@ class CompactListing(Exchange[QueueRead]):
         self.listed = listed if listed is not None else ListedIds()
         self.read = QueueRead()
         """What the read found so far (``error`` is set by :func:`read_queue` when it ends in one)."""
-        self._open_by_id: dict[str, CompactTask] = {}
+        self._open_by_id: dict[str, PackedTask] = {}
         self._texts: dict[int, str] = {}
         self._sent: list[tuple[ApiCall[Any], ApiCall[Any]]] = []
 
@@ -205,9 +184,8 @@ class CompactListing(Exchange[QueueRead]):
         self.read.requests += 1
         page: TaskPageBatch = unwrap(answer)
         _collect(page, self._open_by_id, self._texts, self.read.requests)
-        entries = [self.listed(task_id, created) for task_id, created in page.batch.listed]
         self.listing.feed(
-            original, cast(TaskPage, _ListingPage(page.page, entries, page.batch.rejected, page.raw_count))
+            original, cast(TaskPage, _ListingPage(page.page, page.batch.listed, page.batch.rejected, page.raw_count))
         )
         total = page.page.total_results
         if self.read.requests == 1 and self.keep_going is not None and total is not None and not self.keep_going(total):
@@ -220,8 +198,9 @@ class CompactListing(Exchange[QueueRead]):
             return result
         outcome = self.listing.result()
         open_by_id = self._open_by_id
+        pairs = cast(Iterable[tuple[str, datetime]], outcome)  # the listing holds what it was fed (pair_key)
         result.batch = RecordBatch(
-            tuple(open_by_id[task.id] for task in outcome if task.id in open_by_id), tuple(outcome.rejected)
+            tuple(open_by_id[task_id] for task_id, _ in pairs if task_id in open_by_id), tuple(outcome.rejected)
         )
         result.verified, result.unverified_reason = outcome.verified, outcome.unverified_reason
         result.total = outcome.total
@@ -231,9 +210,9 @@ class CompactListing(Exchange[QueueRead]):
         return result
 
 
-def _collect(answer: TaskPageBatch, open_by_id: dict[str, CompactTask], texts: dict[int, str], index: int) -> None:
+def _collect(answer: TaskPageBatch, open_by_id: dict[str, PackedTask], texts: dict[int, str], index: int) -> None:
     """Keep the latest copy of every task the page lists (a task listed but not open is dropped)."""
-    open_here = {task.id: task for task in answer.batch.open}
+    open_here = {task[TASK_ID]: task for task in answer.batch.open}
     for task_id, _created in answer.batch.listed:
         if task_id in open_here:
             open_by_id[task_id] = open_here[task_id]

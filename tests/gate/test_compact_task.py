@@ -1,14 +1,19 @@
-"""The compact task: a named tuple of strings, its camelCase XCom form (COMPACT_FIELDS), and its size."""
+"""The compact task: a plain tuple of strings as a read keeps it (PackedTask, which the garbage collector untracks),
+a named tuple as a verdict reads it (CompactTask), its camelCase XCom form (COMPACT_FIELDS), and its size."""
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 import re
 import sys
 
 from airflow_provider_debitura.gate import (
+    CASE_ID,
     COMPACT_FIELDS,
+    TASK_ID,
+    TASK_TYPE,
     CompactTask,
     GateSpec,
     GateState,
@@ -17,6 +22,8 @@ from airflow_provider_debitura.gate import (
     compact_page_call,
     read_records,
     task_dict,
+    view,
+    views,
 )
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.models import Task
@@ -64,9 +71,29 @@ def test_a_compact_task_is_a_tuple_of_the_same_size_built_positionally():
     assert not hasattr(named, "__dict__")
 
 
+def test_a_read_keeps_plain_tuples_that_the_collector_untracks_and_views_name_them():
+    """The point of the packed shape (docs/triggerer-scale.md): after one collection not one task of a read is
+    tracked, where every named tuple stays tracked; the indexes and the views read the same fields."""
+    batch = read_records([RECORD | {"id": f"t-{i}"} for i in range(100)])
+    assert all(type(t) is tuple for t in batch.open) and len(batch.open) == 100
+    gc.collect()
+    assert not any(gc.is_tracked(t) for t in batch.open) and not any(gc.is_tracked(p) for p in batch.listed)
+    named = views(batch.open)
+    assert all(gc.is_tracked(t) for t in named)  # why no queue, no part and no verdict holds views
+    first = named[0]
+    assert type(first) is CompactTask and view(first) is first and first == batch.open[0]
+    assert (first.id, first.type, first.case_id) == (
+        batch.open[0][TASK_ID],
+        batch.open[0][TASK_TYPE],
+        batch.open[0][CASE_ID],
+    )
+    assert CompactTask._fields.index("id") == TASK_ID and CompactTask._fields.index("type") == TASK_TYPE
+    assert CompactTask._fields.index("case_id") == CASE_ID
+    assert task_dict(batch.open[0]) == task_dict(first)
+
+
 def test_records_pickle_and_reach_xcom_as_plain_json():
     batch = read_records([RECORD, RECORD | {"id": "account", "type": "SignContract", "caseId": None}])
-    assert all(type(t) is CompactTask for t in batch.open)
     assert pickle.loads(pickle.dumps(batch)) == batch
     verdict = GateSpec.of(CASE).verdict(Part(batch.open[:1]), Part(batch.open[1:]))
     assert verdict.state is GateState.BLOCKED and verdict.ids == ("task-id-1", "account")
@@ -82,9 +109,9 @@ def test_a_read_reuses_an_earlier_reads_task_when_it_did_not_change():
     other, new = RECORD | {"id": "task-id-2"}, RECORD | {"id": "task-id-3"}
     changed = RECORD | {"title": "a new title"}
     first = read_records([RECORD, other])
-    known = {t.id: t for t in first.open}
+    known = {t[TASK_ID]: t for t in first.open}
     body = {"page": {"totalResults": 3, "pageSize": 100, "currentPage": 1}, "tasks": [changed, other, new]}
     again = compact_page_call(endpoints.get_tasks_page(status="Open"), known=known).parse(body).batch.open
     assert again == read_records([changed, other, new]).open  # the same values as a read without them
     assert again[1] is first.open[1]
-    assert again[0] is not first.open[0] and again[0].title == "a new title" and again[2].id == "task-id-3"
+    assert again[0] is not first.open[0] and view(again[0]).title == "a new title" and again[2][TASK_ID] == "task-id-3"

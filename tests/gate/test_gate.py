@@ -299,6 +299,7 @@ def test_progress_names_the_case_keeps_the_first_blockers_and_quiets_repeats():
     blocked = GateSpec.of(CASE).verdict(Part(tasks(record("ReplyToChat"))), Part())
     level, message = progress.note(blocked, quiet_unchanged=True)
     assert (level, progress.checks) == ("info", 1)
+    assert progress.first is blocked.blocking  # the verdict's tuples, shared: dicts only for the record
     assert message.startswith(f"Case INV-1 ({CASE}), check 1: blocked by 1 open task(s)")
     assert progress.note(blocked, quiet_unchanged=True)[0] == "debug"
     assert progress.note(gate.unknown("HTTP 503"))[0] == "warning"

@@ -54,5 +54,5 @@ async def test_a_queue_source_gets_every_open_task_and_its_record(debitura_conn)
     assert snapshot is not None and snapshot.ok and snapshot.full
     with debitura_conn.client() as client:
         listed = client.get("/tasks", params={"PageSize": 100}).json()["tasks"]
-    assert sorted(t.id for t in snapshot.tasks) == sorted(t["id"] for t in listed)
+    assert sorted(t[0] for t in snapshot.tasks) == sorted(t["id"] for t in listed)
     assert sorted(snapshot.records(), key=lambda r: r["id"]) == sorted(listed, key=lambda r: r["id"])

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from airflow_provider_debitura.gate.records import TASK_ID
 from airflow_provider_debitura.triggers.watcher.ids import TaskJson
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class SnapshotRecords:
         if self._count is not None:
             raise RuntimeError("SnapshotRecords can be iterated once: its pages were let go after the first pass")
         matches = self._watch.matches_compact
-        wanted = {task.id for task in self._tasks if matches(task)}
+        wanted = {task[TASK_ID] for task in self._tasks if matches(task)}
         given: set[str] = set()
         count = 0
         for task_id, record in self._page_records(wanted):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_debitura.exceptions import DebituraAuthError
+from airflow_provider_debitura.gate.records import TASK_ID
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.models import Records, RejectedRecord, Task
 from airflow_provider_debitura.triggers.shared_poll import connection_slots, subscribe, warm_client
@@ -259,7 +260,7 @@ class SharedRounds(QueueRounds):
         extra = [t.to_api_dict() for t in tail.tasks] if tail is not None else []
         records = SnapshotRecords(snapshot, trigger.watch, [t for t in extra if trigger.matches(t)])
         trusted = snapshot.verified and not snapshot.rejected and snapshot.total == len(snapshot.tasks)
-        order = QueueOrder(tuple(t.id for t in snapshot.tasks)) if trusted else None
+        order = QueueOrder(tuple(t[TASK_ID] for t in snapshot.tasks)) if trusted else None
         return Round(
             True,
             records,

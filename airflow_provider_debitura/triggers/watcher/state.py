@@ -33,10 +33,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
+from airflow_provider_debitura.gate.records import CASE_ID, TASK_TYPE, PackedTask
 from airflow_provider_debitura.models import RejectedRecord, is_open_status
 from airflow_provider_debitura.triggers.watcher.ids import (
     TaskJson,
@@ -45,9 +45,6 @@ from airflow_provider_debitura.triggers.watcher.ids import (
     decode_ids,
     encode_ids,
 )
-
-if TYPE_CHECKING:
-    from airflow_provider_debitura.gate.records import CompactTask
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +113,13 @@ class WatchFilter:
             return False
         return self._wants(task.get("type"), task.get("caseId"))
 
-    def matches_compact(self, task: CompactTask) -> bool:
+    def matches_compact(self, task: PackedTask) -> bool:
         """Whether an open task as the shared poll keeps it (open by construction) passes the filter: the same
-        rule as :meth:`matches`, read from the named tuple without building its JSON.
+        rule as :meth:`matches`, read from the packed tuple without building its JSON.
 
-        :param task: the compact task.
+        :param task: the packed task.
         """
-        return self._wants(task.type, task.case_id)
+        return self._wants(task[TASK_TYPE], task[CASE_ID])
 
     def _wants(self, task_type: object, case_id: object) -> bool:
         if self.types is not None and task_type not in self.types:
