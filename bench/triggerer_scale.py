@@ -1,7 +1,7 @@
 """Benchmark: a triggerer at 50,000 open tasks: 1,000 blocked case gates and a new-task watcher in one loop.
 
     python bench/triggerer_scale.py [--tasks 50000] [--gates 1000] [--interval 5] [--rounds 5]
-                                    [--profile N] [--heap N] [--trace N] [--freeze]
+                                    [--profile N] [--heap N] [--trace N] [--freeze] [--no-backoff]
 
 Starts a Debitura sandbox holding ``large:<tasks>`` in a child process (its CPU is not on the measured loop),
 then, in this process's one asyncio loop as a triggerer runs them: ``--gates`` ``DebituraCaseUnblockedTrigger``
@@ -22,7 +22,9 @@ full collection; ``--trace N`` the N source lines holding the most memory alloca
 started (tracemalloc: much slower) and the traced peak. ``--profile N`` also prints the N functions with the
 most cumulative time on the loop (cProfile; slower). ``--freeze`` calls ``gc.freeze()`` once before the triggers
 start, as a deployment could at the triggerer's start (the provider never changes the collector's settings):
-the collections after it no longer traverse the heap the process had then. Stops by itself; needs at least
+the collections after it no longer traverse the heap the process had then. ``--no-backoff``: the gates check
+every interval instead of backing off, so that a long run (``--rounds 40``) keeps its rounds
+coming. Stops by itself; needs at least
 one gate (without one, rounds after the watcher's first are tail reads and the shared poll stops reading).
 """
 
@@ -95,6 +97,7 @@ async def run(args: argparse.Namespace) -> Figures:
             poll_interval=args.interval,
             end_time=time.time() + 3600,
             checks=1,
+            backoff=not args.no_backoff,
         )
         for i in range(args.gates)
     ]
@@ -251,6 +254,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds measured after the first (default 5)")
     parser.add_argument("--slow-ms", type=float, default=0, help="log callbacks holding the loop over this")
     parser.add_argument("--heap", type=int, default=0, help="at the end, list the N most common tracked types")
+    parser.add_argument("--no-backoff", action="store_true", help="gates check every interval (long runs)")
     parser.add_argument("--freeze", action="store_true", help="gc.freeze() before the triggers start")
     parser.add_argument("--trace", type=int, default=0, help="at the end, the N lines holding most memory")
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions by cumulative time")
