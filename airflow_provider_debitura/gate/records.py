@@ -58,7 +58,8 @@ _LEARNED: dict[str, None] = {}
 PackedTask: TypeAlias = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None]
 """An open task as a read keeps it: :class:`CompactTask`'s fields, in its order, as a plain tuple (which the
 garbage collector untracks; see the module's docstring). Read its fields with :data:`TASK_ID`,
-:data:`TASK_TYPE` and :data:`CASE_ID`, or as a :class:`CompactTask` (:func:`view`)."""
+:data:`TASK_TYPE`, :data:`CASE_ID`, :data:`SOLUTION_URL` and :data:`CASE_REFERENCE`, or as a :class:`CompactTask`
+(:func:`view`)."""
 
 TASK_ID: Final = 0
 """Where a :data:`PackedTask` holds the task's id."""
@@ -66,6 +67,10 @@ TASK_TYPE: Final = 1
 """Where a :data:`PackedTask` holds the task's type."""
 CASE_ID: Final = 2
 """Where a :data:`PackedTask` holds the task's case id."""
+SOLUTION_URL: Final = 4
+"""Where a :data:`PackedTask` holds the task's solutionUrl."""
+CASE_REFERENCE: Final = 5
+"""Where a :data:`PackedTask` holds the task's case reference."""
 _LEAD_ID: Final = 6
 
 

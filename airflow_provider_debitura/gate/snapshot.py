@@ -32,19 +32,48 @@ INDEX_CHUNK = 5000
 """Records :meth:`AccountSnapshot.afrom_batch` indexes between two turns of the event loop."""
 
 
-def _index_into(
-    tasks: Iterable[PackedTask], by_case: dict[str, tuple[PackedTask, ...]], account: list[PackedTask]
-) -> None:
-    """Sort open tasks into their case's tuple (lower-cased id) or the account-level list. A tuple per case, not a
-    list: a list lives tracked through the loop turns of the indexing and was promoted to the collector's oldest
-    generation, 10,000 a round at 50,000 open tasks (a plain tuple of packed tasks is untracked at once)."""
-    for task in tasks:
-        case_id = task[CASE_ID]
-        if case_id:
+SMALL_CASE = 16
+"""Tasks a case's index entry grows to by copying its tuple; a larger case is collected in a list."""
+
+
+class _CaseIndex:
+    """Open tasks sorted into their case's tuple (lower-cased id) or the account-level list, in pieces.
+
+    A tuple per case, not a list: a list lives tracked through the loop turns of the indexing and was promoted to
+    the collector's oldest generation, 10,000 a round at 50,000 open tasks (a plain tuple of packed tasks is
+    untracked at once). A tuple grows by copying, so a case past :data:`SMALL_CASE` tasks (rare: most hold a few)
+    is collected in a list, made a tuple at the end: indexing stays linear in the tasks of the largest case.
+    """
+
+    def __init__(self) -> None:
+        self.by_case: dict[str, tuple[PackedTask, ...]] = {}
+        self.account: list[PackedTask] = []
+        self._large: dict[str, list[PackedTask]] = {}
+
+    def add(self, tasks: Iterable[PackedTask]) -> None:
+        by_case, large = self.by_case, self._large
+        for task in tasks:
+            case_id = task[CASE_ID]
+            if not case_id:
+                if is_account_level(task):
+                    self.account.append(task)
+                continue
             key = case_id.lower()
-            by_case[key] = (*by_case.get(key, ()), task)
-        elif is_account_level(task):
-            account.append(task)
+            grown = large.get(key)
+            if grown is not None:
+                grown.append(task)
+                continue
+            have = by_case.get(key, ())
+            if len(have) < SMALL_CASE:
+                by_case[key] = (*have, task)
+            else:
+                large[key] = [*have, task]
+
+    def done(self) -> dict[str, tuple[PackedTask, ...]]:
+        """The index by case (the large cases' lists made tuples)."""
+        self.by_case.update((key, tuple(grown)) for key, grown in self._large.items())
+        self._large = {}
+        return self.by_case
 
 
 _QUEUE_SEEN: ContextVar[float | None] = ContextVar("debitura_gate_queue_seen", default=None)
@@ -147,10 +176,9 @@ class AccountSnapshot:
         :param total: the queue's size as the API reported it.
         :param unverified_reason: why the listing is not verified.
         """
-        by_case: dict[str, tuple[PackedTask, ...]] = {}
-        account: list[PackedTask] = []
-        _index_into(batch.open, by_case, account)
-        return cls._indexed(batch, by_case, account, taken_at, verified, pages, total, unverified_reason)
+        index = _CaseIndex()
+        index.add(batch.open)
+        return cls._indexed(batch, index, taken_at, verified, pages, total, unverified_reason)
 
     @classmethod
     async def afrom_batch(
@@ -173,19 +201,17 @@ class AccountSnapshot:
         :param total: the queue's size as the API reported it.
         :param unverified_reason: why the listing is not verified.
         """
-        by_case: dict[str, tuple[PackedTask, ...]] = {}
-        account: list[PackedTask] = []
+        index = _CaseIndex()
         for start in range(0, len(batch.open), INDEX_CHUNK):
-            _index_into(batch.open[start : start + INDEX_CHUNK], by_case, account)
+            index.add(batch.open[start : start + INDEX_CHUNK])
             await asyncio.sleep(0)
-        return cls._indexed(batch, by_case, account, taken_at, verified, pages, total, unverified_reason)
+        return cls._indexed(batch, index, taken_at, verified, pages, total, unverified_reason)
 
     @classmethod
     def _indexed(
         cls,
         batch: RecordBatch,
-        by_case: dict[str, tuple[PackedTask, ...]],
-        account: list[PackedTask],
+        index: _CaseIndex,
         taken_at: float,
         verified: bool,
         pages: tuple[str, ...],
@@ -196,7 +222,7 @@ class AccountSnapshot:
             None if verified else f"the listing could not rule out a missed task ({unverified_reason or 'unverified'})"
         )
         scopes = {rejected_scope(r) for r in batch.rejected}
-        account_part = Part(tuple(account), complete=verified, reason=doubt)
+        account_part = Part(tuple(index.account), complete=verified, reason=doubt)
         if scopes & {"account", "any"}:
             account_part = Part.unknown(UNREADABLE_ACCOUNT_RECORD)
         patches = {
@@ -209,7 +235,7 @@ class AccountSnapshot:
         _QUEUE_SEEN.set(time.monotonic())
         return cls(
             taken_at,
-            by_case,
+            index.done(),
             account_part,
             Part(complete=verified, reason=doubt),
             patches,

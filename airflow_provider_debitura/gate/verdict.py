@@ -19,8 +19,10 @@ from airflow_provider_debitura.exceptions import (
 )
 from airflow_provider_debitura.gate.records import (
     ACCOUNT_LEVEL_TYPES,
+    CASE_REFERENCE,
     DOCUMENTED_TYPES,
     NEW_TYPES,
+    SOLUTION_URL,
     TASK_ID,
     TASK_TYPE,
     CompactTask,
@@ -121,7 +123,7 @@ class GateVerdict:
 
     @property
     def first_solution_url(self) -> str | None:
-        return next((url for t in self.blocking if (url := view(t).solution_url)), None)
+        return next((t[SOLUTION_URL] for t in self.blocking if t[SOLUTION_URL]), None)
 
     def blockers(self) -> list[dict[str, Any]]:
         return [task_dict(t) for t in self.blocking]
@@ -258,7 +260,7 @@ class GateSpec:
         parts = [case, account] if self.needs_account and account is not None else [case]
         if self.needs_account and account is None:
             parts.append(Part.unknown("the account-level tasks were not read"))
-        reference = next((ref for t in case.tasks if (ref := view(t).case_reference)), None)
+        reference = next((t[CASE_REFERENCE] for t in case.tasks if t[CASE_REFERENCE]), None)
         failed = next((p for p in parts if p.error is not None), None)
         if failed is not None:
             return GateVerdict(GateState.FAILED, reason=failed.reason, error=failed.error, case_reference=reference)

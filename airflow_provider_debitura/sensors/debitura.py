@@ -261,10 +261,10 @@ class DebituraCaseUnblockedSensor(BaseSensorOperator):
         verdict = self.check(case.id)
         if progress.label is None and verdict.case_reference is None and verdict.state in _TELLING:
             progress.label = self._name_case(case, memory).label
-        had_first = progress.first_blockers is not None
+        had_first = progress.first is not None
         level, message = progress.note(verdict)
         getattr(self.log, level)(message)
-        if progress.first_blockers is not None and not had_first and self.reschedule:
+        if progress.first is not None and not had_first and self.reschedule:
             memory.set(_first_key(context), progress.first_blockers)
         self._publish(context, progress.solution_url)
         if verdict.state is GateState.FAILED:

@@ -25,6 +25,7 @@ from airflow_provider_debitura.gate import (
     read_records,
     read_task_page,
 )
+from airflow_provider_debitura.gate.snapshot import SMALL_CASE
 from airflow_provider_debitura.hooks.endpoints import ApiCall
 from airflow_provider_debitura.hooks.exchange import drive
 from airflow_provider_debitura.models import Task
@@ -187,6 +188,26 @@ def test_snapshot_answers_each_case_and_a_failed_snapshot_is_unknown():
     assert not snap.verdict("99999999-2222-3333-4444-555555555555").is_unblocked
     assert snap.verdict(OTHER, blocking_types=["ReplyToChat"], include_account_tasks=False).is_unblocked
     assert AccountSnapshot.failed("drift", 0.0).verdict(CASE).state is GateState.UNKNOWN
+
+
+@pytest.mark.parametrize("size", [1, SMALL_CASE, SMALL_CASE + 1, 3 * SMALL_CASE + 2])
+async def test_a_case_of_any_size_is_indexed_whole_and_in_listing_order(size):
+    """Small cases grow as tuples, large ones in a list made a tuple at the end (linear, not quadratic): every
+    task is there once, in the listing's order, whichever path (in one piece, or in chunks between loop turns)."""
+    records = []
+    for i in range(size):
+        records.append(record("ReplyToChat", CASE, id_=f"big-{i}"))
+        records.append(record("ReplyToChat", OTHER, id_=f"other-{i}"))
+    records.append(record("SignContract", None, id_="account"))
+    batch = read_records(records)
+    for snapshot in (
+        AccountSnapshot.from_batch(batch, 0.0, verified=True),
+        await AccountSnapshot.afrom_batch(batch, 0.0, verified=True),
+    ):
+        assert [t[0] for t in snapshot.by_case[CASE]] == [f"big-{i}" for i in range(size)]
+        assert [t[0] for t in snapshot.by_case[OTHER]] == [f"other-{i}" for i in range(size)]
+        assert all(type(tasks) is tuple for tasks in snapshot.by_case.values())
+        assert [t[0] for t in snapshot.account.tasks] == ["account"]
 
 
 def test_an_unverified_snapshot_blocks_but_never_opens():
