@@ -6,8 +6,10 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from importlib.metadata import version
+from typing import Any
 
 import pytest
 from helpers.airflow_harness import airflow_major
@@ -23,22 +25,24 @@ def _reset(sandbox) -> None:
     sandbox.control("POST", "/reset", {"scenario": "demo"})
 
 
-def _solve_after_first_check(sandbox, stop: threading.Event, after: float = 4.0) -> None:
-    """Once the gate has checked the case, let the sandbox clear the account-level task ``after`` s later."""
-    while not stop.is_set():
-        if sandbox.control("GET", "/counters").json().get("GET /cases/{id}/tasks", 0) >= 1:
-            task = next(t for t in sandbox.state.dump()["tasks"] if t["type"] == "AssignBankAccount")
-            sandbox.control("POST", f"/tasks/{task['id']}/solve", {"afterSeconds": after})
-            return
-        time.sleep(0.2)
+def _case_checked(sandbox) -> bool:
+    """The gate has checked its case (the worker's first check reads ``GET /cases/{id}/tasks``)."""
+    return sandbox.control("GET", "/counters").json().get("GET /cases/{id}/tasks", 0) >= 1
 
 
-def _solve_after_first_full_read(sandbox, stop: threading.Event, after: float) -> None:
-    """Once the triggerer has read the queue (a full read: only the shared poll makes one), let the sandbox clear
-    the account-level task ``after`` s later: its rounds are then counted from its own start, however late the
-    triggerer process started on a loaded machine."""
+def _queue_read(sandbox) -> bool:
+    """The triggerer has read the queue (a full read: only the shared poll makes one)."""
+    return any(_full_read(r) for r in sandbox.control("GET", "/requests").json())
+
+
+def _solve_after(
+    sandbox, stop: threading.Event, after: float = 4.0, seen: Callable[[Any], bool] = _case_checked
+) -> None:
+    """Once ``seen`` holds, let the sandbox clear the account-level task ``after`` s later. Counted from the
+    triggerer's first full read (``seen=_queue_read``), the gate's rounds are timed from the triggerer's own
+    start, however late its process started on a loaded machine."""
     while not stop.is_set():
-        if any(_full_read(r) for r in sandbox.control("GET", "/requests").json()):
+        if seen(sandbox):
             task = next(t for t in sandbox.state.dump()["tasks"] if t["type"] == "AssignBankAccount")
             sandbox.control("POST", f"/tasks/{task['id']}/solve", {"afterSeconds": after})
             return
@@ -50,7 +54,7 @@ def test_gate_opens_when_account_level_task_clears(airflow_env, sandbox, dag_id)
     sandbox.control("POST", "/scenario", demo_without_timer())
     sandbox.control("DELETE", "/requests")
     stop = threading.Event()
-    helper = threading.Thread(target=_solve_after_first_check, args=(sandbox, stop), daemon=True)
+    helper = threading.Thread(target=_solve_after, args=(sandbox, stop), daemon=True)
     helper.start()
     try:
         result = airflow_env.run_dag(dag_id, conn_json=sandbox.conn_json(), conf={"ref": "INV-1001"})
@@ -128,7 +132,7 @@ def test_exponential_backoff_is_honoured_when_deferred(airflow_env, sandbox):
     sandbox.control("POST", "/scenario", demo_without_timer())
     sandbox.control("DELETE", "/requests")
     stop = threading.Event()
-    helper = threading.Thread(target=_solve_after_first_full_read, args=(sandbox, stop, 9.0), daemon=True)
+    helper = threading.Thread(target=_solve_after, args=(sandbox, stop, 9.0, _queue_read), daemon=True)
     helper.start()
     try:
         result = airflow_env.run_dag("sensor_gate_backoff", conn_json=sandbox.conn_json(), conf={"ref": "INV-1001"})
