@@ -54,7 +54,6 @@ from airflow_provider_debitura.gate.records import (
     record_batch,
     task_dict,
     view,
-    views,
 )
 from airflow_provider_debitura.gate.snapshot import AccountSnapshot
 from airflow_provider_debitura.gate.verdict import (
@@ -126,5 +125,4 @@ __all__ = [
     "unknown",
     "utc_now_iso",
     "view",
-    "views",
 ]

@@ -137,14 +137,6 @@ def view(task: PackedTask) -> CompactTask:
     return task if isinstance(task, CompactTask) else CompactTask._make(task)
 
 
-def views(tasks: Iterable[PackedTask]) -> tuple[CompactTask, ...]:
-    """:func:`view` of each task.
-
-    :param tasks: packed tasks.
-    """
-    return tuple(map(view, tasks))
-
-
 def learn_type(name: str) -> None:
     """Remember a task type this provider does not know (the account-level read then asks for it by name, so
     its caseless tasks are seen without a scan of the queue); at most :data:`MAX_LEARNED_TYPES` per process.

@@ -23,7 +23,6 @@ from airflow_provider_debitura.gate import (
     read_records,
     task_dict,
     view,
-    views,
 )
 from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.models import Task
@@ -78,7 +77,7 @@ def test_a_read_keeps_plain_tuples_that_the_collector_untracks_and_views_name_th
     assert all(type(t) is tuple for t in batch.open) and len(batch.open) == 100
     gc.collect()
     assert not any(gc.is_tracked(t) for t in batch.open) and not any(gc.is_tracked(p) for p in batch.listed)
-    named = views(batch.open)
+    named = [view(t) for t in batch.open]
     assert all(gc.is_tracked(t) for t in named)  # why no queue, no part and no verdict holds views
     first = named[0]
     assert type(first) is CompactTask and view(first) is first and first == batch.open[0]
