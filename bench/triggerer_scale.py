@@ -103,9 +103,7 @@ async def run(args: argparse.Namespace) -> Figures:
     ]
     watcher = DebituraNewTasksTrigger(poll_interval=args.interval)
     watcher.asset_state_store = OneAsset(MemorySlot())  # type: ignore[assignment]
-    started = time.thread_time()
-    gc.collect()
-    figures.idle_gc_ms = (time.thread_time() - started) * 1000
+    figures.idle_gc_ms = timed_collection()
     figures.idle_objects = len(gc.get_objects())
     if args.freeze:  # what a deployment could do at the triggerer's start; the provider never does it
         gc.freeze()
@@ -184,6 +182,13 @@ async def run(args: argparse.Namespace) -> Figures:
     return figures
 
 
+def timed_collection() -> float:
+    """One full collection now, and the CPU milliseconds it took (it stops the loop for as long)."""
+    started = time.thread_time()
+    gc.collect()
+    return (time.thread_time() - started) * 1000
+
+
 def heap_census(top: int) -> str:
     """The objects the collector tracks, by type (the ``top`` most common), and what one full collection costs now.
 
@@ -197,9 +202,7 @@ def heap_census(top: int) -> str:
         if name == "AccountSnapshot":
             snapshots += 1
             page_bytes += sum(len(text) for text in obj.pages)
-    started = time.thread_time()
-    gc.collect()
-    spent = (time.thread_time() - started) * 1000
+    spent = timed_collection()
     ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
     lines = [
         f"heap: {sum(counts.values()):,} tracked objects; a full collection now takes {spent:.0f} ms CPU;"
