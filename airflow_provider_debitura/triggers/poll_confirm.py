@@ -4,10 +4,11 @@ A shared read may keep a gate blocked, but a gate opens only on direct reads of 
 (``docs/gates.md``, "The principle"). So after a full read the due gates are sorted by what the read says:
 
 - **opening**: the read would open the gate, or leaves it in doubt. Its case is read directly in this round,
-  and the account-level tasks once for all of them, when the round's budget has room. A gate that does not
-  fit is *pending*: its trigger asks for the next round (it does not back off, ``DebituraCaseUnblockedTrigger``),
-  and there its case comes first, before the gates seen opening for the first time. So N gates that clear
-  together with room for K case reads a round all open within ``ceil(N / K)`` rounds.
+  and the account-level tasks once for all of them, when the round's budget has room (:func:`confirm_room`). A
+  gate that does not fit is *pending*: its trigger asks for the next round (it does not back off,
+  ``DebituraCaseUnblockedTrigger``), and there its case comes first, before the gates seen opening for the
+  first time. So N gates that clear together with room for K case reads a round all open within
+  ``ceil(N / K)`` rounds; K is at least ``min(U, OPEN_FLOOR)`` when U of them a verified read saw unblocked.
 - **held** by its own case's tasks: its case is read directly once in :data:`EXISTS_EVERY` rounds, after the
   opening ones and budget permitting, at most :func:`existence_checks` of them a round (8, or a tenth of a full
   read), so that a case deleted while the queue still lists its task fails its gate within a few rounds, and
@@ -38,6 +39,13 @@ all checked in the round they are due."""
 UNKNOWN_PAGES = 8
 """The page count a round's budget assumes while the queue's size is unknown (its first read failed)."""
 
+OPEN_FLOOR = 100
+"""Case reads a round may always send for gates that a verified full read saw unblocked (a tenth of the default
+budget's minute): each such read is paid once per opening (the gate opens, or its own read finds it blocked and it
+backs off), so holding it back saves nothing. Without it a small queue, where ``2 * min(N + 1, P)`` leaves room for
+one case, opened a burst of N cleared gates over N rounds: 89 gates still waited an hour in a simulated 3-hour
+burst (``docs/gates.md``, "The budget")."""
+
 
 def confirm_budget(gates: int, pages: int | None, spent: int) -> int:
     """Direct reads a round may still send after its full read: the round stays within ``2 * min(N + 1, P)``.
@@ -47,6 +55,20 @@ def confirm_budget(gates: int, pages: int | None, spent: int) -> int:
     :param spent: requests the round has sent so far.
     """
     return max(0, 2 * min(gates + 1, pages or UNKNOWN_PAGES) - spent)
+
+
+def confirm_room(gates: int, pages: int | None, spent: int, *, unblocked: int, account: bool) -> int:
+    """Case reads a round may send after its full read, besides the account-level read when ``account``: what
+    :func:`confirm_budget` leaves, but at least one (or no gate would ever open) and at least
+    ``min(unblocked, OPEN_FLOOR)``. A round so costs at most ``max(2 * min(N + 1, P), P + min(U, 100) + 1)``.
+
+    :param gates: N, the gates due in the round.
+    :param pages: P, the queue's pages (None while unknown: :data:`UNKNOWN_PAGES`).
+    :param spent: requests the round has sent so far.
+    :param unblocked: U, the due gates the verified full read saw unblocked (not those it left in doubt).
+    :param account: the account-level tasks are read too (one request).
+    """
+    return max(confirm_budget(gates, pages, spent) - account, min(unblocked, OPEN_FLOOR), 1)
 
 
 def existence_checks(pages: int | None) -> int:
@@ -73,25 +95,30 @@ def account_types_of(gates: Sequence[GateSpec]) -> frozenset[str]:
     return frozenset(needed)
 
 
-async def sort_gates(snapshot: AccountSnapshot, gates: Sequence[GateSpec]) -> tuple[list[GateSpec], list[GateSpec]]:
-    """The gates a full read would open or leaves in doubt, and those it keeps blocked by their own case.
+async def sort_gates(
+    snapshot: AccountSnapshot, gates: Sequence[GateSpec]
+) -> tuple[list[GateSpec], list[GateSpec], int]:
+    """The gates a full read would open or leaves in doubt, those it keeps blocked by their own case, and how
+    many of the first it would open (not in doubt).
 
     :param snapshot: the full read.
     :param gates: the round's due gates.
     """
     opening: list[GateSpec] = []
     held: list[GateSpec] = []
+    unblocked = 0
     slice_ends = time.monotonic() + SLICE_SECONDS
     for gate in gates:
         state = snapshot.verdict_for(gate).state
         if state in (GateState.UNBLOCKED, GateState.UNKNOWN):
             opening.append(gate)
+            unblocked += state is GateState.UNBLOCKED
         elif state is GateState.BLOCKED and snapshot.from_full_read(gate.case_id):
             held.append(gate)
         if time.monotonic() >= slice_ends:  # 1,000 verdicts must not hold the loop in one piece
             await asyncio.sleep(0)
             slice_ends = time.monotonic() + SLICE_SECONDS
-    return opening, held
+    return opening, held, unblocked
 
 
 class Confirmations:

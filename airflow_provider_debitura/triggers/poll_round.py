@@ -4,7 +4,7 @@
   all of them (``C + 1`` requests; ``C`` without account-level gates);
 - **full**: one read of the whole open queue (``P`` pages), which also serves a whole-queue subscriber (the
   watcher); then the direct reads that the gates it would open need (:mod:`.poll_confirm`), within
-  ``2 * min(N + 1, P)`` for the round.
+  ``2 * min(N + 1, P)`` for the round, or ``P + min(U, 100) + 1`` when U of them a verified read saw unblocked.
 
 The queue's size is learned from page 1 of a full read, which doubles as the probe: after it the round either
 reads on or switches to direct reads. While gates read directly, page 1 is read again now and then
@@ -24,7 +24,7 @@ from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
 from airflow_provider_debitura.triggers.poll_confirm import (
     Confirmations,
     account_types_of,
-    confirm_budget,
+    confirm_room,
     existence_checks,
     sort_gates,
 )
@@ -159,11 +159,9 @@ class RoundReads:
 
     async def _confirm(self, snapshot: AccountSnapshot, plan: RoundPlan, pages: int | None) -> AccountSnapshot:
         """The direct reads a full read calls for, in the same round and within the round's budget."""
-        opening, held = await sort_gates(snapshot, plan.gates)
+        opening, held, unblocked = await sort_gates(snapshot, plan.gates)
         account_types = account_types_of(opening) if opening and not snapshot.account_direct else frozenset()
-        budget = confirm_budget(len(plan.gates), pages, self.requests)
-        budget = max(budget, 1 + bool(account_types))  # room to open at least one gate, or no gate ever opens
-        room = budget - bool(account_types)
+        room = confirm_room(len(plan.gates), pages, self.requests, unblocked=unblocked, account=bool(account_types))
         cases = self.confirmations.choose(opening, held, room, self.rounds, existence_checks(pages))
         if not cases:
             return snapshot

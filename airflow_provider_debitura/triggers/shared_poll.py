@@ -13,9 +13,10 @@ and a round starts only when the requests it is expected to send fit the connect
 (:class:`~.poll_budget.RoundBudget`: when the budget is tight the rounds stretch, said once in the log).
 
 So N gates over a queue of P pages cost at most ``min(N + 1, P)`` requests per interval, and at most
-``2 * min(N + 1, P)`` in a round whose full read opens gates (the first round: ``min(N + 1, P) + 1``, page 1
-being the size probe). Direct reads run at most :data:`MAX_CONCURRENT_READS` at a time *per connection*: a slow
-connection never holds up gates on another. Design notes and the cost table: ``docs/gates.md``.
+``2 * min(N + 1, P)`` in a round whose full read opens gates, or ``P + min(U, 100) + 1`` when U gates are seen
+unblocked (the first round: ``min(N + 1, P) + 1``, page 1 being the size probe). Direct reads run at most
+:data:`MAX_CONCURRENT_READS` at a time *per connection*: a slow connection never holds up gates on another.
+Design notes and the cost table: ``docs/gates.md``.
 """
 
 from __future__ import annotations

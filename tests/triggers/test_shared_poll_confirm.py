@@ -7,11 +7,19 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from helpers.gates import first_event, gate, poller, stop, until
 
 from airflow_provider_debitura.gate import GateSpec
 from airflow_provider_debitura.sandbox.scenarios import case_id_for
-from airflow_provider_debitura.triggers.poll_confirm import EXISTS_EVERY, Confirmations, existence_checks
+from airflow_provider_debitura.triggers import poll_confirm
+from airflow_provider_debitura.triggers.poll_confirm import (
+    EXISTS_EVERY,
+    OPEN_FLOOR,
+    Confirmations,
+    confirm_room,
+    existence_checks,
+)
 
 N = 4
 REFS = [f"CLR-{i}" for i in range(1, N + 1)]
@@ -19,8 +27,8 @@ REFS = [f"CLR-{i}" for i in range(1, N + 1)]
 
 def _one_blocker_per_case() -> dict[str, Any]:
     """N cases with one open task each, nothing account-level: one page, which matches its own total (atomic),
-    so it stands for the account-level read and a round has room for K = 1 case read:
-    ``2 * min(N + 1, P) = 2`` with P = 1, the full read and one case."""
+    so it stands for the account-level read, and ``2 * min(N + 1, P) = 2`` with P = 1 leaves room for one case
+    read a round: the full read and one case."""
     return {
         "name": "clear-together",
         "cases": [{"creditorReference": ref} for ref in REFS],
@@ -28,11 +36,27 @@ def _one_blocker_per_case() -> dict[str, Any]:
     }
 
 
-async def test_gates_that_clear_together_open_within_ceil_n_over_k_rounds(debitura_conn):
+@pytest.mark.parametrize(
+    ("floor", "opened", "costs"),
+    [
+        # the default floor (100): every gate a verified read saw unblocked is read in the round, K = N
+        (None, [1] * N, [1 + N]),
+        # a floor of 2: K = 2, so the gates open in ceil(N / K) = 2 rounds, 2 a round, pending ones first
+        (2, [1, 1, 2, 2], [3, 3]),
+    ],
+    ids=["default-floor", "floor-2"],
+)
+async def test_gates_that_clear_together_open_within_ceil_n_over_k_rounds(
+    debitura_conn, monkeypatch, floor, opened, costs
+):
     """N = 4 gates blocked "for a day" (an injected clock: each would next check in max_wait = 600 s) clear at once
-    with room for K = 1 case read a round: gate i opens in round i after the clearing (ceil(N / K) = 4 rounds,
-    0.1 s apart), each on its own case read, every round within 2 x min(N + 1, P) = 2 requests. Before, the
-    gates that did not fit waited their whole backoff (up to 600 s) for their next check."""
+    on a one-page queue, where ``2 * min(N + 1, P)`` leaves room for one case read a round: the floor for gates a
+    verified read saw unblocked (``OPEN_FLOOR``) gives K case reads a round, and gate i opens in round
+    ``ceil(i / K)`` after the clearing (0.1 s apart), each on its own case read. Before the floor, K was 1: in a
+    simulated 3-hour burst (``bench/simulated_day.py``) 77 of 1,000 gates had not opened an hour after their
+    blocker cleared. Before pending gates, those that did not fit waited their whole backoff (up to 600 s)."""
+    if floor is not None:
+        monkeypatch.setattr(poll_confirm, "OPEN_FLOOR", floor)
     sb = debitura_conn
     sb.control("POST", "/scenario", _one_blocker_per_case())
     clock = [time.time()]
@@ -56,10 +80,21 @@ async def test_gates_that_clear_together_open_within_ceil_n_over_k_rounds(debitu
     finally:
         await stop([t for t in tasks if not t.done()])
     assert [e["status"] for e in events] == ["success"] * N, events
-    assert sorted(opened_in[ref] - cleared_after for ref in REFS) == list(range(1, N + 1)), opened_in
-    assert list(poll.round_requests)[-N:] == [2] * N  # each round: the one-page full read and one case
+    assert sorted(opened_in[ref] - cleared_after for ref in REFS) == opened, opened_in
+    assert list(poll.round_requests)[-len(costs) :] == costs  # each round: the one-page full read and K cases
     case_reads = [r["path"] for r in sb.state.requests() if r["path"].startswith("/cases/")]
     assert sorted(case_reads) == sorted(f"/cases/{case_id_for(ref)}/tasks" for ref in REFS)  # each once
+
+
+def test_confirm_room_is_what_the_round_budget_leaves_but_at_least_the_unblocked_gates_up_to_the_floor():
+    # 1,000 due gates over 5,000 open tasks (P = 51): 2 x 51 - 51 = 51, less the account-level read
+    assert confirm_room(1_000, 51, 51, unblocked=0, account=True) == 50
+    assert confirm_room(1_000, 51, 51, unblocked=80, account=True) == 80
+    assert confirm_room(1_000, 51, 51, unblocked=5_000, account=True) == OPEN_FLOOR == 100
+    # a one-page queue: 2 x 1 - 1 = 1; gates in doubt (a failed or unverified read) get no floor
+    assert confirm_room(89, 1, 1, unblocked=0, account=False) == 1
+    assert confirm_room(89, 1, 1, unblocked=89, account=False) == 89
+    assert confirm_room(89, 1, 3, unblocked=0, account=True) == 1  # never 0: some gate must be able to open
 
 
 def test_pending_cases_come_first_then_new_ones_then_existence_checks():
