@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from airflow_provider_debitura.gate import AccountSnapshot, GateSpec, GateState
 from airflow_provider_debitura.triggers.poll_subscribers import SLICE_SECONDS
@@ -155,6 +155,20 @@ class Confirmations:
         due_cases = {g.case_id for g in held if self._read_in.setdefault(g.case_id, round_no) <= due}
         due_checks = sorted(due_cases - now_opening.keys(), key=lambda case: self._read_in[case])
         return (cases + due_checks[: max(0, checks)])[: max(0, room)]
+
+    @property
+    def remembered(self) -> int:
+        """Cases whose last direct read is remembered."""
+        return len(self._read_in)
+
+    def keep(self, cases: Collection[str]) -> None:
+        """Forget every case but ``cases`` (those some gate still watches): a case whose gates opened, failed or
+        left is never due an existence check again, and a triggerer that runs for weeks must not keep them all.
+
+        :param cases: the cases the poll's gates watch.
+        """
+        self._read_in = {case: at for case, at in self._read_in.items() if case in cases}
+        self._pending = {case: None for case in self._pending if case in cases}
 
     def read(self, cases: Iterable[str], round_no: int) -> None:
         """Note the cases read directly in round ``round_no`` (they are no longer pending).

@@ -41,6 +41,9 @@ MAX_CONCURRENT_READS = 8
 """Direct reads in flight at once, per connection and event loop (a cleared account-level blocker makes
 every gate read at once; 1,000 gates must not spend the key's per-minute budget in one burst)."""
 
+FORGET_SLACK = 100
+"""Cases of gates gone that the confirmations may remember beyond twice the subscribers before forgetting them."""
+
 _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedAccountPoller]] = (
     weakref.WeakKeyDictionary()
@@ -169,9 +172,17 @@ class SharedAccountPoller:
             self.round_gates.append(len(plan.gates))
             self.snapshots += 1
             await self.members.deliver(tokens, snapshot)
+            self._forget_gone_cases()
         finally:
             self.busy = False
             self.last_duration = time.monotonic() - clock
+
+    def _forget_gone_cases(self) -> None:
+        """Let the confirmations forget the cases no gate watches any more, once they remember more than twice as
+        many cases as there are subscribers (so the work is a few operations per gate that left)."""
+        confirmations = self.reads.confirmations
+        if confirmations.remembered > 2 * len(self.members) + FORGET_SLACK:
+            confirmations.keep({m.gate.case_id for m in self.members.members.values() if m.gate is not None})
 
     async def aclose(self) -> None:
         """Stop the loop and close the HTTP client; cancellation of the caller still propagates."""

@@ -20,6 +20,8 @@ from airflow_provider_debitura.triggers.poll_confirm import (
     confirm_room,
     existence_checks,
 )
+from airflow_provider_debitura.triggers.poll_subscribers import Member
+from airflow_provider_debitura.triggers.shared_poll import FORGET_SLACK, SharedAccountPoller
 
 N = 4
 REFS = [f"CLR-{i}" for i in range(1, N + 1)]
@@ -127,3 +129,24 @@ def test_existence_checks_take_a_tenth_of_a_full_read_a_round_not_the_whole_conf
     assert len(set(checked)) == len(checked) == 47 * 21  # in turn: no case twice before every case once
     opening = GateSpec.of(case_id_for("OPEN"))
     assert confirmations.choose([opening], held, room=2, round_no=60, checks=21)[0] == opening.case_id
+
+
+async def test_the_poll_forgets_the_cases_of_gates_gone_once_they_outnumber_its_gates():
+    """A triggerer that runs for weeks sees many gates come and go: the existence-check clock of a case whose gates
+    left is forgotten once such cases pass twice the subscribers (plus ``FORGET_SLACK``), not kept forever."""
+    poll = SharedAccountPoller("debitura_default", hook_factory=lambda conn_id: None)  # type: ignore[arg-type,return-value]
+    staying = [GateSpec.of(case_id_for(f"STAY-{i}")) for i in range(10)]
+    for spec in staying:
+        poll.members.join(Member(60.0, spec))
+    gone = [GateSpec.of(case_id_for(f"GONE-{i}")) for i in range(10 + FORGET_SLACK + 1)]  # 2 x 10 + slack, + 1
+    confirmations = poll.reads.confirmations
+    confirmations.choose([gone[0]], [*staying, *gone[1:]], room=0, round_no=0)  # every held case's clock starts
+    assert confirmations.remembered == 10 + len(gone) - 1 and confirmations.pending == [gone[0].case_id]
+    poll._forget_gone_cases()
+    assert confirmations.remembered == 2 * 10 + FORGET_SLACK  # not more than twice the gates + the slack yet
+    confirmations.choose([gone[0]], [*staying, *gone], room=0, round_no=1)
+    poll._forget_gone_cases()
+    assert confirmations.remembered == 10 and confirmations.pending == []
+    # the gates still there keep their clock: all are due their existence check EXISTS_EVERY rounds after round 0
+    due = confirmations.choose([], staying, room=20, round_no=EXISTS_EVERY, checks=20)
+    assert sorted(due) == sorted(g.case_id for g in staying)
