@@ -4,8 +4,10 @@
 asks ``GET /tasks`` once per task type in scope, page 1 only: its ``page.totalResults`` is that type's count and its
 records (oldest first) are that type's oldest tasks. Types this package does not know (Debitura adds types) have no
 filter of their own; they are what the account's unfiltered total leaves over, and those among the account's 100
-oldest tasks are named. The plan per scope and its cost are in :func:`count_plan`; the rules in
-docs/operators.md ("The list operator: shapes for XCom and mapping").
+oldest tasks are named. The unfiltered request goes first: when its one page holds the whole scope (fewer than 100
+tasks, every one readable), everything is counted from it and the other requests are not sent. The plan per scope
+and its cost are in :func:`count_plan`; the rules in docs/operators.md ("The list operator: shapes for XCom and
+mapping").
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from airflow_provider_debitura.hooks import endpoints
 from airflow_provider_debitura.hooks.exchange import Exchange, unwrap
 from airflow_provider_debitura.hooks.paging import expected_count
 from airflow_provider_debitura.models import RejectedRecord, Task, TaskPage, TaskType
-from airflow_provider_debitura.operators.list_output import SUMMARY_OLDEST, digest
+from airflow_provider_debitura.operators.list_output import COUNTS, SUMMARY_OLDEST, digest, shape_of
 
 __all__ = ["OTHER_TYPES", "CountPlan", "Counted", "TaskCounts", "count_plan", "counts_digest"]
 
@@ -117,6 +119,20 @@ class Counted:
     pages: dict[str, TaskPage] = field(default_factory=dict)
     rejected: list[RejectedRecord] = field(default_factory=list)
 
+    @property
+    def whole(self) -> TaskPage | None:
+        """The unfiltered page when it holds every task of the account (fewer than a full page, each readable, as
+        many as its ``totalResults``): then every count is read off it. None otherwise."""
+        page = self.pages.get(_ALL)
+        if page is None or page.rejected or page.raw_count >= ALL_PAGE:
+            return None
+        return page if page.page.total_results == page.raw_count else None
+
+    @property
+    def requests(self) -> int:
+        """The requests the count sent."""
+        return len(self.pages)
+
     def total(self, key: str) -> int:
         """``page.totalResults`` of one request (checked present when it was fed).
 
@@ -138,15 +154,18 @@ class TaskCounts(Exchange[Counted]):
 
     def __init__(self, plan: CountPlan) -> None:
         self._calls = plan.calls()
-        self._sent = False
+        self._batches = 0
         self._counted = Counted(plan)
 
     def next_calls(self) -> Sequence[endpoints.ApiCall[Any]]:
-        """Every call of the plan, once."""
-        if self._sent:
+        """The unfiltered call first when the plan has one, then the others unless its page held everything."""
+        self._batches += 1
+        first = [call for key, call in self._calls if key == _ALL]
+        if self._batches == 1 and first:
+            return first
+        if self._batches > 2 or (self._batches == 2 and not first) or self._counted.whole is not None:
             return []
-        self._sent = True
-        return [call for _, call in self._calls]
+        return [call for key, call in self._calls if key != _ALL]
 
     def feed(self, call: endpoints.ApiCall[Any], answer: object) -> None:
         """Take one page (an error it ended with is raised).
@@ -193,11 +212,16 @@ def counts_digest(counted: Counted) -> dict[str, Any]:
     ``by_type``: each type's total; unknown types (only in an open scope) by name with their count among the
     account's 100 oldest, and the rest of ``unfiltered - known`` (clamped at 0) under :data:`OTHER_TYPES`.
     ``account_level``: caseless tasks of the account-level types on their page, plus any past it.
-    ``oldest``: the 20 oldest of the per-type pages and of the unknown-type tasks seen.
+    ``oldest``: the 20 oldest of the per-type pages and of the unknown-type tasks seen. When the unfiltered page
+    held every task (:attr:`Counted.whole`), the summary of those in scope instead (``counted_from="tasks"``).
 
     :param counted: what :class:`TaskCounts` read.
     """
     plan = counted.plan
+    if (whole := counted.whole) is not None:  # every task read: the summary of those in scope
+        chat = TaskType.chat_driven()
+        summary: dict[str, Any] = shape_of([t for t in whole.tasks if not (plan.chat_total and t.type in chat)], COUNTS)
+        return summary
     by_type: Counter[str] = Counter({name: counted.total(name) for name in plan.types})
     oldest: list[Task] = [t for name in plan.types for t in counted.pages[name].tasks]
     if plan.unfiltered:

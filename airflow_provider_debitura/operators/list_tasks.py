@@ -178,7 +178,10 @@ class DebituraListTasksOperator(DebituraTaskOperatorBase):
             self.log.warning("%s", describe_rejected(counted.rejected))
         value = counts_digest(counted)
         title = f"{plan.status} tasks in the whole account"
-        note = f"counted from the API's totals ({plan.requests} requests); tasks come and go between the requests"
+        if counted.whole is not None:
+            note = f"counted from one page that held every {plan.status} task (1 request)"
+        else:
+            note = f"counted from the API's totals ({counted.requests} requests); tasks come and go between requests"
         self.log.info("%s", digest_table(value, title, note=note))
         if self.do_xcom_push and (too_large := digest_size_error(value, size_limit)) is not None:
             raise too_large

@@ -158,8 +158,30 @@ def test_the_budget_preflight_refuses_before_any_request(debitura_conn, monkeypa
     assert debitura_conn.control("GET", "/requests").json() == []
     budget_module.reset_budgets()
     budgeted(debitura_conn, monkeypatch, budget_per_minute=8)
-    assert run(shape="counts", needs_human_only=True)["counted_from"] == "totals"
-    assert debitura_conn.control("GET", "/counters").json()["total"] == 8
+    assert run(shape="counts", needs_human_only=True)["counted_from"] == "tasks"  # the demo's queue: one page
+    assert debitura_conn.control("GET", "/counters").json()["total"] == 1
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+def test_a_queue_on_one_page_is_counted_from_that_page_alone(debitura_conn, capsys, caplog, scope) -> None:
+    """The demo's queue (fewer than 100 open tasks): the unfiltered page holds every task, so the open scopes cost
+    1 request, not 8 or 10, and the digest is the summary's; scopes that name their types still ask per type."""
+    summary = run(shape="summary", **SCOPES[scope])
+    with caplog.at_level(logging.INFO):
+        value, cost = counted(debitura_conn, **SCOPES[scope])
+    if scope in ("no filter", "needs_human_only"):
+        assert cost == {"GET /tasks": 1, "total": 1}
+        assert value == {**summary, "counted_from": "tasks"}
+        assert "counted from one page that held every Open task (1 request)" in logged(capsys, caplog)
+    else:
+        assert cost["total"] == COST[scope] and value["counted_from"] == "totals"
+        assert {k: value[k] for k in COMPARED} == {k: summary[k] for k in COMPARED}
+
+
+def test_a_page_that_holds_a_record_it_cannot_read_is_not_counted_alone(debitura_conn) -> None:
+    add(debitura_conn, type="SignContract", minutesAgo=10**7, wire={"dateCreated": "yesterday-ish"})
+    value, cost = counted(debitura_conn, needs_human_only=True)
+    assert cost["total"] == 8 and value["counted_from"] == "totals"
 
 
 def test_a_record_the_hook_cannot_read_is_set_aside_and_the_digest_goes_on(debitura_conn, capsys, caplog) -> None:
