@@ -29,7 +29,7 @@ from airflow_provider_debitura.triggers.poll_confirm import (
     sort_gates,
 )
 from airflow_provider_debitura.triggers.poll_subscribers import Member
-from airflow_provider_debitura.triggers.reads import ListedIds, QueueRead, full_read_cost, pages_for, read_queue
+from airflow_provider_debitura.triggers.reads import LastReadTasks, QueueRead, full_read_cost, pages_for, read_queue
 
 log = logging.getLogger("airflow_provider_debitura.triggers.shared_poll")
 
@@ -82,7 +82,7 @@ class RoundReads:
     def __init__(self, conn_id: str, hook: DebituraAsyncHook, slots: asyncio.Semaphore) -> None:
         self.conn_id, self.hook, self._slots = conn_id, hook, slots
         self.confirmations = Confirmations()
-        self._listed = ListedIds()
+        self._listed = LastReadTasks()
         self._rounds_since_size = 0
         self._plan_text: str | None = None
         self._interval = 60.0

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------- the whole queue
 
 
-class ListedIds:
+class LastReadTasks:
     """The last complete read's open tasks by id, kept for the next read: a page's unchanged task is this same
     packed tuple (``gate.compact_page_call(known=)``), so a read of the whole queue holds each task's strings
     once, not once per read."""
@@ -105,7 +105,7 @@ async def read_queue(
     *,
     keep_pages: bool = False,
     keep_going: Callable[[int], bool] | None = None,
-    listed: ListedIds | None = None,
+    listed: LastReadTasks | None = None,
     pages_hint: int | None = None,
     max_rereads: int = paging.DEFAULT_MAX_REREADS,
 ) -> QueueRead:
@@ -116,11 +116,11 @@ async def read_queue(
     :param hook: the connection's async hook.
     :param keep_pages: also keep each page's records as JSON text (for subscribers that need full records).
     :param keep_going: called with ``totalResults`` after the first answer; False stops there (``abandoned``).
-    :param listed: the listing entries of earlier reads, to reuse (see :class:`ListedIds`).
+    :param listed: the last complete read's open tasks, to reuse (see :class:`LastReadTasks`).
     :param pages_hint: pages the queue had last time (saves the listing's size probe).
     :param max_rereads: passes the listing adds when a check fails (0: none; gates open only on direct reads).
     """
-    listed = listed if listed is not None else ListedIds()
+    listed = listed if listed is not None else LastReadTasks()
     listing = TaskListing(status="Open", pages_hint=pages_hint, max_rereads=max_rereads, key=paging.pair_key)
     reading = CompactListing(listing, keep_pages=keep_pages, keep_going=keep_going, listed=listed)
     try:
@@ -145,7 +145,7 @@ class CompactListing(Exchange[QueueRead]):
     :param listing: a fresh listing.
     :param keep_pages: also keep each page's records as JSON text.
     :param keep_going: called with ``totalResults`` after the first answer; False stops there (``abandoned``).
-    :param listed: the listing entries of earlier reads, to reuse (see :class:`ListedIds`).
+    :param listed: the last complete read's open tasks, to reuse (see :class:`LastReadTasks`).
     """
 
     def __init__(
@@ -154,10 +154,10 @@ class CompactListing(Exchange[QueueRead]):
         *,
         keep_pages: bool = False,
         keep_going: Callable[[int], bool] | None = None,
-        listed: ListedIds | None = None,
+        listed: LastReadTasks | None = None,
     ) -> None:
         self.listing, self.keep_pages, self.keep_going = listing, keep_pages, keep_going
-        self.listed = listed if listed is not None else ListedIds()
+        self.listed = listed if listed is not None else LastReadTasks()
         self.read = QueueRead()
         """What the read found so far (``error`` is set by :func:`read_queue` when it ends in one)."""
         self._open_by_id: dict[str, PackedTask] = {}

@@ -1,4 +1,4 @@
-"""A full read of the queue reuses the previous read's packed tasks (``triggers.reads.ListedIds.tasks``): only new
+"""A full read of the queue reuses the previous read's packed tasks (``triggers.reads.LastReadTasks.tasks``): only new
 or changed tasks are new objects, so the queue's strings are held once, not once per read."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import gc
 
 from airflow_provider_debitura.gate import AccountSnapshot
 from airflow_provider_debitura.hooks.debitura import DebituraAsyncHook
-from airflow_provider_debitura.triggers.reads import ListedIds, read_queue
+from airflow_provider_debitura.triggers.reads import LastReadTasks, read_queue
 
 
 async def test_an_unchanged_task_is_the_same_object_in_the_next_read(debitura_conn):
     debitura_conn.control("POST", "/scenario", {"name": "large:300"})
-    listed = ListedIds()
+    listed = LastReadTasks()
     async with DebituraAsyncHook() as hook:
         first = await read_queue(hook, listed=listed)
         solved = first.batch.open[0][0]
@@ -31,7 +31,7 @@ async def test_a_read_and_its_snapshot_hold_no_object_per_task_that_the_collecto
     full collections cost the same at any queue size (docs/triggerer-scale.md)."""
     debitura_conn.control("POST", "/scenario", {"name": "large:1000"})
     async with DebituraAsyncHook() as hook:
-        read = await read_queue(hook, listed=ListedIds())
+        read = await read_queue(hook, listed=LastReadTasks())
     assert read.verified and read.batch is not None and len(read.batch.open) == 1000
     snapshot = await AccountSnapshot.afrom_batch(read.batch, 0.0, verified=True)
     gc.collect()
