@@ -8,11 +8,13 @@ Figures in docs/watcher-cost.md.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers.gates import poller
 from helpers.quirky_api import QuirkyApi, task
 from helpers.sandbox import clear_counters, counters
 from helpers.watcher import Watch, add_task
@@ -204,3 +206,44 @@ async def test_an_odd_server_gets_full_reads_and_misses_nothing(quirky, quirk, c
         # a moved order before the last pages hides nothing new (old tasks trade places); at the end it is a doubt
     finally:
         await watch.stop()
+
+
+async def test_while_the_budget_holds_a_full_read_back_the_end_of_the_queue_still_fires_new_tasks(
+    debitura_conn, store, rounds_log, monkeypatch
+):
+    """A round in doubt needs the shared poll's full read; when the request budget holds the poll's rounds back (the
+    day's share spent: an hour, in a simulated day at 20,000 open tasks), each interval without it is an interim
+    round of the tail read's tasks, so a task created and solved meanwhile still fires, once. The budget's state is
+    forced (``RoundBudget.wait``): a real one takes minutes to spend (``bench/simulated_day.py`` runs it)."""
+    sb = debitura_conn
+    sb.control("POST", "/scenario", {"name": "large:1000"})
+    watch = Watch(DebituraNewTasksTrigger(poll_interval=INTERVAL, coalesce=True, store=store))
+    try:
+        await steady(watch, sb, rounds_log, 3)
+        poll = await poller()
+        fits = asyncio.Event()
+
+        async def tight(hook: Any, recent: Any, interval: float) -> float:
+            poll.budget.stretched = not fits.is_set()
+            return 0.0 if fits.is_set() else 3_600.0
+
+        monkeypatch.setattr(poll.budget, "wait", tight)
+        full_reads = poll.snapshots
+        await solve(sb, sb.state.list_tasks("Open")[500]["id"])  # the end no longer explains the count: in doubt
+        first = add_task(sb, "ReplyToChat", "LRG-000001")["id"]
+        await watch.until(lambda: len(watch.events) == 1, timeout=30)
+        await solve(sb, first)  # answered and gone before any full read
+        second = add_task(sb, "MoreInfoNeeded", "LRG-000002")["id"]
+        await watch.until(lambda: len(watch.events) == 2, timeout=30)
+        assert poll.snapshots == full_reads  # both fired by interim rounds: the poll read nothing
+        interim = [r for r in rounds_log if r.kind == "interim"]
+        assert interim and all(not r.complete and r.requests <= 2 for r in interim), _kinds(rounds_log)
+        mark = len(rounds_log)
+        fits.set()  # the budget fits again: the full read the watcher asked for runs
+        await watch.until(lambda: any(r.kind == "full" for r in rounds_log[mark:]), timeout=30)
+        back = await steady(watch, sb, rounds_log, 3)
+        assert all(r.kind == "tail" for r in back), _kinds(rounds_log)
+        assert poll.snapshots == full_reads + 1
+    finally:
+        await watch.stop()
+    assert [e["id"] for e in watch.events] == [first, second]  # each once, none lost

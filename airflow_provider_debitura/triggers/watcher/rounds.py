@@ -29,6 +29,7 @@ from airflow_provider_debitura.triggers.watcher.records import SnapshotRecords
 from airflow_provider_debitura.triggers.watcher.tail import QueueOrder, TailRead, TailResult
 
 if TYPE_CHECKING:
+    from airflow_provider_debitura.gate import AccountSnapshot
     from airflow_provider_debitura.triggers.watcher.state import WatchFilter
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ class Round:
     :param tail: ``tasks`` are the end of the queue, proved by a tail read to hold every task new since the
         last trusted listing (complete as to what is new; see :mod:`.tail`).
     :param order: the queue's order as this round proved it (the next tail read's basis); None: unknown.
-    :param kind: how it was read: ``"tail"``, ``"full"``, ``"case"`` or ``"failed"``.
+    :param kind: how it was read: ``"tail"``, ``"full"``, ``"case"``, ``"failed"`` or ``"interim"`` (the end of the
+        queue read while a full read it needs is held back by the request budget: incomplete, and not the next
+        tail read's basis).
     :param requests: requests the watcher itself sent (a full read through the shared poll is not counted).
     :param doubt: why the tail read did not suffice, when it did not.
     """
@@ -101,6 +104,8 @@ class QueueRounds:
         """The order of the last listing the watcher processed and could trust; None: the next round reads all."""
         self.tail_rounds = 0
         self.full_rounds = 0
+        self.interim_rounds = 0
+        """Rounds that read the end of the queue while a full read was held back by the request budget."""
         self.last_doubt: str | None = None
         self._next_at: float | None = None
 
@@ -124,6 +129,7 @@ class QueueRounds:
                 return await self._case_round()
             tail = await self._tail() if self.known is not None else None
             if tail is not None and tail.verified:
+                self._drop_question()
                 self.tail_rounds += 1
                 return Round(
                     True,
@@ -136,8 +142,12 @@ class QueueRounds:
             if tail is not None:
                 self.last_doubt = tail.doubt
                 log.info("Debitura watcher: reading the whole queue: %s", tail.doubt)
-            self.full_rounds += 1
-            return await self._full_round(tail)
+            listing = await self._full_round(tail)
+            if listing.kind == "interim":
+                self.interim_rounds += 1
+            else:
+                self.full_rounds += 1
+            return listing
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -152,7 +162,7 @@ class QueueRounds:
         :param accepted: the watcher judged its tasks (its state was loaded). A round it could not judge, or
             one that failed, leaves the basis as it was.
         """
-        if listing.ok and accepted:
+        if listing.ok and accepted and listing.kind != "interim":
             self.known = listing.order
 
     async def pause(self) -> None:
@@ -175,6 +185,15 @@ class QueueRounds:
 
     async def _full_round(self, tail: TailResult | None) -> Round:
         raise NotImplementedError
+
+    def _drop_question(self) -> None:
+        """A tail read proved the end complete: a full read asked for earlier is no longer needed."""
+
+
+def _interim(tail: TailResult) -> Round:
+    """The tail read's tasks as an incomplete round: they are open (read directly), so those new fire now."""
+    tasks = [t.to_api_dict() for t in tail.tasks]
+    return Round(True, tasks, complete=False, kind="interim", requests=tail.requests, doubt=tail.doubt)
 
 
 def _with_tail(records: list[TaskJson], tail: TailResult | None, trigger: WatcherConfig) -> list[TaskJson]:
@@ -236,6 +255,8 @@ class SharedRounds(QueueRounds):
     def __init__(self, trigger: WatcherConfig) -> None:
         super().__init__(trigger)
         self.source = subscribe(trigger.debitura_conn_id, trigger.poll_interval, records=True)
+        self._asked: asyncio.Future[AccountSnapshot | None] | None = None
+        """The full read asked of the shared poll and not yet answered (kept across interim rounds)."""
 
     @property
     def hook(self) -> DebituraAsyncHook:
@@ -248,8 +269,24 @@ class SharedRounds(QueueRounds):
     async def __aexit__(self, *exc: object) -> None:
         await self.source.__aexit__(None, None, None)  # leaving the poll does not depend on why
 
+    def _drop_question(self) -> None:
+        if self._asked is not None:
+            self._asked.cancel()
+            self._asked = None
+
     async def _full_round(self, tail: TailResult | None) -> Round:
-        snapshot = await self.source.next_snapshot(None)
+        """The shared poll's next full read, with the tail read's tasks. While the request budget holds the poll's
+        rounds back, every interval without it is an *interim* round of the tail read's tasks (incomplete: new
+        tasks at the end fire, nothing else changes), so that a task created and solved while the full read waits
+        (an hour, when the day's share is spent) is still seen; the question stays asked."""
+        if self._asked is None:
+            self._asked = self.source.next_snapshot(None)
+        while not self._asked.done():
+            await asyncio.wait({self._asked}, timeout=self.trigger.poll_interval)
+            poller = self.source.poller
+            if not self._asked.done() and tail is not None and poller is not None and poller.budget.stretched:
+                return _interim(tail)
+        snapshot, self._asked = self._asked.result(), None
         if snapshot is None:  # no deadline was given, so this cannot happen
             return Round.failed("the shared poll stopped")
         if not snapshot.ok:
