@@ -143,13 +143,19 @@ class Result:
                 f"{len(self.delays)} of {self.cleared} (early: {len(self.opened_early)})",
             ),
             ("gate delay median / p95 / max", self._delays_text()),
-            ("new tasks fired once", f"{sum(1 for n in self.fired.values() if n == 1)} of {len(self.added)}"),
+            ("new tasks fired once (never / more)", self._fired_text()),
             ("triage runs ok / run (retried)", f"{triage_ok} / {len(self.triage_runs)} ({self._retried()})"),
             ("budget 'tight' log lines", f"{self.tight_logs}"),
             ("real seconds", f"{self.real_seconds:.0f}"),
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+    def _fired_text(self) -> str:
+        once = sum(1 for n in self.fired.values() if n == 1)
+        never = sum(1 for task_id in self.added if task_id not in self.fired)
+        more = sum(1 for n in self.fired.values() if n > 1)
+        return f"{once} of {len(self.added)} ({never} / {more})"
 
     def _retried(self) -> int:
         return sum(1 for r in self.triage_runs if r.get("tries", 1) > 1)
