@@ -154,18 +154,17 @@ class TaskCounts(Exchange[Counted]):
 
     def __init__(self, plan: CountPlan) -> None:
         self._calls = plan.calls()
-        self._batches = 0
+        first = [call for key, call in self._calls if key == _ALL]
+        rest = [call for key, call in self._calls if key != _ALL]
+        self._batches = [first, rest] if first else [rest]
+        """The batches still to send: the unfiltered call first when the plan has one, then the others."""
         self._counted = Counted(plan)
 
     def next_calls(self) -> Sequence[endpoints.ApiCall[Any]]:
-        """The unfiltered call first when the plan has one, then the others unless its page held everything."""
-        self._batches += 1
-        first = [call for key, call in self._calls if key == _ALL]
-        if self._batches == 1 and first:
-            return first
-        if self._batches > 2 or (self._batches == 2 and not first) or self._counted.whole is not None:
+        """The next batch; none once the unfiltered page held everything (:attr:`Counted.whole`)."""
+        if not self._batches or self._counted.whole is not None:
             return []
-        return [call for key, call in self._calls if key != _ALL]
+        return self._batches.pop(0)
 
     def feed(self, call: endpoints.ApiCall[Any], answer: object) -> None:
         """Take one page (an error it ended with is raised).
@@ -219,8 +218,8 @@ def counts_digest(counted: Counted) -> dict[str, Any]:
     """
     plan = counted.plan
     if (whole := counted.whole) is not None:  # every task read: the summary of those in scope
-        chat = TaskType.chat_driven()
-        summary: dict[str, Any] = shape_of([t for t in whole.tasks if not (plan.chat_total and t.type in chat)], COUNTS)
+        human_only = plan.chat_total  # only the needs_human_only plan counts the chat-driven types apart
+        summary: dict[str, Any] = shape_of([t for t in whole.tasks if not (human_only and t.is_api_resolvable)], COUNTS)
         return summary
     by_type: Counter[str] = Counter({name: counted.total(name) for name in plan.types})
     oldest: list[Task] = [t for name in plan.types for t in counted.pages[name].tasks]
